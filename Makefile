@@ -1,0 +1,41 @@
+# gridmap: the two commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench venv db clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: database, sample subdistrict, demo accounts, server on 127.0.0.1:8000
+demo: venv
+	$(BIN)/gridmap demo
+
+## test: quality gates, then the whole test suite against a real PostGIS
+test: lint
+	$(BIN)/pytest
+
+## lint: ruff, formatting, mypy on gis/, and the layering contract
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## bench: routing, validation and intake benchmarks with ratios against PostGIS
+bench: venv
+	$(BIN)/python -m bench
+
+## db: start the embedded PostgreSQL + PostGIS (no-op with GRIDMAP_DATABASE_URL)
+db: venv
+	$(BIN)/gridmap db start
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""The FastAPI application factory.
+
+Nothing is built at import time: ``create_app(settings)`` returns an app whose lifespan
+prepares the database, builds the engine and disposes it. Tests pass their own session
+factory (bound to a rolled-back transaction) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.database import prepare_database
+from api.errors import install_error_handlers
+from api.routes import auth, grids, health, lookup
+from api.settings import Settings
+from gis.store.database import make_engine
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None) -> FastAPI:
+    """Build the app; with ``sessions`` given, use them and leave the database alone."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.signing_key = settings.signing_key()
+        if sessions is not None:
+            app.state.sessions = sessions
+            yield
+            return
+        url = prepare_database(settings, migrate_schema=settings.migrate_on_start)
+        engine = make_engine(url, pool_size=settings.db_pool_size)
+        app.state.engine = engine
+        app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="gridmap",
+        version="0.1.0",
+        summary="Grid boundaries, point-in-polygon routing of geotagged events, live maps.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth.router, prefix=API_PREFIX)
+    app.include_router(grids.router, prefix=API_PREFIX)
+    app.include_router(lookup.router, prefix=API_PREFIX)
+    return app

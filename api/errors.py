@@ -1,0 +1,137 @@
+"""RFC 9457 problem+json for every error, from one table of domain errors to status codes.
+
+Messages are written for the person who must act on them, and never echo submitted values:
+a report may carry a resident's phone number, and an error log is no place for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gis import errors as e
+
+log = logging.getLogger("gridmap.api")
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://gridmap.dev/problems/"
+RETRY_AFTER_S = 5
+
+#: Domain error class → HTTP status. The most specific class listed wins.
+STATUS_FOR: dict[type[e.GridmapError], int] = {
+    e.UnsafeArchive: 422,
+    e.UnreadableFile: 422,
+    e.InvalidInput: 422,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.LimitExceeded: 413,
+    e.DatabaseUnavailable: 503,
+    e.EmbeddedDatabaseError: 503,
+}
+
+
+class AuthError(e.GridmapError):
+    """Missing, expired or forged credentials."""
+
+    kind = "unauthorized"
+
+
+class Forbidden(e.GridmapError):
+    """Authenticated, but the role may not do this."""
+
+    kind = "forbidden"
+
+
+STATUS_FOR[AuthError] = 401
+STATUS_FOR[Forbidden] = 403
+
+
+def status_for(exc: e.GridmapError) -> int:
+    """Find the status of the nearest class in the table along the exception's MRO."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS_FOR:
+            return STATUS_FOR[cls]
+    return 400
+
+
+def problem(
+    status: int,
+    kind: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """Build one problem+json response."""
+    body = {
+        "type": TYPE_BASE + kind,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _safe_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Keep where and why; drop 'input' and 'ctx' which may echo the submitted values.
+    return [
+        {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every failure through problem+json."""
+
+    @app.exception_handler(e.GridmapError)
+    async def _domain(request: Request, exc: e.GridmapError) -> JSONResponse:
+        status = status_for(exc)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+        if status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return problem(status, exc.kind, exc.message, headers=headers, **exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _safe_validation_errors(exc)
+        where = ", ".join(".".join(err["loc"]) + ": " + err["msg"] for err in errors[:5])
+        return problem(422, "validation", f"The request is not valid: {where}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        kind = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
+        return problem(exc.status_code, kind, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _db_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", str(exc).splitlines()[0])
+        return problem(
+            503,
+            e.DatabaseUnavailable.kind,
+            "The database is not answering; retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await _db_down(request, exc)
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return problem(500, "internal", "An internal error occurred; it has been logged.")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal", "An internal error occurred; it has been logged.")

@@ -1,0 +1,147 @@
+"""Authentication and role checks: Argon2 passwords, signed bearer tokens, hashed API keys.
+
+Every route declares who may call it with exactly one of :func:`allow` or :func:`public`
+in its ``dependencies``; a test walks the app's routes and fails on any route without.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from fastapi import Depends, Request
+from pwdlib import PasswordHash
+from sqlalchemy.orm import Session
+
+from api.errors import AuthError, Forbidden
+from gis.store import users as user_store
+from gis.store.users import User
+
+ROLES = ("admin", "planner", "dispatcher", "worker", "reporter")
+ALGORITHM = "HS256"
+API_KEY_PREFIX = "gm_"
+
+_hasher = PasswordHash.recommended()
+
+
+def hash_password(password: str) -> str:
+    """Argon2id hash of a password."""
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    """Check a password; a user without a hash (a system) never signs in by password."""
+    if not password_hash:
+        # Burn comparable time so a missing user is not told apart by timing.
+        _hasher.verify(password, _DUMMY_HASH)
+        return False
+    return _hasher.verify(password, password_hash)
+
+
+_DUMMY_HASH = _hasher.hash("not-a-password")
+
+
+def issue_token(user: User, key: str, ttl: timedelta) -> str:
+    """Sign a bearer token naming the user and the role it held when signed."""
+    now = datetime.now(UTC)
+    claims = {"sub": str(user.id), "role": user.role, "iat": now, "exp": now + ttl, "iss": "gridmap"}
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def new_api_key() -> tuple[str, str, str]:
+    """Return (key, prefix, hash) for a new API key; only the hash is ever stored."""
+    prefix = secrets.token_hex(6)
+    key = f"{API_KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    return key, prefix, hash_api_key(key)
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 of a key: API keys carry 256 bits of entropy, so a slow hash adds nothing."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _principal_from_api_key(session: Session, key: str) -> User:
+    parts = key.removeprefix(API_KEY_PREFIX).split("_", 1)
+    found = user_store.api_key_owner(session, parts[0]) if len(parts) == 2 else None
+    if found is None or not hmac.compare_digest(found[1], hash_api_key(key)):
+        raise AuthError("The API key is not valid.")
+    return found[0]
+
+
+def _principal_from_token(session: Session, token: str, key: str) -> User:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[ALGORITHM], issuer="gridmap", options={"require": ["exp", "sub"]}
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthError("The token has expired; sign in again.") from exc
+    except jwt.InvalidTokenError as exc:
+        raise AuthError("The token is not valid.") from exc
+    user = user_store.get_user(session, int(claims["sub"]))
+    if user is None:
+        raise AuthError("The token's user no longer exists.")
+    return user
+
+
+def authenticate(request: Request, session: Session) -> User:
+    """Find the caller from ``Authorization: Bearer`` (token or API key) or ``X-API-Key``."""
+    api_key = request.headers.get("x-api-key")
+    auth = request.headers.get("authorization", "")
+    scheme, _, credential = auth.partition(" ")
+    if api_key:
+        user = _principal_from_api_key(session, api_key.strip())
+    elif scheme.lower() == "bearer" and credential.strip():
+        credential = credential.strip()
+        if credential.startswith(API_KEY_PREFIX):
+            user = _principal_from_api_key(session, credential)
+        else:
+            user = _principal_from_token(session, credential, request.app.state.signing_key)
+    else:
+        raise AuthError("Sign in first: send 'Authorization: Bearer <token>' or 'X-API-Key'.")
+    if not user.active:
+        raise AuthError("This account is disabled.")
+    return user
+
+
+class RoleCheck:
+    """A dependency allowing the listed roles (admin is always allowed)."""
+
+    def __init__(self, roles: tuple[str, ...]) -> None:
+        unknown = set(roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles {sorted(unknown)}")
+        self.roles = roles
+
+    def __call__(self, request: Request) -> User:
+        from api.deps import open_session
+
+        with open_session(request) as session:
+            user = authenticate(request, session)
+        if user.role != "admin" and user.role not in self.roles:
+            raise Forbidden(f"The role '{user.role}' may not do this.")
+        request.state.user = user
+        return user
+
+
+class PublicAccess:
+    """A dependency that marks a route as deliberately open to everyone."""
+
+    def __call__(self) -> None:
+        return None
+
+
+def allow(*roles: str) -> Any:
+    """Declare the roles that may call a route."""
+    return Depends(RoleCheck(roles))
+
+
+def public() -> Any:
+    """Declare a route public (health, lookup, sign-in)."""
+    return Depends(PublicAccess())
+
+
+ANY_ROLE = ROLES

@@ -1,0 +1,92 @@
+"""Loading the sample subdistrict, roster, categories and demo accounts, idempotently.
+
+Running it twice changes nothing: the boundary set is recognised by its content hash, the
+roster and categories are upserted, and demo users keep their ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from api.security import hash_password, new_api_key
+from gis.errors import InvalidInput
+from gis.io.boundary_files import read_boundary_file
+from gis.io.roster_files import read_categories, read_workers
+from gis.store import boundaries, roster, users
+from gis.validation import validate_boundaries
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+SAMPLE_BOUNDARIES = DATA_DIR / "boundaries" / "subdistrict.geojson"
+SAMPLE_LABEL = "Sample subdistrict (黄河街道 sample)"
+
+#: Demo accounts: username → (role, password). Development only.
+DEMO_USERS = {
+    "admin": ("admin", "admin-demo"),
+    "planner": ("planner", "planner-demo"),
+    "dispatcher": ("dispatcher", "dispatcher-demo"),
+    "worker": ("worker", "worker-demo"),
+    "reporter": ("reporter", None),
+}
+
+
+@dataclass
+class SeedResult:
+    """What loading the sample did."""
+
+    version_id: int
+    version_created: bool
+    workers: int
+    categories: int
+    api_keys: dict[str, str] = field(default_factory=dict)
+
+
+def load_sample(
+    session: Session, data_dir: Path = DATA_DIR, *, echo: Callable[[str], None] = print
+) -> SeedResult:
+    """Load the sample subdistrict (published), workers and categories into the database."""
+    features = read_boundary_file(data_dir / "boundaries" / "subdistrict.geojson").features
+    digest = boundaries.content_hash(features)
+    existing = boundaries.find_version_by_hash(session, digest)
+    created = existing is None
+    if existing is None:
+        report = validate_boundaries(features)
+        if not report.valid:
+            first = report.problems[0]
+            raise InvalidInput(f"The sample subdistrict is not valid: {first.message}")
+        draft = boundaries.create_version(
+            session, features, label=SAMPLE_LABEL, author="gridmap demo", source="data/boundaries/subdistrict.geojson"
+        )
+        existing = boundaries.publish_version(session, draft.id)
+        echo(f"loaded boundary version {existing.id}: {len(features)} grids")
+    elif existing.status == "draft":
+        existing = boundaries.publish_version(session, existing.id)
+    categories = roster.upsert_categories(session, read_categories(data_dir / "categories.csv"))
+    workers = roster.upsert_workers(session, read_workers(data_dir / "workers.csv"))
+    return SeedResult(existing.id, created, workers, categories)
+
+
+def create_demo_users(session: Session) -> dict[str, str]:
+    """Create the demo accounts; return a fresh API key for the reporter system."""
+    from gis.store.models import WorkerRow
+
+    first_worker = session.query(WorkerRow.id).order_by(WorkerRow.worker_no).limit(1).scalar()
+    keys: dict[str, str] = {}
+    for username, (role, password) in DEMO_USERS.items():
+        user = users.upsert_user(
+            session,
+            username,
+            role,
+            password_hash=hash_password(password) if password else None,
+            display_name=f"demo {role}",
+            worker_id=first_worker if role == "worker" else None,
+        )
+        if role == "reporter":
+            users.revoke_api_keys(session, user.id)
+            key, prefix, key_hash = new_api_key()
+            users.add_api_key(session, user.id, "demo reporting system", prefix, key_hash)
+            keys[username] = key
+    return keys

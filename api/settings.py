@@ -1,0 +1,64 @@
+"""gridmap's one settings object, read from ``GRIDMAP_*`` environment variables.
+
+The spatial core never reads the environment: the API and CLI build ``Settings`` once and
+pass plain values down.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gis.store.embedded import EmbeddedCluster
+
+
+class Settings(BaseSettings):
+    """Configuration; every field is ``GRIDMAP_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDMAP_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL + PostGIS URL. Unset: the embedded cluster in data_dir.",
+    )
+    data_dir: Path = Field(default=Path(".gridmap"), description="Embedded cluster and state.")
+    pg_port: int | None = Field(default=None, description="Embedded cluster port (default: any free).")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: str | None = Field(default=None, description="Signs bearer tokens (HS256).")
+    token_ttl_minutes: int = Field(default=12 * 60, ge=1, le=7 * 24 * 60)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    migrate_on_start: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if not self.secret_key or len(self.secret_key) < 32:
+                raise ValueError(
+                    "GRIDMAP_SECRET_KEY must be set to at least 32 random characters in production"
+                )
+            if not self.database_url:
+                raise ValueError("GRIDMAP_DATABASE_URL must be set in production")
+        return self
+
+    @cached_property
+    def embedded(self) -> EmbeddedCluster:
+        """The embedded cluster used when no database URL is configured."""
+        return EmbeddedCluster(self.data_dir / "pg", port=self.pg_port)
+
+    def signing_key(self) -> str:
+        """Return the token signing key; in development, one kept in the data folder."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.is_file():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()

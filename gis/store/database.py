@@ -1,0 +1,108 @@
+"""Engines, database creation and migrations: the PostGIS adapter's entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.engine import URL
+
+from gis.errors import DatabaseUnavailable, EmbeddedDatabaseError
+from gis.store.postgis import install_postgis_package
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Use psycopg 3 whatever driver the URL names (``postgresql://`` → ``+psycopg``)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL, *, pool_size: int = 10) -> Engine:
+    """Build the engine gridmap uses everywhere: pre-ping, so a restarted server is survived."""
+    return create_engine(
+        normalise_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5, "application_name": "gridmap"},
+    )
+
+
+def _libpq_kwargs(url: URL, database: str) -> dict[str, object]:
+    return {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 5432,
+        "user": url.username,
+        "password": url.password,
+        "dbname": database,
+        "connect_timeout": 5,
+        "autocommit": True,
+    }
+
+
+def ensure_database(url: str | URL, *, echo: Callable[[str], None] = print) -> URL:
+    """Create the URL's database if missing and make sure PostGIS is installed in it."""
+    parsed = normalise_url(url)
+    database = parsed.database or "gridmap"
+    try:
+        with psycopg.connect(**_libpq_kwargs(parsed, "postgres")) as conn:  # type: ignore[arg-type]
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if found.fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{database}"')
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"Cannot connect to PostgreSQL at {parsed.host}:{parsed.port}: "
+            f"{str(exc).strip().splitlines()[0]}"
+        ) from exc
+    with psycopg.connect(**_libpq_kwargs(parsed, database)) as conn:  # type: ignore[arg-type]
+        ensure_postgis(conn, echo=echo)
+    return parsed
+
+
+def ensure_postgis(conn: psycopg.Connection[tuple[object, ...]], *, echo: Callable[[str], None] = print) -> None:
+    """Install the PostGIS package when the server lacks it, then create the extension."""
+    row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'").fetchone()
+    if row is None:
+        major_row = conn.execute("SHOW server_version_num").fetchone()
+        major = int(str(major_row[0] if major_row else "0")) // 10000
+        host = conn.info.host
+        if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("/"):
+            raise EmbeddedDatabaseError(
+                f"The PostgreSQL server at {host} has no PostGIS; install "
+                f"postgresql-{major}-postgis-3 (or your platform's PostGIS 3 package) there."
+            )
+        install_postgis_package(major, echo=echo)
+    conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+
+
+def alembic_config(url: str | URL) -> Config:
+    """Alembic configuration pointing at gridmap's migrations and the given database."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["url"] = normalise_url(url)
+    return cfg
+
+
+def migrate(url: str | URL, revision: str = "head") -> None:
+    """Apply the schema migrations up to ``revision``."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def check_ready(engine: Engine) -> None:
+    """Raise DatabaseUnavailable unless the database answers and has PostGIS."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT postgis_lib_version()"))
+    except DBAPIError as exc:
+        raise DatabaseUnavailable("The database is not answering.") from exc

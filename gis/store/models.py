@@ -1,0 +1,263 @@
+"""The relational schema, as SQLAlchemy 2 mapped classes.
+
+Only the storage modules in ``gis/store`` use these classes; everything above them gets
+domain objects and shapely geometries. Vocabularies are ``text`` columns guarded by CHECK
+constraints rather than PostgreSQL enum types, so later migrations can extend them with a
+plain constraint swap.
+
+Worker assignments name grids by **code**, not by row id: a grid keeps its identity (its
+code) across boundary versions, so a redraw never orphans the roster.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+VERSION_STATUSES = ("draft", "published", "retired")
+GRID_LEVELS = ("subdistrict", "community", "basic")
+WORKER_ROLES = ("full_time", "grid_police", "law_enforcement", "community_staff")
+USER_ROLES = ("admin", "planner", "dispatcher", "worker", "reporter")
+EVENT_STATUSES = (
+    "reported",
+    "registered",
+    "dispatched",
+    "claimed",
+    "handled",
+    "verified",
+    "closed",
+    "evaluated",
+    "voided",
+    "returned",
+    "postponed",
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints stably."""
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class BoundaryVersionRow(Base):
+    """One complete set of grid polygons (a generation), with its life cycle."""
+
+    __tablename__ = "boundary_versions"
+    __table_args__ = (
+        CheckConstraint(_in("status", VERSION_STATUSES), name="status"),
+        CheckConstraint(
+            "effective_to IS NULL OR effective_from IS NULL OR effective_to >= effective_from",
+            name="effective_range",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    effective_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    effective_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    author: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GridRow(Base):
+    """A grid polygon inside one boundary version; ``code`` is its identity across versions."""
+
+    __tablename__ = "grids"
+    __table_args__ = (
+        UniqueConstraint("version_id", "code"),
+        CheckConstraint(_in("level", GRID_LEVELS), name="level"),
+        Index("ix_grids_geom", "geom", postgresql_using="gist"),
+        Index("ix_grids_version_level", "version_id", "level"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("boundary_versions.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(32), index=True)
+    parent_code: Mapped[str | None] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Text)
+    population: Mapped[int | None] = mapped_column(Integer)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False
+    )
+
+
+class WorkerRow(Base):
+    """A grid worker (网格员) or another person who handles events on the ground."""
+
+    __tablename__ = "workers"
+    __table_args__ = (CheckConstraint(_in("role", WORKER_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker_no: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(32))
+    duty: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WorkerAssignmentRow(Base):
+    """A worker's responsibility for one grid (by code), in a role, on a duty schedule."""
+
+    __tablename__ = "worker_assignments"
+    __table_args__ = (
+        UniqueConstraint("worker_id", "grid_code"),
+        CheckConstraint(_in("role", WORKER_ROLES), name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    grid_code: Mapped[str] = mapped_column(String(32), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    duty: Mapped[str | None] = mapped_column(Text)
+
+
+class EventCategoryRow(Base):
+    """An event category (small class under a big class), with its time limit and role."""
+
+    __tablename__ = "event_categories"
+    __table_args__ = (
+        CheckConstraint(
+            f"required_role IS NULL OR {_in('required_role', WORKER_ROLES)}", name="required_role"
+        ),
+    )
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    big_class: Mapped[str] = mapped_column(String(8))
+    big_class_name: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    name_en: Mapped[str | None] = mapped_column(Text)
+    time_limit_hours: Mapped[float] = mapped_column(Float)
+    required_role: Mapped[str | None] = mapped_column(String(32))
+    hazard: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+
+
+class EventRow(Base):
+    """A geotagged report and where it stands in the closed-loop workflow.
+
+    The reported coordinates are kept exactly as sent (``reported_lon``/``reported_lat``,
+    ``reported_crs``) beside the WGS84 ``location`` used for routing, so a quarantined
+    report (swapped axes, null island) is never lost or silently altered.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint(_in("status", EVENT_STATUSES), name="status"),
+        Index("ix_events_location", "location", postgresql_using="gist"),
+        Index("ix_events_status_grid", "status", "grid_code"),
+        Index("ix_events_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    client_event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    category_code: Mapped[str] = mapped_column(ForeignKey("event_categories.code"))
+    description: Mapped[str | None] = mapped_column(Text)
+    reported_lon: Mapped[float | None] = mapped_column(Float)
+    reported_lat: Mapped[float | None] = mapped_column(Float)
+    reported_crs: Mapped[str] = mapped_column(String(16), default="wgs84")
+    location: Mapped[Any | None] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reporter: Mapped[str | None] = mapped_column(Text)
+    grid_code: Mapped[str | None] = mapped_column(String(32))
+    boundary_version_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_versions.id"))
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="reported")
+    queue: Mapped[str | None] = mapped_column(String(32))
+    routing_flag: Mapped[str | None] = mapped_column(String(16))
+    routing_candidates: Mapped[list[str] | None] = mapped_column(ARRAY(String(32)))
+    routing_distance_m: Mapped[float | None] = mapped_column(Float)
+    routing_reason: Mapped[str | None] = mapped_column(Text)
+    quarantine_reason: Mapped[str | None] = mapped_column(String(32))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EventTransitionRow(Base):
+    """One step of an event's audit trail: who moved it from where to where, and why."""
+
+    __tablename__ = "event_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class UserRow(Base):
+    """A person or system that signs in: its role decides what it may do."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", USER_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ApiKeyRow(Base):
+    """A hashed API key for a system (a reporting app, a sensor gateway)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

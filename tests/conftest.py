@@ -1,0 +1,136 @@
+"""Test fixtures: a real PostGIS, one rolled-back transaction per test.
+
+The database is the server named by ``GRIDMAP_TEST_DATABASE_URL`` (CI points it at the
+machine's PostgreSQL) or, when unset, gridmap's embedded cluster in ``.gridmap/pg``. The
+suite works in its own database ``gridmap_test``, migrated and seeded with the sample
+subdistrict once per session; each test runs inside a transaction that is rolled back, with
+sessions joined through savepoints so the code under test may commit.
+
+With ``CI=true`` a database that cannot be prepared fails the run, and any skipped test
+fails it too: a green CI must mean the database tests ran.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.app import create_app
+from api.security import issue_token
+from api.settings import Settings
+from gis.store import users
+from gis.store.database import ensure_database, make_engine, migrate, normalise_url
+
+ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_DATABASE = "gridmap_test"
+
+
+def _server_url() -> URL:
+    configured = os.environ.get("GRIDMAP_TEST_DATABASE_URL")
+    if configured:
+        return normalise_url(configured)
+    settings = Settings(database_url=None, data_dir=ROOT / ".gridmap")
+    return normalise_url(settings.embedded.start(echo=lambda m: None))
+
+
+def _fresh_database(server: URL) -> URL:
+    import psycopg
+
+    url = server.set(database=TEST_DATABASE)
+    kwargs = {"host": url.host, "port": url.port, "user": url.username, "password": url.password}
+    with psycopg.connect(dbname="postgres", autocommit=True, **kwargs) as conn:  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
+    return ensure_database(url, echo=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> URL:
+    """A freshly created, migrated and seeded test database."""
+    try:
+        url = _fresh_database(_server_url())
+        migrate(url)
+    except Exception as exc:  # noqa: BLE001 - reported as fail or skip below
+        message = f"no PostGIS database for the tests: {exc}"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    engine = make_engine(url, pool_size=2)
+    from api.seed import load_sample
+
+    with Session(engine) as session, session.begin():
+        load_sample(session, echo=lambda m: None)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: URL) -> Iterator[Engine]:
+    eng = make_engine(database_url, pool_size=5)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        try:
+            yield conn
+        finally:
+            outer.rollback()
+
+
+@pytest.fixture
+def sessions(connection: Connection) -> sessionmaker[Session]:
+    """Sessions joined to the test transaction through savepoints."""
+    return sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+
+
+@pytest.fixture
+def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with sessions() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "state", secret_key="t" * 40, migrate_on_start=False)
+
+
+@pytest.fixture
+def app_client(settings: Settings, sessions: sessionmaker[Session]) -> Iterator[TestClient]:
+    app = create_app(settings, sessions=sessions)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def auth_headers(sessions: sessionmaker[Session], settings: Settings) -> Callable[[str], dict[str, str]]:
+    """Make a user of the given role and return headers carrying its bearer token."""
+
+    def make(role: str) -> dict[str, str]:
+        with sessions() as s, s.begin():
+            user = users.upsert_user(s, f"test-{role}", role)
+        token = issue_token(user, settings.signing_key(), timedelta(minutes=5))
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI, a skipped test is a failure: it would hide a missing database or browser."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if IN_CI and skipped and exitstatus == 0:
+        reporter.write_line(f"CI: {skipped} test(s) were skipped; failing the run.", red=True)
+        session.exitstatus = 1
