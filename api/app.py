@@ -22,7 +22,9 @@ from gis.store.database import make_engine
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None
+) -> FastAPI:
     """Build the app; with ``sessions`` given, use them and leave the database alone."""
     settings = settings or Settings()
 

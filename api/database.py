@@ -10,7 +10,9 @@ from api.settings import Settings
 from gis.store.database import ensure_database, migrate, normalise_url
 
 
-def database_url(settings: Settings, *, start: bool = True, echo: Callable[[str], None] = print) -> URL:
+def database_url(
+    settings: Settings, *, start: bool = True, echo: Callable[[str], None] = print
+) -> URL:
     """Return the configured URL, starting the embedded cluster when none is configured."""
     if settings.database_url:
         return normalise_url(settings.database_url)
@@ -19,7 +21,9 @@ def database_url(settings: Settings, *, start: bool = True, echo: Callable[[str]
     return normalise_url(url)
 
 
-def prepare_database(settings: Settings, *, migrate_schema: bool = True, echo: Callable[[str], None] = print) -> URL:
+def prepare_database(
+    settings: Settings, *, migrate_schema: bool = True, echo: Callable[[str], None] = print
+) -> URL:
     """Make sure the database exists, has PostGIS and the current schema."""
     url = ensure_database(database_url(settings, echo=echo), echo=echo)
     if migrate_schema:

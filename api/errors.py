@@ -85,7 +85,11 @@ def problem(
 def _safe_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Keep where and why; drop 'input' and 'ctx' which may echo the submitted values.
     return [
-        {"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        {
+            "loc": [str(p) for p in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
         for err in exc.errors()
     ]
 

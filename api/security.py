@@ -48,7 +48,13 @@ _DUMMY_HASH = _hasher.hash("not-a-password")
 def issue_token(user: User, key: str, ttl: timedelta) -> str:
     """Sign a bearer token naming the user and the role it held when signed."""
     now = datetime.now(UTC)
-    claims = {"sub": str(user.id), "role": user.role, "iat": now, "exp": now + ttl, "iss": "gridmap"}
+    claims = {
+        "sub": str(user.id),
+        "role": user.role,
+        "iat": now,
+        "exp": now + ttl,
+        "iss": "gridmap",
+    }
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
@@ -75,7 +81,11 @@ def _principal_from_api_key(session: Session, key: str) -> User:
 def _principal_from_token(session: Session, token: str, key: str) -> User:
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, key, algorithms=[ALGORITHM], issuer="gridmap", options={"require": ["exp", "sub"]}
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            issuer="gridmap",
+            options={"require": ["exp", "sub"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("The token has expired; sign in again.") from exc
@@ -117,6 +127,7 @@ class RoleCheck:
         self.roles = roles
 
     def __call__(self, request: Request) -> User:
+        """Authenticate the caller and check the role."""
         from api.deps import open_session
 
         with open_session(request) as session:
@@ -131,6 +142,7 @@ class PublicAccess:
     """A dependency that marks a route as deliberately open to everyone."""
 
     def __call__(self) -> None:
+        """Nothing to check."""
         return None
 
 

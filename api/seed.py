@@ -58,7 +58,11 @@ def load_sample(
             first = report.problems[0]
             raise InvalidInput(f"The sample subdistrict is not valid: {first.message}")
         draft = boundaries.create_version(
-            session, features, label=SAMPLE_LABEL, author="gridmap demo", source="data/boundaries/subdistrict.geojson"
+            session,
+            features,
+            label=SAMPLE_LABEL,
+            author="gridmap demo",
+            source="data/boundaries/subdistrict.geojson",
         )
         existing = boundaries.publish_version(session, draft.id)
         echo(f"loaded boundary version {existing.id}: {len(features)} grids")

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
         description="PostgreSQL + PostGIS URL. Unset: the embedded cluster in data_dir.",
     )
     data_dir: Path = Field(default=Path(".gridmap"), description="Embedded cluster and state.")
-    pg_port: int | None = Field(default=None, description="Embedded cluster port (default: any free).")
+    pg_port: int | None = Field(
+        default=None, description="Embedded cluster port (default: any free)."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     secret_key: str | None = Field(default=None, description="Signs bearer tokens (HS256).")

@@ -58,7 +58,7 @@ def database_url() -> URL:
     try:
         url = _fresh_database(_server_url())
         migrate(url)
-    except Exception as exc:  # noqa: BLE001 - reported as fail or skip below
+    except Exception as exc:
         message = f"no PostGIS database for the tests: {exc}"
         if IN_CI:
             pytest.fail(message, pytrace=False)
@@ -93,7 +93,9 @@ def connection(engine: Engine) -> Iterator[Connection]:
 @pytest.fixture
 def sessions(connection: Connection) -> sessionmaker[Session]:
     """Sessions joined to the test transaction through savepoints."""
-    return sessionmaker(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    return sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
 
 
 @pytest.fixture
@@ -115,7 +117,9 @@ def app_client(settings: Settings, sessions: sessionmaker[Session]) -> Iterator[
 
 
 @pytest.fixture
-def auth_headers(sessions: sessionmaker[Session], settings: Settings) -> Callable[[str], dict[str, str]]:
+def auth_headers(
+    sessions: sessionmaker[Session], settings: Settings
+) -> Callable[[str], dict[str, str]]:
     """Make a user of the given role and return headers carrying its bearer token."""
 
     def make(role: str) -> dict[str, str]:

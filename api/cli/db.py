@@ -38,7 +38,9 @@ def _guarded(func):  # type: ignore[no-untyped-def]
 
 def _start(settings: Settings) -> int:
     url = prepare_database(settings, echo=_err)
-    where = "external" if settings.database_url else f"embedded, data in {settings.embedded.data_dir}"
+    where = (
+        "external" if settings.database_url else f"embedded, data in {settings.embedded.data_dir}"
+    )
     print(f"database ready ({where}): {url.render_as_string(hide_password=True)}", file=sys.stderr)
     print(url.render_as_string(hide_password=False))
     return 0
@@ -46,7 +48,9 @@ def _start(settings: Settings) -> int:
 
 def _stop(settings: Settings) -> int:
     if settings.database_url:
-        print("GRIDMAP_DATABASE_URL is set: gridmap did not start that server and will not stop it.")
+        print(
+            "GRIDMAP_DATABASE_URL is set: gridmap did not start that server and will not stop it."
+        )
         return 0
     stopped = settings.embedded.stop()
     print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
@@ -70,7 +74,10 @@ def _status(settings: Settings) -> int:
 
 def _url(settings: Settings) -> int:
     if not settings.database_url and settings.embedded.running_port() is None:
-        print("the embedded PostgreSQL is not running; start it with `gridmap db start`", file=sys.stderr)
+        print(
+            "the embedded PostgreSQL is not running; start it with `gridmap db start`",
+            file=sys.stderr,
+        )
         return 3
     print(database_url(settings, start=False).render_as_string(hide_password=False))
     return 0

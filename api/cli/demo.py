@@ -42,7 +42,9 @@ def _load(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
             for username in DEMO_USERS:
                 found = users.user_with_password_hash(session, username)
                 if found:
-                    tokens[username] = issue_token(found[0], settings.signing_key(), timedelta(days=1))
+                    tokens[username] = issue_token(
+                        found[0], settings.signing_key(), timedelta(days=1)
+                    )
     finally:
         engine.dispose()
     return tokens, keys
@@ -77,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {username:<11} {token}")
     for username, key in keys.items():
         print(f"    {username:<11} API key {key}")
-    print(f"\n  try: curl -H 'Authorization: Bearer {tokens.get('dispatcher', '')[:16]}…' {base}/api/v1/grids\n")
+    print("\n  try, with the dispatcher's token:")
+    print(f"    export TOKEN={tokens.get('dispatcher', '')}")
+    print(f'    curl -H "Authorization: Bearer $TOKEN" {base}/api/v1/grids\n')
     if args.no_serve:
         return 0
     import uvicorn

@@ -55,4 +55,6 @@ def sign_in(
 @router.get("/me", response_model=UserOut)
 def me(user: Annotated[User, allow(*ANY_ROLE)]) -> UserOut:
     """Who the credentials belong to."""
-    return UserOut(id=user.id, username=user.username, role=user.role, display_name=user.display_name)
+    return UserOut(
+        id=user.id, username=user.username, role=user.role, display_name=user.display_name
+    )

@@ -70,10 +70,17 @@ def _out(g: StoredGrid) -> GridOut:
 
 def _feature(g: StoredGrid) -> dict[str, Any]:
     props = _out(g).model_dump()
-    return {"type": "Feature", "id": g.code, "properties": props, "geometry": shapely.geometry.mapping(g.geometry)}
+    return {
+        "type": "Feature",
+        "id": g.code,
+        "properties": props,
+        "geometry": shapely.geometry.mapping(g.geometry),
+    }
 
 
-VersionQ = Annotated[int | None, Query(ge=1, description="Boundary version; default the active one.")]
+VersionQ = Annotated[
+    int | None, Query(ge=1, description="Boundary version; default the active one.")
+]
 
 
 @router.get("/grids", response_model=GridPage)
@@ -87,11 +94,15 @@ def list_grids(
 ) -> GridPage:
     """List grids of a version (default: active), by code, without geometry."""
     vid = _version_id(session, version)
-    grids = boundaries.list_grids(session, vid, level=level, parent_code=parent, limit=limit, offset=offset)
+    grids = boundaries.list_grids(
+        session, vid, level=level, parent_code=parent, limit=limit, offset=offset
+    )
     return GridPage(version_id=vid, items=[_out(g) for g in grids], limit=limit, offset=offset)
 
 
-@router.get("/grids.geojson", response_class=JSONResponse, responses={200: {"content": {GEOJSON: {}}}})
+@router.get(
+    "/grids.geojson", response_class=JSONResponse, responses={200: {"content": {GEOJSON: {}}}}
+)
 def grids_geojson(
     session: SessionDep,
     version: VersionQ = None,
@@ -105,7 +116,9 @@ def grids_geojson(
     return JSONResponse(body, media_type=GEOJSON)
 
 
-@router.get("/grids/{code}", response_class=JSONResponse, responses={200: {"content": {GEOJSON: {}}}})
+@router.get(
+    "/grids/{code}", response_class=JSONResponse, responses={200: {"content": {GEOJSON: {}}}}
+)
 def get_grid(
     session: SessionDep,
     code: Annotated[str, Path(max_length=32, pattern=r"^\d+$")],
@@ -113,4 +126,6 @@ def get_grid(
 ) -> JSONResponse:
     """One grid as a GeoJSON Feature."""
     vid = _version_id(session, version)
-    return JSONResponse(_feature(boundaries.get_grid(session, vid, code, with_geometry=True)), media_type=GEOJSON)
+    return JSONResponse(
+        _feature(boundaries.get_grid(session, vid, code, with_geometry=True)), media_type=GEOJSON
+    )

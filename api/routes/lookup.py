@@ -40,7 +40,9 @@ def lookup(
     session: SessionDep,
     lon: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
     lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
-    at: Annotated[datetime | None, Query(description="Answer from the version active then.")] = None,
+    at: Annotated[
+        datetime | None, Query(description="Answer from the version active then.")
+    ] = None,
 ) -> LookupOut:
     """Answer from PostGIS with covers semantics: a point on an edge is in both grids.
 

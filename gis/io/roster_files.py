@@ -67,7 +67,9 @@ def read_categories(path: Path) -> list[CategoryRecord]:
         try:
             hours = float(row["time_limit_hours"])
         except ValueError as exc:
-            raise UnreadableFile(f"{path.name} line {line}: time_limit_hours is not a number.") from exc
+            raise UnreadableFile(
+                f"{path.name} line {line}: time_limit_hours is not a number."
+            ) from exc
         records.append(
             CategoryRecord(
                 code=row["code"],

@@ -80,7 +80,7 @@ def _as_multipolygon(geom: shapely.Geometry) -> shapely.MultiPolygon:
         return geom
     if isinstance(geom, shapely.Polygon):
         return shapely.MultiPolygon([geom])
-    raise TypeError(f"grid geometries are (Multi)Polygons, not {geom.geom_type}")
+    raise TypeError(f"grid geometries are (Multi)Polygons, not {shapely.get_type_id(geom)}")
 
 
 def _version(row: BoundaryVersionRow, grid_count: int = 0) -> BoundaryVersion:
@@ -215,10 +215,15 @@ def publish_version(
     if row is None:
         raise NotFound(f"Boundary version {version_id} does not exist.")
     if row.status != "draft":
-        raise Conflict(f"Boundary version {version_id} is {row.status}; only drafts can be published.")
+        raise Conflict(
+            f"Boundary version {version_id} is {row.status}; only drafts can be published."
+        )
     later = session.scalars(
         select(BoundaryVersionRow)
-        .where(BoundaryVersionRow.status == "published", BoundaryVersionRow.effective_from >= effective_from)
+        .where(
+            BoundaryVersionRow.status == "published",
+            BoundaryVersionRow.effective_from >= effective_from,
+        )
         .with_for_update()
     ).first()
     if later is not None:
@@ -232,7 +237,10 @@ def publish_version(
         .where(
             BoundaryVersionRow.status == "published",
             BoundaryVersionRow.effective_from < effective_from,
-            or_(BoundaryVersionRow.effective_to.is_(None), BoundaryVersionRow.effective_to > effective_from),
+            or_(
+                BoundaryVersionRow.effective_to.is_(None),
+                BoundaryVersionRow.effective_to > effective_from,
+            ),
         )
         .values(effective_to=effective_from)
     )
@@ -292,7 +300,9 @@ def list_grids(
     return [_stored(r, with_geometry) for r in session.scalars(query)]
 
 
-def get_grid(session: Session, version_id: int, code: str, *, with_geometry: bool = False) -> StoredGrid:
+def get_grid(
+    session: Session, version_id: int, code: str, *, with_geometry: bool = False
+) -> StoredGrid:
     """One grid of a version, by code."""
     row = session.scalars(
         select(GridRow).where(GridRow.version_id == version_id, GridRow.code == code)
@@ -302,7 +312,9 @@ def get_grid(session: Session, version_id: int, code: str, *, with_geometry: boo
     return _stored(row, with_geometry)
 
 
-def grid_chain_covering(session: Session, version_id: int, lon: float, lat: float) -> list[list[StoredGrid]]:
+def grid_chain_covering(
+    session: Session, version_id: int, lon: float, lat: float
+) -> list[list[StoredGrid]]:
     """Return, for each basic grid covering the point, its chain up to the subdistrict.
 
     Covers, not contains: a point on a boundary belongs to every grid that touches it, and
@@ -311,7 +323,11 @@ def grid_chain_covering(session: Session, version_id: int, lon: float, lat: floa
     point = func.ST_SetSRID(func.ST_MakePoint(lon, lat), 4326)
     basics = session.scalars(
         select(GridRow)
-        .where(GridRow.version_id == version_id, GridRow.level == "basic", func.ST_Covers(GridRow.geom, point))
+        .where(
+            GridRow.version_id == version_id,
+            GridRow.level == "basic",
+            func.ST_Covers(GridRow.geom, point),
+        )
         .order_by(GridRow.code)
     ).all()
     chains = []

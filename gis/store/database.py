@@ -68,7 +68,9 @@ def ensure_database(url: str | URL, *, echo: Callable[[str], None] = print) -> U
     return parsed
 
 
-def ensure_postgis(conn: psycopg.Connection[tuple[object, ...]], *, echo: Callable[[str], None] = print) -> None:
+def ensure_postgis(
+    conn: psycopg.Connection[tuple[object, ...]], *, echo: Callable[[str], None] = print
+) -> None:
     """Install the PostGIS package when the server lacks it, then create the extension."""
     row = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'").fetchone()
     if row is None:

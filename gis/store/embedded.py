@@ -278,7 +278,9 @@ class EmbeddedCluster:
                 f"{self.data_dir} exists and is not an embedded gridmap cluster; "
                 "refusing to initialise over it. Choose another GRIDMAP_DATA_DIR."
             )
-        echo(f"gridmap: creating an embedded PostgreSQL {binaries.major} cluster in {self.data_dir}")
+        echo(
+            f"gridmap: creating an embedded PostgreSQL {binaries.major} cluster in {self.data_dir}"
+        )
         self._prepare_dir()
         self._run(
             [

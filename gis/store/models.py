@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -188,6 +189,12 @@ class EventRow(Base):
         Index("ix_events_location", "location", postgresql_using="gist"),
         Index("ix_events_status_grid", "status", "grid_code"),
         Index("ix_events_received_at", "received_at"),
+        # Dispatch counts each candidate worker's open tasks on every event.
+        Index(
+            "ix_events_open_by_worker",
+            "worker_id",
+            postgresql_where=text("status IN ('dispatched', 'claimed', 'postponed')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -201,7 +208,9 @@ class EventRow(Base):
     location: Mapped[Any | None] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
     accuracy_m: Mapped[float | None] = mapped_column(Float)
     reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     reporter: Mapped[str | None] = mapped_column(Text)
     grid_code: Mapped[str | None] = mapped_column(String(32))
     boundary_version_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_versions.id"))

@@ -27,8 +27,10 @@ def postgis_package(major: int) -> str:
 def install_hint(major: int) -> str:
     """Say how to install PostGIS for this server on the usual platforms."""
     return (
-        f"PostGIS is not installed for PostgreSQL {major}. Install it, then run the command again:\n"
-        f"  Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y {postgis_package(major)}\n"
+        f"PostGIS is not installed for PostgreSQL {major}. "
+        "Install it, then run the command again:\n"
+        "  Debian/Ubuntu:  sudo apt-get update && "
+        f"sudo apt-get install -y {postgis_package(major)}\n"
         f"  Fedora/RHEL:    sudo dnf install -y postgis34_{major}   (PGDG repository)\n"
         f"  macOS (brew):   brew install postgis\n"
         "Or point GRIDMAP_DATABASE_URL at a server that has PostGIS."

@@ -44,22 +44,37 @@ def upsert_workers(session: Session, records: Sequence[WorkerRecord]) -> int:
         worker_id = session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[WorkerRow.worker_no],
-                set_={"name": stmt.excluded.name, "role": stmt.excluded.role, "duty": stmt.excluded.duty},
+                set_={
+                    "name": stmt.excluded.name,
+                    "role": stmt.excluded.role,
+                    "duty": stmt.excluded.duty,
+                },
             ).returning(WorkerRow.id)
         ).scalar_one()
-        session.execute(delete(WorkerAssignmentRow).where(WorkerAssignmentRow.worker_id == worker_id))
+        session.execute(
+            delete(WorkerAssignmentRow).where(WorkerAssignmentRow.worker_id == worker_id)
+        )
         session.add_all(
-            WorkerAssignmentRow(worker_id=worker_id, grid_code=code, role=r.role, duty=r.duty.text or None)
+            WorkerAssignmentRow(
+                worker_id=worker_id, grid_code=code, role=r.role, duty=r.duty.text or None
+            )
             for code in dict.fromkeys(r.grid_codes)
         )
     session.flush()
     return len(records)
 
 
-def workers_by_grid(session: Session, codes: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
+def workers_by_grid(
+    session: Session, codes: Sequence[str]
+) -> dict[str, list[tuple[str, str, str]]]:
     """Map grid code → [(worker_no, name, role)] for the given grids, ordered by worker number."""
     rows = session.execute(
-        select(WorkerAssignmentRow.grid_code, WorkerRow.worker_no, WorkerRow.name, WorkerAssignmentRow.role)
+        select(
+            WorkerAssignmentRow.grid_code,
+            WorkerRow.worker_no,
+            WorkerRow.name,
+            WorkerAssignmentRow.role,
+        )
         .join(WorkerRow, WorkerRow.id == WorkerAssignmentRow.worker_id)
         .where(WorkerAssignmentRow.grid_code.in_(list(codes)), WorkerRow.active.is_(True))
         .order_by(WorkerAssignmentRow.grid_code, WorkerRow.worker_no)

@@ -6,7 +6,7 @@ from sqlalchemy import create_engine
 from gis.store.models import Base
 
 
-def _ours(obj, name, type_, reflected, compare_to):
+def _ours(obj: object, name: str, type_: str, reflected: bool, compare_to: object) -> bool:
     # PostGIS owns spatial_ref_sys and its own schemas; autogenerate must leave them be.
     return not (type_ == "table" and reflected and compare_to is None)
 

@@ -1,0 +1,107 @@
+"""Choosing the worker for a routed event.
+
+Among the workers of the event's grid who are on duty and hold the role its category needs,
+the one with the fewest open tasks wins; ties go to the lowest worker id, so the choice is
+reproducible from the event log. With nobody eligible, the event escalates to the parent
+grid's team (workers assigned to the parent grid itself or to any of its child grids), and
+with nobody there either, to the dispatcher queue. Every outcome carries a sentence saying
+why, which is stored with the event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from gis.roster import DutySchedule
+
+#: Statuses in which an event counts against its worker's load.
+OPEN_FOR_WORKER = ("dispatched", "claimed", "postponed")
+
+Tier = Literal["grid", "parent", "dispatcher"]
+
+
+@dataclass(frozen=True)
+class WorkerOnGrid:
+    """A worker as seen from one grid: role, duty and current load."""
+
+    worker_id: int
+    worker_no: str
+    role: str
+    duty: DutySchedule
+    open_tasks: int
+
+
+@dataclass(frozen=True)
+class WorkerChoice:
+    """The dispatch decision for one event."""
+
+    worker_id: int | None
+    worker_no: str | None
+    tier: Tier
+    reason: str
+
+
+def _eligible(
+    workers: Sequence[WorkerOnGrid], required_role: str | None, moment: datetime
+) -> tuple[list[WorkerOnGrid], str]:
+    on_duty = [w for w in workers if w.duty.on_duty(moment)]
+    fit = [w for w in on_duty if required_role is None or w.role == required_role]
+    if not workers:
+        why = "no workers assigned"
+    elif not on_duty:
+        why = f"none of {len(workers)} assigned workers on duty"
+    elif not fit:
+        why = f"no on-duty worker holds the role {required_role}"
+    else:
+        why = ""
+    return fit, why
+
+
+def _pick(fit: list[WorkerOnGrid]) -> WorkerOnGrid:
+    return min(fit, key=lambda w: (w.open_tasks, w.worker_id))
+
+
+def _why(w: WorkerOnGrid, fit: list[WorkerOnGrid], role_text: str) -> str:
+    return (
+        f"{w.worker_no} has the fewest open tasks ({w.open_tasks}) "
+        f"among {len(fit)} on-duty worker(s){role_text}"
+    )
+
+
+def choose_worker(
+    grid_code: str,
+    grid_workers: Sequence[WorkerOnGrid],
+    parent_code: str | None,
+    parent_workers: Sequence[WorkerOnGrid],
+    *,
+    required_role: str | None,
+    moment: datetime,
+) -> WorkerChoice:
+    """Decide who handles an event in ``grid_code`` at local time ``moment``."""
+    role_text = f" with role {required_role}" if required_role else ""
+    fit, why_not_grid = _eligible(grid_workers, required_role, moment)
+    if fit:
+        w = _pick(fit)
+        return WorkerChoice(
+            w.worker_id, w.worker_no, "grid", f"grid {grid_code}: {_why(w, fit, role_text)}"
+        )
+    if parent_code is not None:
+        fit, why_not_parent = _eligible(parent_workers, required_role, moment)
+        if fit:
+            w = _pick(fit)
+            return WorkerChoice(
+                w.worker_id,
+                w.worker_no,
+                "parent",
+                f"grid {grid_code}: {why_not_grid}; escalated to {parent_code}: "
+                + _why(w, fit, role_text),
+            )
+        parent_text = f"; parent {parent_code}: {why_not_parent}"
+    else:
+        parent_text = "; no parent grid"
+    return WorkerChoice(
+        None, None, "dispatcher", f"grid {grid_code}: {why_not_grid}{parent_text}; dispatcher queue"
+    )

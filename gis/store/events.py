@@ -1,0 +1,289 @@
+"""Events and their audit trail in PostGIS.
+
+Inserts are idempotent on ``client_event_id``: ``INSERT … ON CONFLICT DO NOTHING`` decides
+atomically, so concurrent retries of one report store exactly one row, and the caller
+compares ``request_hash`` to tell a retry (same body) from a misuse of the key (another
+body). Batches are written with one multi-row statement per table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from gis.dispatch import OPEN_FOR_WORKER, WorkerOnGrid
+from gis.errors import NotFound
+from gis.roster import parse_duty
+from gis.store.models import (
+    EventCategoryRow,
+    EventRow,
+    EventTransitionRow,
+    WorkerAssignmentRow,
+    WorkerRow,
+)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """Everything needed to store one event and its first transition."""
+
+    client_event_id: uuid.UUID
+    request_hash: str
+    category_code: str
+    description: str | None
+    reported_lon: float | None
+    reported_lat: float | None
+    reported_crs: str
+    lon: float | None
+    lat: float | None
+    accuracy_m: float | None
+    reported_at: datetime | None
+    reporter: str | None
+    grid_code: str | None
+    boundary_version_id: int | None
+    worker_id: int | None
+    status: str
+    queue: str | None
+    routing_flag: str | None
+    routing_candidates: tuple[str, ...]
+    routing_distance_m: float | None
+    routing_reason: str
+    quarantine_reason: str | None
+    due_at: datetime | None
+    actor: str
+    transition_note: str
+    transition_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as read back."""
+
+    id: int
+    client_event_id: uuid.UUID
+    request_hash: str
+    category_code: str
+    description: str | None
+    lon: float | None
+    lat: float | None
+    reported_lon: float | None
+    reported_lat: float | None
+    reported_crs: str
+    accuracy_m: float | None
+    reported_at: datetime | None
+    received_at: datetime
+    reporter: str | None
+    grid_code: str | None
+    boundary_version_id: int | None
+    worker_id: int | None
+    worker_no: str | None
+    status: str
+    queue: str | None
+    routing_flag: str | None
+    routing_candidates: tuple[str, ...]
+    routing_distance_m: float | None
+    routing_reason: str | None
+    quarantine_reason: str | None
+    due_at: datetime | None
+    updated_at: datetime
+
+
+def _row_values(e: NewEvent) -> dict[str, Any]:
+    location = (
+        func.ST_SetSRID(func.ST_MakePoint(e.lon, e.lat), 4326)
+        if e.lon is not None and e.lat is not None
+        else None
+    )
+    return {
+        "client_event_id": e.client_event_id,
+        "request_hash": e.request_hash,
+        "category_code": e.category_code,
+        "description": e.description,
+        "reported_lon": e.reported_lon,
+        "reported_lat": e.reported_lat,
+        "reported_crs": e.reported_crs,
+        "location": location,
+        "accuracy_m": e.accuracy_m,
+        "reported_at": e.reported_at,
+        "reporter": e.reporter,
+        "grid_code": e.grid_code,
+        "boundary_version_id": e.boundary_version_id,
+        "worker_id": e.worker_id,
+        "status": e.status,
+        "queue": e.queue,
+        "routing_flag": e.routing_flag,
+        "routing_candidates": list(e.routing_candidates),
+        "routing_distance_m": e.routing_distance_m,
+        "routing_reason": e.routing_reason,
+        "quarantine_reason": e.quarantine_reason,
+        "due_at": e.due_at,
+    }
+
+
+def insert_events(
+    session: Session, events: Sequence[NewEvent]
+) -> dict[uuid.UUID, tuple[int, bool]]:
+    """Store events that are not stored yet; return ``client_event_id → (id, created)``."""
+    if not events:
+        return {}
+    created_rows = session.execute(
+        insert(EventRow)
+        .values([_row_values(e) for e in events])
+        .on_conflict_do_nothing(index_elements=[EventRow.client_event_id])
+        .returning(EventRow.id, EventRow.client_event_id)
+    ).all()
+    created = {cid: eid for eid, cid in created_rows}
+    if created:
+        session.execute(
+            insert(EventTransitionRow).values(
+                [
+                    {
+                        "event_id": created[e.client_event_id],
+                        "from_status": None,
+                        "to_status": e.status,
+                        "actor": e.actor,
+                        "note": e.transition_note,
+                        "data": e.transition_data,
+                    }
+                    for e in events
+                    if e.client_event_id in created
+                ]
+            )
+        )
+    out = {cid: (eid, True) for cid, eid in created.items()}
+    missing = [e.client_event_id for e in events if e.client_event_id not in created]
+    if missing:
+        for eid, cid in session.execute(
+            select(EventRow.id, EventRow.client_event_id).where(
+                EventRow.client_event_id.in_(missing)
+            )
+        ):
+            out[cid] = (eid, False)
+    return out
+
+
+def _columns() -> list[Any]:
+    return [
+        EventRow.id,
+        EventRow.client_event_id,
+        EventRow.request_hash,
+        EventRow.category_code,
+        EventRow.description,
+        func.ST_X(EventRow.location).label("lon"),
+        func.ST_Y(EventRow.location).label("lat"),
+        EventRow.reported_lon,
+        EventRow.reported_lat,
+        EventRow.reported_crs,
+        EventRow.accuracy_m,
+        EventRow.reported_at,
+        EventRow.received_at,
+        EventRow.reporter,
+        EventRow.grid_code,
+        EventRow.boundary_version_id,
+        EventRow.worker_id,
+        WorkerRow.worker_no,
+        EventRow.status,
+        EventRow.queue,
+        EventRow.routing_flag,
+        EventRow.routing_candidates,
+        EventRow.routing_distance_m,
+        EventRow.routing_reason,
+        EventRow.quarantine_reason,
+        EventRow.due_at,
+        EventRow.updated_at,
+    ]
+
+
+def _stored(row: Any) -> StoredEvent:
+    data = row._asdict()
+    data["routing_candidates"] = tuple(data["routing_candidates"] or ())
+    return StoredEvent(**data)
+
+
+def get_events(session: Session, ids: Sequence[int]) -> dict[int, StoredEvent]:
+    """Read events by id."""
+    rows = session.execute(
+        select(*_columns())
+        .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
+        .where(EventRow.id.in_(list(ids)))
+    ).all()
+    return {r.id: _stored(r) for r in rows}
+
+
+def get_event(session: Session, event_id: int) -> StoredEvent:
+    """Read one event by id."""
+    found = get_events(session, [event_id])
+    if event_id not in found:
+        raise NotFound(f"Event {event_id} does not exist.")
+    return found[event_id]
+
+
+def transitions(session: Session, event_id: int) -> list[dict[str, Any]]:
+    """An event's audit trail, oldest first."""
+    rows = session.execute(
+        select(
+            EventTransitionRow.from_status,
+            EventTransitionRow.to_status,
+            EventTransitionRow.actor,
+            EventTransitionRow.at,
+            EventTransitionRow.note,
+            EventTransitionRow.data,
+        )
+        .where(EventTransitionRow.event_id == event_id)
+        .order_by(EventTransitionRow.id)
+    ).all()
+    return [r._asdict() for r in rows]
+
+
+def categories(session: Session) -> dict[str, tuple[str | None, float, bool]]:
+    """Map category code → (required role, time limit in hours, hazard)."""
+    rows = session.execute(
+        select(
+            EventCategoryRow.code,
+            EventCategoryRow.required_role,
+            EventCategoryRow.time_limit_hours,
+            EventCategoryRow.hazard,
+        )
+    ).all()
+    return {code: (role, hours, hazard) for code, role, hours, hazard in rows}
+
+
+def workers_for_grids(session: Session, codes: Sequence[str]) -> dict[str, list[WorkerOnGrid]]:
+    """Map grid code → its active workers with their open-task counts, for dispatch."""
+    if not codes:
+        return {}
+    # A correlated count per worker uses the partial index on open events by worker.
+    open_tasks = (
+        select(func.count())
+        .where(EventRow.worker_id == WorkerRow.id, EventRow.status.in_(OPEN_FOR_WORKER))
+        .correlate(WorkerRow)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            WorkerAssignmentRow.grid_code,
+            WorkerRow.id,
+            WorkerRow.worker_no,
+            WorkerAssignmentRow.role,
+            func.coalesce(WorkerAssignmentRow.duty, WorkerRow.duty),
+            open_tasks,
+        )
+        .join(WorkerRow, WorkerRow.id == WorkerAssignmentRow.worker_id)
+        .where(WorkerAssignmentRow.grid_code.in_(list(codes)), WorkerRow.active.is_(True))
+    ).all()
+    out: dict[str, list[WorkerOnGrid]] = {c: [] for c in codes}
+    for grid_code, wid, no, role, duty, n in rows:
+        out[grid_code].append(WorkerOnGrid(wid, no, role, parse_duty(duty), int(n)))
+    return out
+
+
+def set_statement_timeout(session: Session, ms: int) -> None:
+    """Bound the current transaction's statements, so a stuck query cannot hold a worker."""
+    session.execute(text(f"SET LOCAL statement_timeout = {int(ms)}"))
