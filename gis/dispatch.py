@@ -20,6 +20,10 @@ from gis.roster import DutySchedule
 #: Statuses in which an event counts against its worker's load.
 OPEN_FOR_WORKER = ("dispatched", "claimed", "postponed")
 
+#: Statuses of events not yet dealt with on the ground: these follow a boundary redraw to
+#: their new grid. Handled, verified, closed, evaluated and voided events keep their grid.
+OPEN_EVENT_STATUSES = ("reported", "registered", "dispatched", "claimed", "returned", "postponed")
+
 Tier = Literal["grid", "parent", "dispatcher"]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import BigInteger, Text, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -203,6 +203,7 @@ def _columns() -> list[Any]:
 
 def _stored(row: Any) -> StoredEvent:
     data = row._asdict()
+    data.pop("xid", None)
     data["routing_candidates"] = tuple(data["routing_candidates"] or ())
     return StoredEvent(**data)
 
@@ -223,6 +224,45 @@ def get_event(session: Session, event_id: int) -> StoredEvent:
     if event_id not in found:
         raise NotFound(f"Event {event_id} does not exist.")
     return found[event_id]
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """Events changed since a cursor, and the cursor to ask with next time."""
+
+    events: list[StoredEvent]
+    cursor: int
+    more: bool
+
+
+def changes_since(session: Session, cursor: int, *, limit: int = 500) -> ChangePage:
+    """Events inserted or updated by transactions in ``[cursor, xmin)``; gap-free.
+
+    ``cursor`` 0 starts from the beginning. See migration 0003 for why the snapshot's xmin is
+    a safe horizon. When ``limit`` cuts the page, the next cursor is the last served row's
+    transaction id, so rows of that transaction may be served twice; clients key by id.
+    """
+    horizon = int(
+        session.execute(
+            text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        ).scalar_one()
+    )
+    window = text(
+        "events.change_xid >= CAST(CAST(:lo AS text) AS xid8) "
+        "AND events.change_xid < CAST(CAST(:hi AS text) AS xid8)"
+    ).bindparams(lo=cursor, hi=horizon)
+    xid = func.cast(func.cast(EventRow.change_xid, Text), BigInteger).label("xid")
+    rows = session.execute(
+        select(*_columns(), xid)
+        .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
+        .where(window)
+        .order_by(EventRow.change_xid, EventRow.id)
+        .limit(limit + 1)
+    ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = int(rows[-1].xid) if more and rows else horizon
+    return ChangePage([_stored(r) for r in rows], next_cursor, more)
 
 
 def transitions(session: Session, event_id: int) -> list[dict[str, Any]]:

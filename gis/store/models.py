@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import UserDefinedType
 
 VERSION_STATUSES = ("draft", "published", "retired")
 GRID_LEVELS = ("subdistrict", "community", "basic")
@@ -52,6 +53,16 @@ EVENT_STATUSES = (
     "returned",
     "postponed",
 )
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id, used by the event change feed."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        """Render the column type."""
+        return "xid8"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -224,6 +235,10 @@ class EventRow(Base):
     quarantine_reason: Mapped[str | None] = mapped_column(String(32))
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Stamped by a trigger with the writing transaction's id: the change feed's cursor.
+    change_xid: Mapped[int] = mapped_column(
+        Xid8(), server_default=text("pg_current_xact_id()"), index=True
+    )
 
 
 class EventTransitionRow(Base):
