@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.database import prepare_database
 from api.errors import install_error_handlers
-from api.routes import auth, grids, health, lookup
+from api.routes import auth, categories, events, grids, health, lookup
+from api.routing_state import RoutingState
 from api.settings import Settings
 from gis.store.database import make_engine
 
@@ -23,15 +24,22 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(
-    settings: Settings | None = None, *, sessions: sessionmaker[Session] | None = None
+    settings: Settings | None = None,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    routing: RoutingState | None = None,
 ) -> FastAPI:
-    """Build the app; with ``sessions`` given, use them and leave the database alone."""
+    """Build the app; with ``sessions`` given, use them and leave the database alone.
+
+    ``routing`` lets tests share one routing state (and its built indexes) between apps.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.signing_key = settings.signing_key()
+        app.state.routing = routing or RoutingState()
         if sessions is not None:
             app.state.sessions = sessions
             yield
@@ -40,9 +48,11 @@ def create_app(
         engine = make_engine(url, pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        app.state.routing.listen(url)
         try:
             yield
         finally:
+            app.state.routing.close()
             engine.dispose()
 
     app = FastAPI(
@@ -56,4 +66,6 @@ def create_app(
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(grids.router, prefix=API_PREFIX)
     app.include_router(lookup.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(categories.router, prefix=API_PREFIX)
     return app

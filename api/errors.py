@@ -50,8 +50,29 @@ class Forbidden(e.GridmapError):
     kind = "forbidden"
 
 
+class MalformedBody(e.GridmapError):
+    """The body is not well-formed JSON (syntax, encoding, duplicate keys)."""
+
+    kind = "malformed-body"
+
+
+class UnsupportedMediaType(e.GridmapError):
+    """The body is not declared as JSON."""
+
+    kind = "unsupported-media-type"
+
+
+class IdempotencyConflict(e.GridmapError):
+    """An idempotency key was reused with a different body."""
+
+    kind = "idempotency-key-reused"
+
+
 STATUS_FOR[AuthError] = 401
 STATUS_FOR[Forbidden] = 403
+STATUS_FOR[MalformedBody] = 400
+STATUS_FOR[UnsupportedMediaType] = 415
+STATUS_FOR[IdempotencyConflict] = 422
 
 
 def status_for(exc: e.GridmapError) -> int:

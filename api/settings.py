@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     token_ttl_minutes: int = Field(default=12 * 60, ge=1, le=7 * 24 * 60)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     migrate_on_start: bool = True
+    timezone: str = Field(default="Asia/Shanghai", description="Local time of duty schedules.")
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024, description="One report's body.")
+    max_batch_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=64 * 1024, description="A batch request's body."
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from api.routing_state import RoutingState
 from api.security import issue_token
 from api.settings import Settings
 from gis.store import users
@@ -109,9 +110,21 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "state", secret_key="t" * 40, migrate_on_start=False)
 
 
+@pytest.fixture(scope="session")
+def routing_state() -> RoutingState:
+    """One routing state for the session: indexes are built once per boundary version.
+
+    Version ids come from a sequence that rollbacks do not rewind, so a version created and
+    rolled back by one test can never be mistaken for another test's.
+    """
+    return RoutingState(check_interval_s=0.0)
+
+
 @pytest.fixture
-def app_client(settings: Settings, sessions: sessionmaker[Session]) -> Iterator[TestClient]:
-    app = create_app(settings, sessions=sessions)
+def app_client(
+    settings: Settings, sessions: sessionmaker[Session], routing_state: RoutingState
+) -> Iterator[TestClient]:
+    app = create_app(settings, sessions=sessions, routing=routing_state)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 

@@ -25,12 +25,14 @@ def test_lookup_returns_chain_basic_community_subdistrict(app_client: TestClient
     assert subdistrict == "371602005"
     assert len(basic) == 15
     assert body["candidates"] == [basic]
+    assert body["flag"] in ("inside", "near_boundary")
+    assert body["workers"], "every sample basic grid has workers"
 
 
 def test_lookup_outside_every_grid_is_an_empty_chain(app_client: TestClient) -> None:
     body = app_client.get("/api/v1/lookup", params={"lon": 110.0, "lat": 30.0}).json()
     assert body["grids"] == [] and body["candidates"] == []
-    assert body["rule"] == "outside every basic grid"
+    assert body["flag"] == "unrouted" and body["grid_code"] is None
 
 
 def test_lookup_on_a_shared_edge_lists_both_and_picks_lowest(
@@ -58,6 +60,7 @@ def test_lookup_on_a_shared_edge_lists_both_and_picks_lowest(
     ).one()
     low, high, lon, lat = row
     body = app_client.get("/api/v1/lookup", params={"lon": lon, "lat": lat}).json()
+    assert body["flag"] == "on_boundary"
     assert low in body["candidates"] and high in body["candidates"]
     assert body["grids"][0]["code"] == min(body["candidates"])
 

@@ -1,0 +1,230 @@
+"""Event intake and read-back: ``POST /events``, ``POST /events/batch``, ``GET /events/{id}``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.bodies import read_json
+from api.deps import SessionDep, SettingsDep
+from api.errors import status_for
+from api.intake import MAX_BATCH, Intake, Outcome, prepare, process
+from api.routing_state import RoutingState
+from api.schemas import BatchItemOut, BatchOut, EventOut, GridRefOut, ReportIn
+from api.security import allow
+from gis.errors import GridmapError, InvalidInput, LimitExceeded, NotFound
+from gis.store import events as event_store
+from gis.store.events import StoredEvent
+from gis.store.models import EventTransitionRow, WorkerAssignmentRow
+from gis.store.users import User
+
+router = APIRouter(tags=["events"])
+
+REPORTERS = ("reporter", "worker", "dispatcher")
+READERS = ("dispatcher", "worker", "reporter", "planner")
+
+
+def event_out(event: StoredEvent, state: RoutingState | None = None) -> EventOut:
+    """The public shape of a stored event."""
+    grids: list[GridRefOut] = []
+    current = state.latest if state is not None else None
+    if current is not None and event.grid_code and current.version_id == event.boundary_version_id:
+        grids = [
+            GridRefOut(code=g.code, name=g.name, level=g.level)
+            for g in current.chain(event.grid_code)
+        ]
+    return EventOut(
+        id=event.id,
+        client_event_id=event.client_event_id,
+        status=event.status,
+        category=event.category_code,
+        description=event.description,
+        lon=event.lon,
+        lat=event.lat,
+        reported_lon=event.reported_lon,
+        reported_lat=event.reported_lat,
+        reported_crs=event.reported_crs,
+        accuracy_m=event.accuracy_m,
+        reported_at=event.reported_at,
+        received_at=event.received_at,
+        reporter=event.reporter,
+        grid_code=event.grid_code,
+        grids=grids,
+        boundary_version_id=event.boundary_version_id,
+        worker_no=event.worker_no,
+        queue=event.queue,
+        routing_flag=event.routing_flag,
+        candidates=list(event.routing_candidates),
+        distance_m=event.routing_distance_m,
+        routing_reason=event.routing_reason,
+        quarantine_reason=event.quarantine_reason,
+        due_at=event.due_at,
+    )
+
+
+def _problem_dict(exc: GridmapError) -> dict[str, object]:
+    status = status_for(exc)
+    return {
+        "type": f"https://gridmap.dev/problems/{exc.kind}",
+        "title": "Unprocessable report" if status == 422 else "Error",
+        "status": status,
+        "detail": exc.message,
+    }
+
+
+def _run(
+    request: Request, session: Session, settings: SettingsDep, user: User, intakes: list[Intake]
+) -> list[Outcome]:
+    return process(
+        session,
+        request.app.state.routing,
+        intakes,
+        actor=user.username,
+        timezone=settings.timezone,
+        now=datetime.now(UTC),
+    )
+
+
+@router.post(
+    "/events",
+    status_code=201,
+    response_model=EventOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ReportIn.model_json_schema()}},
+        }
+    },
+    responses={202: {"description": "Stored, but quarantined or unrouted", "model": EventOut}},
+)
+async def post_event(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: Annotated[User, allow(*REPORTERS)],
+    idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
+) -> JSONResponse:
+    """Store one report, route it to a grid and dispatch it to a worker.
+
+    201 when routed to a grid; 202 when stored but quarantined (swapped axes, null island)
+    or unrouted (outside every grid beyond the snap distance). Retrying with the same
+    ``client_event_id`` (or ``Idempotency-Key``) and body returns the stored event.
+    """
+    raw = await read_json(request, max_bytes=settings.max_event_bytes)
+    intake = prepare(0, raw, idempotency_key)
+    outcome = _run(request, session, settings, user, [intake])[0]
+    if outcome.problem is not None:
+        raise outcome.problem
+    assert outcome.event is not None
+    body = event_out(outcome.event, request.app.state.routing).model_dump(mode="json")
+    headers = {"Location": f"/api/v1/events/{outcome.event.id}"}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body, status_code=outcome.status, headers=headers)
+
+
+@router.post(
+    "/events/batch",
+    response_model=BatchOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["events"],
+                        "properties": {
+                            "events": {
+                                "type": "array",
+                                "maxItems": MAX_BATCH,
+                                "items": ReportIn.model_json_schema(),
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def post_batch(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: Annotated[User, allow(*REPORTERS)],
+) -> BatchOut:
+    """Store up to 1,000 reports; each gets its own status (201, 202 or a 422 problem).
+
+    A bad report never fails the others. The same key twice in one batch with the same body
+    is one event; with another body the later one gets 422.
+    """
+    raw = await read_json(request, max_bytes=settings.max_batch_bytes)
+    if not isinstance(raw, dict) or set(raw) != {"events"} or not isinstance(raw["events"], list):
+        raise InvalidInput('The batch body must be {"events": [ … ]}.')
+    items = raw["events"]
+    if len(items) > MAX_BATCH:
+        raise LimitExceeded(
+            f"A batch holds at most {MAX_BATCH} reports; this one has {len(items)}."
+        )
+    results: dict[int, BatchItemOut] = {}
+    intakes = []
+    for i, item in enumerate(items):
+        try:
+            intakes.append(prepare(i, item))
+        except GridmapError as exc:
+            results[i] = BatchItemOut(index=i, status=status_for(exc), problem=_problem_dict(exc))
+    state = request.app.state.routing
+    for o in _run(request, session, settings, user, intakes):
+        results[o.index] = BatchItemOut(
+            index=o.index,
+            status=o.status,
+            event=event_out(o.event, state) if o.event is not None else None,
+            problem=_problem_dict(o.problem) if o.problem is not None else None,
+        )
+    ordered = [results[i] for i in range(len(items))]
+    tally: dict[str, int] = {}
+    for r in ordered:
+        tally[str(r.status)] = tally.get(str(r.status), 0) + 1
+    return BatchOut(results=ordered, counts=tally)
+
+
+def _may_read(session: Session, user: User, event: StoredEvent) -> bool:
+    if user.role in ("admin", "dispatcher", "planner"):
+        return True
+    if user.role == "worker":
+        if user.worker_id is None:
+            return False
+        if event.worker_id == user.worker_id:
+            return True
+        grids = session.scalars(
+            select(WorkerAssignmentRow.grid_code).where(
+                WorkerAssignmentRow.worker_id == user.worker_id
+            )
+        ).all()
+        return event.grid_code in set(grids)
+    # A reporting system reads back what it submitted itself.
+    submitter = session.scalars(
+        select(EventTransitionRow.actor)
+        .where(EventTransitionRow.event_id == event.id, EventTransitionRow.from_status.is_(None))
+        .limit(1)
+    ).first()
+    return submitter == user.username
+
+
+@router.get("/events/{event_id}", response_model=EventOut)
+def get_event(
+    request: Request,
+    session: SessionDep,
+    user: Annotated[User, allow(*READERS)],
+    event_id: Annotated[int, Path(ge=1, le=2**62)],
+) -> EventOut:
+    """One event with its routing. Workers see only events of their grids or their own."""
+    event = event_store.get_event(session, event_id)
+    if not _may_read(session, user, event):
+        raise NotFound(f"Event {event_id} does not exist.")
+    return event_out(event, request.app.state.routing)

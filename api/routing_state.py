@@ -1,0 +1,206 @@
+"""The server's routing state: the in-memory index of the active boundary version.
+
+PostGIS stays the source of truth. Each process keeps a :class:`~gis.routing.RoutingIndex`
+of the active version's leaf grids and checks, at most once per ``check_interval_s``, which
+version is active; a publish elsewhere (another process, the CLI, a scheduled version whose
+time has come) is therefore picked up within that interval. A LISTEN on the
+``gridmap_boundaries`` channel makes the check immediate when a publish is announced.
+Indexes of older versions, for ``at=`` lookups, are kept in a small LRU.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+import shapely
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from gis.grids import GridFeature, leaves
+from gis.routing import RoutingIndex
+from gis.store import boundaries
+from gis.store import events as event_store
+
+log = logging.getLogger("gridmap.routing")
+
+NOTIFY_CHANNEL = "gridmap_boundaries"
+#: A report whose swapped coordinates fall within the service area widened by this many
+#: degrees (~5 km) is quarantined as ``coordinates_swapped``.
+SERVICE_MARGIN_DEG = 0.05
+
+
+@dataclass(frozen=True)
+class GridMeta:
+    """What a routed event needs to know about a grid besides its polygon."""
+
+    code: str
+    name: str
+    level: str
+    parent_code: str | None
+
+
+@dataclass(frozen=True)
+class VersionRouting:
+    """Everything routing needs for one boundary version."""
+
+    version_id: int
+    index: RoutingIndex
+    grids: dict[str, GridMeta]
+    children: dict[str, tuple[str, ...]]
+    service_bounds: tuple[float, float, float, float]
+
+    def chain(self, code: str | None) -> list[GridMeta]:
+        """The grid and its ancestors, basic first."""
+        out: list[GridMeta] = []
+        while code is not None and code in self.grids:
+            meta = self.grids[code]
+            out.append(meta)
+            code = meta.parent_code
+        return out
+
+    def team_codes(self, parent_code: str) -> tuple[str, ...]:
+        """The parent grid itself and its children: whose workers take an escalation."""
+        return (parent_code, *self.children.get(parent_code, ()))
+
+
+def build_version_routing(session: Session, version_id: int) -> VersionRouting:
+    """Read a version's grids from PostGIS and build its routing index."""
+    stored = boundaries.list_grids(session, version_id, with_geometry=True)
+    features = [
+        GridFeature(g.code, g.parent_code, g.level, g.name, g.geometry)
+        for g in stored
+        if g.geometry is not None
+    ]
+    leaf = leaves(features)
+    index = RoutingIndex.build(
+        [f.code for f in leaf], [f.geometry for f in leaf], version_id=version_id
+    )
+    children: dict[str, list[str]] = {}
+    for f in features:
+        if f.parent_code:
+            children.setdefault(f.parent_code, []).append(f.code)
+    if leaf:
+        x0, y0, x1, y1 = shapely.total_bounds([f.geometry for f in leaf])
+    else:
+        x0 = y0 = x1 = y1 = 0.0
+    m = SERVICE_MARGIN_DEG
+    return VersionRouting(
+        version_id=version_id,
+        index=index,
+        grids={f.code: GridMeta(f.code, f.name, f.level, f.parent_code) for f in features},
+        children={k: tuple(sorted(v)) for k, v in children.items()},
+        service_bounds=(float(x0) - m, float(y0) - m, float(x1) + m, float(y1) + m),
+    )
+
+
+class RoutingState:
+    """Per-process routing state, safe to share between request threads."""
+
+    def __init__(self, *, check_interval_s: float = 1.0, category_ttl_s: float = 60.0) -> None:
+        self.check_interval_s = check_interval_s
+        self.category_ttl_s = category_ttl_s
+        self._lock = threading.Lock()
+        self._current: VersionRouting | None = None
+        self._checked_at = 0.0
+        self._past: OrderedDict[int, VersionRouting] = OrderedDict()
+        self._categories: dict[str, tuple[str | None, float, bool]] = {}
+        self._categories_at = 0.0
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def latest(self) -> VersionRouting | None:
+        """The routing last built, without checking the database (for labels only)."""
+        return self._current
+
+    def invalidate(self) -> None:
+        """Make the next request re-check the active version (a publish was announced)."""
+        self._checked_at = 0.0
+
+    def current(self, session: Session) -> VersionRouting | None:
+        """The routing of the version active now; rebuilt when another one became active."""
+        if time.monotonic() - self._checked_at < self.check_interval_s:
+            return self._current
+        active = boundaries.active_version(session)
+        with self._lock:
+            self._checked_at = time.monotonic()
+            if active is None:
+                self._current = None
+            elif self._current is None or self._current.version_id != active.id:
+                started = time.perf_counter()
+                self._current = build_version_routing(session, active.id)
+                log.info(
+                    "routing index for boundary version %d built in %.0f ms (%d grids)",
+                    active.id,
+                    (time.perf_counter() - started) * 1000,
+                    self._current.index.grid_count,
+                )
+            return self._current
+
+    def at(self, session: Session, when: datetime) -> VersionRouting | None:
+        """The routing of the version that was active at ``when`` (kept in a small LRU)."""
+        version = boundaries.active_version(session, when)
+        if version is None:
+            return None
+        current = self._current
+        if current is not None and current.version_id == version.id:
+            return current
+        with self._lock:
+            if version.id in self._past:
+                self._past.move_to_end(version.id)
+                return self._past[version.id]
+        routing = build_version_routing(session, version.id)
+        with self._lock:
+            self._past[version.id] = routing
+            while len(self._past) > 4:
+                self._past.popitem(last=False)
+        return routing
+
+    def categories(self, session: Session) -> dict[str, tuple[str | None, float, bool]]:
+        """Category code → (required role, time limit hours, hazard), cached briefly."""
+        if time.monotonic() - self._categories_at > self.category_ttl_s or not self._categories:
+            self._categories = event_store.categories(session)
+            self._categories_at = time.monotonic()
+        return self._categories
+
+    # -- LISTEN/NOTIFY ------------------------------------------------------------------------
+    def listen(self, url: URL) -> None:
+        """Start a thread that invalidates the state whenever a publish is announced."""
+        if self._listener is not None:
+            return
+        self._listener = threading.Thread(
+            target=self._listen_loop, args=(url,), name="gridmap-listen", daemon=True
+        )
+        self._listener.start()
+
+    def close(self) -> None:
+        """Stop the listener thread."""
+        self._stop.set()
+
+    def _listen_loop(self, url: URL) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    host=url.host,
+                    port=url.port or 5432,
+                    user=url.username,
+                    password=url.password,
+                    dbname=url.database,
+                    autocommit=True,
+                    connect_timeout=5,
+                ) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.invalidate()  # anything published while we were away
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.invalidate()
+            except Exception as exc:
+                log.warning("boundary listener: %s; retrying", str(exc).splitlines()[0])
+                self._stop.wait(1.0)

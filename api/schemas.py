@@ -1,0 +1,145 @@
+"""Request and response bodies of the event intake, split by use.
+
+Coordinates are strict: booleans and strings are never coerced into numbers, and NaN or
+infinities are refused. Their *range* is deliberately not checked here: a report whose
+latitude and longitude are swapped is stored and quarantined, not refused, so the service
+checks ranges after parsing. ``extra="forbid"``: clients never set grid, worker or status.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
+
+Coordinate = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+#: Accepted names of the coordinate systems; EPSG codes are accepted as aliases.
+CRS_ALIASES = {
+    "wgs84": "wgs84",
+    "EPSG:4326": "wgs84",
+    "cgcs2000": "cgcs2000",
+    "EPSG:4490": "cgcs2000",
+    "gcj02": "gcj02",
+    "bd09": "bd09",
+}
+MAX_DESCRIPTION = 4000
+
+
+class LonLat(BaseModel):
+    """A location as ``{"lon": …, "lat": …}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    lon: Coordinate
+    lat: Coordinate
+
+
+class GeoJSONPoint(BaseModel):
+    """A location as a GeoJSON Point; a third (altitude) value is ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["Point"]
+    coordinates: Annotated[list[Coordinate], Field(min_length=2, max_length=3)]
+
+
+class ReportIn(BaseModel):
+    """A geotagged report from a tablet, an app or a sensor gateway."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "client_event_id": "5f0c1b9e-8a57-4a8e-9a43-2d0c61f2b7a1",
+                    "category": "0102",
+                    "description": "路边垃圾堆积",
+                    "location": {"lon": 117.97, "lat": 37.38},
+                    "accuracy_m": 8,
+                    "reported_at": "2026-11-26T09:30:00+08:00",
+                    "reporter": "W017",
+                }
+            ]
+        },
+    )
+
+    client_event_id: uuid.UUID | None = Field(
+        default=None, description="UUID minted by the client; or send the Idempotency-Key header."
+    )
+    category: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z_-]+$")]
+    description: Annotated[str | None, Field(max_length=MAX_DESCRIPTION)] = None
+    location: LonLat | GeoJSONPoint
+    crs: Literal["wgs84", "cgcs2000", "gcj02", "bd09", "EPSG:4326", "EPSG:4490"] = "wgs84"
+    accuracy_m: Annotated[float | None, Strict(), Field(ge=0, le=100_000, allow_inf_nan=False)] = (
+        None
+    )
+    reported_at: AwareDatetime | None = None
+    reporter: Annotated[str | None, Field(max_length=128)] = None
+
+    def lon_lat(self) -> tuple[float, float]:
+        """The reported coordinates, as sent."""
+        if isinstance(self.location, LonLat):
+            return self.location.lon, self.location.lat
+        return self.location.coordinates[0], self.location.coordinates[1]
+
+
+class GridRefOut(BaseModel):
+    """A grid in a routing chain."""
+
+    code: str
+    name: str
+    level: str
+
+
+class EventOut(BaseModel):
+    """A stored event and how it was routed."""
+
+    id: int
+    client_event_id: uuid.UUID
+    status: str
+    category: str
+    description: str | None
+    lon: float | None
+    lat: float | None
+    reported_lon: float | None
+    reported_lat: float | None
+    reported_crs: str
+    accuracy_m: float | None
+    reported_at: datetime | None
+    received_at: datetime
+    reporter: str | None
+    grid_code: str | None
+    grids: list[GridRefOut] = []
+    boundary_version_id: int | None
+    worker_no: str | None
+    queue: str | None
+    routing_flag: str | None
+    candidates: list[str]
+    distance_m: float | None
+    routing_reason: str | None
+    quarantine_reason: str | None
+    due_at: datetime | None
+
+
+class BatchIn(BaseModel):
+    """Up to the batch limit of reports; each is validated on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+    events: list[dict[str, object]]
+
+
+class BatchItemOut(BaseModel):
+    """The outcome of one report of a batch: its status code and the event or a problem."""
+
+    index: int
+    status: int
+    event: EventOut | None = None
+    problem: dict[str, object] | None = None
+
+
+class BatchOut(BaseModel):
+    """Outcomes of a batch, in input order, with counts per status."""
+
+    results: list[BatchItemOut]
+    counts: dict[str, int]
