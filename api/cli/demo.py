@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``gridmap demo`` and ``gridmap seed``."""
     p = subparsers.add_parser("demo", help="set up everything and run the demo server")
     p.add_argument("--no-serve", action="store_true", help="load and print, but do not serve")
+    p.add_argument("--rate", type=float, default=2.0, help="simulated reports per second (0: none)")
     p.set_defaults(func=run)
     s = subparsers.add_parser("seed", help="load the sample subdistrict, roster and categories")
     s.set_defaults(func=seed)
@@ -89,8 +90,36 @@ def run(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings_for_server = settings.model_copy(update={"migrate_on_start": False})
+    if args.rate > 0 and "reporter" in keys:
+        _simulate_in_background(base, keys["reporter"], args.rate)
     uvicorn.run(create_app(settings_for_server), host=settings.host, port=settings.port)
     return 0
+
+
+def _simulate_in_background(base: str, api_key: str, rate: float) -> None:
+    """Feed the demo with simulated reports once the server answers."""
+    import threading
+    import time
+
+    import httpx
+
+    from api.cli import simulate
+
+    def feed() -> None:
+        for _ in range(120):
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        args = argparse.Namespace(
+            url=base, api_key=api_key, token=None, rate=rate, count=0, seed=7, quiet=True
+        )
+        simulate.run(args)
+
+    threading.Thread(target=feed, name="gridmap-simulate", daemon=True).start()
+    _err(f"simulating {rate:g} reports/s into the demo (gridmap demo --rate 0 to stop)")
 
 
 def _err(message: str) -> None:
