@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.database import prepare_database
 from api.errors import install_error_handlers
-from api.routes import auth, categories, events, grids, health, lookup
+from api.routes import auth, categories, events, feed, grids, health, lookup, maps
 from api.routing_state import RoutingState
+from api.security import ApiKeyCache
 from api.settings import Settings
 from gis.store.database import make_engine
 
@@ -40,6 +41,7 @@ def create_app(
         app.state.settings = settings
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
+        app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
         if sessions is not None:
             app.state.sessions = sessions
             yield
@@ -66,6 +68,11 @@ def create_app(
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(grids.router, prefix=API_PREFIX)
     app.include_router(lookup.router, prefix=API_PREFIX)
+    # Before events: /events/changes and /events/stream must not match /events/{event_id}.
+    app.include_router(feed.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(categories.router, prefix=API_PREFIX)
+    app.include_router(maps.router, prefix=API_PREFIX)
+    app.include_router(maps.pages_router)
+    app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,11 +71,44 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _principal_from_api_key(session: Session, key: str) -> User:
+class ApiKeyCache:
+    """Recently verified API keys, so a sensor posting every second costs no extra query.
+
+    Keyed by the key's hash; an entry lives ``ttl_s`` seconds, which bounds how long a
+    revoked key keeps working in a running process.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[str, tuple[User, float]] = {}
+
+    def get(self, key_hash: str) -> User | None:
+        """The cached owner of a key, if still fresh."""
+        hit = self._entries.get(key_hash)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, key_hash: str, user: User) -> None:
+        """Remember a verified key."""
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key_hash] = (user, time.monotonic() + self.ttl_s)
+
+
+def _principal_from_api_key(session: Session, key: str, cache: ApiKeyCache | None = None) -> User:
+    digest = hash_api_key(key)
+    cached = cache.get(digest) if cache is not None else None
+    if cached is not None:
+        return cached
     parts = key.removeprefix(API_KEY_PREFIX).split("_", 1)
     found = user_store.api_key_owner(session, parts[0]) if len(parts) == 2 else None
-    if found is None or not hmac.compare_digest(found[1], hash_api_key(key)):
+    if found is None or not hmac.compare_digest(found[1], digest):
         raise AuthError("The API key is not valid.")
+    if cache is not None:
+        cache.put(digest, found[0])
     return found[0]
 
 
@@ -102,12 +136,13 @@ def authenticate(request: Request, session: Session) -> User:
     api_key = request.headers.get("x-api-key")
     auth = request.headers.get("authorization", "")
     scheme, _, credential = auth.partition(" ")
+    cache = getattr(request.app.state, "api_keys", None)
     if api_key:
-        user = _principal_from_api_key(session, api_key.strip())
+        user = _principal_from_api_key(session, api_key.strip(), cache)
     elif scheme.lower() == "bearer" and credential.strip():
         credential = credential.strip()
         if credential.startswith(API_KEY_PREFIX):
-            user = _principal_from_api_key(session, credential)
+            user = _principal_from_api_key(session, credential, cache)
         else:
             user = _principal_from_token(session, credential, request.app.state.signing_key)
     else:

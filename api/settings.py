@@ -37,10 +37,23 @@ class Settings(BaseSettings):
     token_ttl_minutes: int = Field(default=12 * 60, ge=1, le=7 * 24 * 60)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     migrate_on_start: bool = True
+    api_key_cache_s: float = Field(
+        default=10.0, ge=0, le=300, description="How long a verified API key is trusted."
+    )
     timezone: str = Field(default="Asia/Shanghai", description="Local time of duty schedules.")
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, description="One report's body.")
     max_batch_bytes: int = Field(
         default=4 * 1024 * 1024, ge=64 * 1024, description="A batch request's body."
+    )
+    tiles: Literal["none", "xyz", "tianditu"] = Field(
+        default="none", description="Map background: none, an XYZ tile server, or Tianditu."
+    )
+    tiles_url: str | None = Field(
+        default=None, description="XYZ tile template, e.g. http://tiles.lan/{z}/{x}/{y}.png"
+    )
+    tianditu_key: str | None = Field(default=None, description="Tianditu key (tk).")
+    tiles_crs: Literal["wgs84", "gcj02"] = Field(
+        default="wgs84", description="Datum of the tiles: gcj02 for AMap-style tiles."
     )
 
     @model_validator(mode="after")
@@ -52,6 +65,14 @@ class Settings(BaseSettings):
                 )
             if not self.database_url:
                 raise ValueError("GRIDMAP_DATABASE_URL must be set in production")
+        return self
+
+    @model_validator(mode="after")
+    def _tiles_complete(self) -> Settings:
+        if self.tiles == "xyz" and not self.tiles_url:
+            raise ValueError("GRIDMAP_TILES=xyz needs GRIDMAP_TILES_URL")
+        if self.tiles == "tianditu" and not self.tianditu_key:
+            raise ValueError("GRIDMAP_TILES=tianditu needs GRIDMAP_TIANDITU_KEY")
         return self
 
     @cached_property

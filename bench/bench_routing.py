@@ -7,7 +7,8 @@ For each size: index build time, batch points/s over 1,000,000 random points in 
 single ``locate`` p50/p99 (µs, in-process), and two PostGIS baselines over the same grids:
 one prepared ``ST_Covers`` statement per point (p50) and set-based (one COPY of points into
 a temp table + a join on ``ST_Covers`` using a GiST index, points/s). The database is
-``GRIDMAP_BENCH_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``);
+``GRIDMAP_BENCH_DATABASE_URL``'s server (default: the embedded cluster), database
+``gridmap_bench``;
 scratch tables are prefixed ``bench_`` and dropped afterwards. Without a reachable
 database the PostGIS columns are left empty.
 """
@@ -15,7 +16,6 @@ database the PostGIS columns are left empty.
 from __future__ import annotations
 
 import io
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import shapely
 
+from bench.common import bench_database_url, libpq_url
 from gis.grids import GridFeature, leaves
 from gis.routing import RoutingIndex
 from gis.synthetic import make_coverage
 
-DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SIZES = (92, 10_000, 100_000)
 
 
@@ -49,7 +49,7 @@ def run(
     seed: int = 2,
 ) -> list[dict[str, Any]]:
     """Measure every size; return one row (dict) per size."""
-    url = pg_url or os.environ.get("GRIDMAP_BENCH_DATABASE_URL", DEFAULT_URL)
+    url = pg_url or libpq_url(bench_database_url())
     rows: list[dict[str, Any]] = []
     for n in sizes:
         codes, geoms = coverage(n)

@@ -43,13 +43,13 @@ def _server_url() -> URL:
     return normalise_url(settings.embedded.start(echo=lambda m: None))
 
 
-def _fresh_database(server: URL) -> URL:
+def _fresh_database(server: URL, name: str = TEST_DATABASE) -> URL:
     import psycopg
 
-    url = server.set(database=TEST_DATABASE)
+    url = server.set(database=name)
     kwargs = {"host": url.host, "port": url.port, "user": url.username, "password": url.password}
     with psycopg.connect(dbname="postgres", autocommit=True, **kwargs) as conn:  # type: ignore[arg-type]
-        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return ensure_database(url, echo=lambda m: None)
 
 
@@ -107,7 +107,9 @@ def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "state", secret_key="t" * 40, migrate_on_start=False)
+    return Settings(
+        data_dir=tmp_path / "state", secret_key="t" * 40, migrate_on_start=False, api_key_cache_s=0
+    )
 
 
 @pytest.fixture(scope="session")

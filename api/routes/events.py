@@ -6,17 +6,19 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.bodies import read_json
-from api.deps import SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep, open_session
 from api.errors import status_for
 from api.intake import MAX_BATCH, Intake, Outcome, prepare, process
 from api.routing_state import RoutingState
 from api.schemas import BatchItemOut, BatchOut, EventOut, GridRefOut, ReportIn
 from api.security import allow
+from api.settings import Settings
 from gis.errors import GridmapError, InvalidInput, LimitExceeded, NotFound
 from gis.store import events as event_store
 from gis.store.events import StoredEvent
@@ -77,17 +79,17 @@ def _problem_dict(exc: GridmapError) -> dict[str, object]:
     }
 
 
-def _run(
-    request: Request, session: Session, settings: SettingsDep, user: User, intakes: list[Intake]
-) -> list[Outcome]:
-    return process(
-        session,
-        request.app.state.routing,
-        intakes,
-        actor=user.username,
-        timezone=settings.timezone,
-        now=datetime.now(UTC),
-    )
+def _run(request: Request, settings: Settings, user: User, intakes: list[Intake]) -> list[Outcome]:
+    """Route, dispatch and store in one transaction; blocking, so run in the threadpool."""
+    with open_session(request) as session:
+        return process(
+            session,
+            request.app.state.routing,
+            intakes,
+            actor=user.username,
+            timezone=settings.timezone,
+            now=datetime.now(UTC),
+        )
 
 
 @router.post(
@@ -104,7 +106,6 @@ def _run(
 )
 async def post_event(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     user: Annotated[User, allow(*REPORTERS)],
     idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
@@ -117,7 +118,8 @@ async def post_event(
     """
     raw = await read_json(request, max_bytes=settings.max_event_bytes)
     intake = prepare(0, raw, idempotency_key)
-    outcome = _run(request, session, settings, user, [intake])[0]
+    # The body is read on the event loop; the database work must not block it.
+    outcome = (await run_in_threadpool(_run, request, settings, user, [intake]))[0]
     if outcome.problem is not None:
         raise outcome.problem
     assert outcome.event is not None
@@ -154,7 +156,6 @@ async def post_event(
 )
 async def post_batch(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     user: Annotated[User, allow(*REPORTERS)],
 ) -> BatchOut:
@@ -179,7 +180,7 @@ async def post_batch(
         except GridmapError as exc:
             results[i] = BatchItemOut(index=i, status=status_for(exc), problem=_problem_dict(exc))
     state = request.app.state.routing
-    for o in _run(request, session, settings, user, intakes):
+    for o in await run_in_threadpool(_run, request, settings, user, intakes):
         results[o.index] = BatchItemOut(
             index=o.index,
             status=o.status,

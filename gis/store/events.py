@@ -8,6 +8,7 @@ body). Batches are written with one multi-row statement per table.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Text, func, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from gis.dispatch import OPEN_FOR_WORKER, WorkerOnGrid
@@ -95,36 +95,91 @@ class StoredEvent:
     updated_at: datetime
 
 
-def _row_values(e: NewEvent) -> dict[str, Any]:
-    location = (
-        func.ST_SetSRID(func.ST_MakePoint(e.lon, e.lat), 4326)
-        if e.lon is not None and e.lat is not None
-        else None
+#: One statement, one round trip, for any number of events: the rows travel as arrays
+#: (``unnest``), so the SQL text never changes and the server keeps it prepared. Events that
+#: already exist (same ``client_event_id``) are skipped, and only the inserted ones get their
+#: first transition.
+_INSERT_SQL = text(
+    """
+    WITH rows AS (
+        SELECT * FROM unnest(
+            CAST(:client_event_id AS uuid[]), CAST(:request_hash AS text[]),
+            CAST(:category_code AS text[]), CAST(:description AS text[]),
+            CAST(:reported_lon AS float8[]), CAST(:reported_lat AS float8[]),
+            CAST(:reported_crs AS text[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
+            CAST(:accuracy_m AS float8[]), CAST(:reported_at AS timestamptz[]),
+            CAST(:reporter AS text[]), CAST(:grid_code AS text[]),
+            CAST(:boundary_version_id AS int[]), CAST(:worker_id AS int[]),
+            CAST(:status AS text[]), CAST(:queue AS text[]), CAST(:routing_flag AS text[]),
+            CAST(:routing_candidates AS text[]), CAST(:routing_distance_m AS float8[]),
+            CAST(:routing_reason AS text[]), CAST(:quarantine_reason AS text[]),
+            CAST(:due_at AS timestamptz[]), CAST(:actor AS text[]),
+            CAST(:transition_note AS text[]), CAST(:transition_data AS jsonb[])
+        ) AS r(client_event_id, request_hash, category_code, description, reported_lon,
+               reported_lat, reported_crs, lon, lat, accuracy_m, reported_at, reporter,
+               grid_code, boundary_version_id, worker_id, status, queue, routing_flag,
+               routing_candidates, routing_distance_m, routing_reason, quarantine_reason,
+               due_at, actor, transition_note, transition_data)
+    ),
+    inserted AS (
+        INSERT INTO events (client_event_id, request_hash, category_code, description,
+            reported_lon, reported_lat, reported_crs, location, accuracy_m, reported_at,
+            reporter, grid_code, boundary_version_id, worker_id, status, queue, routing_flag,
+            routing_candidates, routing_distance_m, routing_reason, quarantine_reason, due_at)
+        SELECT client_event_id, request_hash, category_code, description, reported_lon,
+            reported_lat, reported_crs,
+            CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
+                 ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
+            accuracy_m, reported_at, reporter, grid_code, boundary_version_id, worker_id,
+            status, queue, routing_flag,
+            CASE WHEN routing_candidates = '' THEN ARRAY[]::varchar[]
+                 ELSE string_to_array(routing_candidates, ';') END,
+            routing_distance_m, routing_reason, quarantine_reason, due_at
+        FROM rows
+        ON CONFLICT (client_event_id) DO NOTHING
+        RETURNING id, client_event_id, status
+    ),
+    audit AS (
+        INSERT INTO event_transitions (event_id, from_status, to_status, actor, note, data)
+        SELECT i.id, NULL, i.status, r.actor, r.transition_note, r.transition_data
+        FROM inserted i JOIN rows r USING (client_event_id)
     )
-    return {
-        "client_event_id": e.client_event_id,
-        "request_hash": e.request_hash,
-        "category_code": e.category_code,
-        "description": e.description,
-        "reported_lon": e.reported_lon,
-        "reported_lat": e.reported_lat,
-        "reported_crs": e.reported_crs,
-        "location": location,
-        "accuracy_m": e.accuracy_m,
-        "reported_at": e.reported_at,
-        "reporter": e.reporter,
-        "grid_code": e.grid_code,
-        "boundary_version_id": e.boundary_version_id,
-        "worker_id": e.worker_id,
-        "status": e.status,
-        "queue": e.queue,
-        "routing_flag": e.routing_flag,
-        "routing_candidates": list(e.routing_candidates),
-        "routing_distance_m": e.routing_distance_m,
-        "routing_reason": e.routing_reason,
-        "quarantine_reason": e.quarantine_reason,
-        "due_at": e.due_at,
-    }
+    SELECT id, client_event_id FROM inserted
+    """
+)
+
+
+def _columns_of(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
+    fields = [
+        "client_event_id",
+        "request_hash",
+        "category_code",
+        "description",
+        "reported_lon",
+        "reported_lat",
+        "reported_crs",
+        "lon",
+        "lat",
+        "accuracy_m",
+        "reported_at",
+        "reporter",
+        "grid_code",
+        "boundary_version_id",
+        "worker_id",
+        "status",
+        "queue",
+        "routing_flag",
+        "routing_distance_m",
+        "routing_reason",
+        "quarantine_reason",
+        "due_at",
+        "actor",
+        "transition_note",
+    ]
+    out: dict[str, list[Any]] = {f: [getattr(e, f) for e in events] for f in fields}
+    out["routing_candidates"] = [";".join(e.routing_candidates) for e in events]
+    out["transition_data"] = [json.dumps(e.transition_data) for e in events]
+    return out
 
 
 def insert_events(
@@ -133,30 +188,7 @@ def insert_events(
     """Store events that are not stored yet; return ``client_event_id → (id, created)``."""
     if not events:
         return {}
-    created_rows = session.execute(
-        insert(EventRow)
-        .values([_row_values(e) for e in events])
-        .on_conflict_do_nothing(index_elements=[EventRow.client_event_id])
-        .returning(EventRow.id, EventRow.client_event_id)
-    ).all()
-    created = {cid: eid for eid, cid in created_rows}
-    if created:
-        session.execute(
-            insert(EventTransitionRow).values(
-                [
-                    {
-                        "event_id": created[e.client_event_id],
-                        "from_status": None,
-                        "to_status": e.status,
-                        "actor": e.actor,
-                        "note": e.transition_note,
-                        "data": e.transition_data,
-                    }
-                    for e in events
-                    if e.client_event_id in created
-                ]
-            )
-        )
+    created = {cid: eid for eid, cid in session.execute(_INSERT_SQL, _columns_of(events)).all()}
     out = {cid: (eid, True) for cid, eid in created.items()}
     missing = [e.client_event_id for e in events if e.client_event_id not in created]
     if missing:

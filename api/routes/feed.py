@@ -1,0 +1,203 @@
+"""The event change feed: a cursor-paged JSON feed and a server-sent-events stream.
+
+Both serve pages of :func:`gis.store.events.changes_since`, whose cursor never skips a row
+(see migration 0003): a client keeps the last ``cursor`` and asks again with ``since=`` it,
+and keys events by id because a row may be served twice around a page boundary.
+
+The stream polls the feed every :data:`POLL_S` seconds on the server and sends an
+``event: changes`` message whenever something changed, a comment line every
+:data:`HEARTBEAT_S` seconds otherwise (so proxies keep the connection open), and ends after
+``max_seconds`` with ``event: end``: clients reconnect with the last cursor (``since=`` or
+the standard ``Last-Event-ID`` header). Bounding the stream bounds how long a revoked or
+expired token keeps receiving events.
+
+Who may read it: dispatchers (and admins). Every event's position and worker is in the
+feed, so planners get aggregates instead (``/api/v1/maps/heat``, ``grid-stats``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import open_session
+from api.responses import compact_json
+from api.security import allow
+from gis.store.event_stats import MapEvent, event_flags
+from gis.store.events import StoredEvent, changes_since
+from maps.layers import display_points
+
+router = APIRouter(tags=["events"])
+
+FEED_ROLES: Final = ("dispatcher",)
+POLL_S: Final = 1.0
+HEARTBEAT_S: Final = 15.0
+MAX_STREAM_S: Final = 300
+STREAM_PAGE: Final = 1000
+GEOJSON: Final = "application/geo+json"
+
+Crs = Literal["wgs84", "gcj02"]
+SinceQ = Annotated[
+    int | None,
+    Query(ge=0, le=2**62, description="The cursor of the previous page; 0 from the start."),
+]
+CrsQ = Annotated[
+    Crs, Query(description="Datum of the coordinates: gcj02 to draw over GCJ-02 tiles.")
+]
+
+
+def from_stored(e: StoredEvent) -> MapEvent:
+    """The map's view of a stored event."""
+    return MapEvent(
+        id=e.id,
+        lon=e.lon,
+        lat=e.lat,
+        status=e.status,
+        category=e.category_code,
+        grid_code=e.grid_code,
+        worker_no=e.worker_no,
+        routing_flag=e.routing_flag,
+        quarantine_reason=e.quarantine_reason,
+        received_at=e.received_at,
+        due_at=e.due_at,
+    )
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def event_features(
+    events: Sequence[MapEvent], crs: Crs, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Events as compact GeoJSON point features (no geometry when quarantined)."""
+    now = now or datetime.now(UTC)
+    located = [e for e in events if e.lon is not None and e.lat is not None]
+    xs, ys = display_points([e.lon or 0.0 for e in located], [e.lat or 0.0 for e in located], crs)
+    coords = {e.id: (x, y) for e, x, y in zip(located, xs, ys, strict=True)}
+    out = []
+    for e in events:
+        xy = coords.get(e.id)
+        out.append(
+            {
+                "type": "Feature",
+                "id": e.id,
+                "geometry": {"type": "Point", "coordinates": list(xy)} if xy else None,
+                "properties": {
+                    "status": e.status,
+                    "category": e.category,
+                    "grid": e.grid_code,
+                    "worker": e.worker_no,
+                    "flags": event_flags(
+                        e.status, e.routing_flag, e.quarantine_reason, e.due_at, now
+                    ),
+                    "received_at": _utc(e.received_at),
+                },
+            }
+        )
+    return out
+
+
+def _page(request: Request, cursor: int, limit: int, crs: Crs) -> dict[str, Any]:
+    with open_session(request) as session:
+        page = changes_since(session, cursor, limit=limit)
+    return {
+        "type": "FeatureCollection",
+        "features": event_features([from_stored(e) for e in page.events], crs),
+        "cursor": page.cursor,
+        "more": page.more,
+    }
+
+
+@router.get(
+    "/events/changes",
+    dependencies=[allow(*FEED_ROLES)],
+    responses={200: {"content": {GEOJSON: {}}}},
+)
+def changes(
+    request: Request,
+    since: SinceQ = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    crs: CrsQ = "wgs84",
+) -> Response:
+    """Events created or changed since a cursor, oldest change first, as GeoJSON features.
+
+    Ask again with ``since=<cursor>``; ``more`` says another page is ready right away.
+    """
+    return compact_json(request, _page(request, since or 0, limit, crs), media_type=GEOJSON)
+
+
+def _sse(event: str, data: dict[str, Any], *, event_id: int | None = None) -> str:
+    lines = [f"event: {event}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append("data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    return "\n".join(lines) + "\n\n"
+
+
+def _cursor_from(since: int | None, last_event_id: str | None) -> int:
+    if since is not None:
+        return since
+    if last_event_id and last_event_id.strip().isdigit():
+        return int(last_event_id.strip())
+    return 0
+
+
+@router.get(
+    "/events/stream",
+    dependencies=[allow(*FEED_ROLES)],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream(
+    request: Request,
+    since: SinceQ = None,
+    crs: CrsQ = "wgs84",
+    max_seconds: Annotated[
+        float, Query(gt=0, le=MAX_STREAM_S, description="End the stream after this long.")
+    ] = MAX_STREAM_S,
+    last_event_id: Annotated[str | None, Header(max_length=24)] = None,
+) -> StreamingResponse:
+    """Server-sent events: ``changes`` messages with the feed's payload, then ``end``.
+
+    The first message is sent at once (possibly with no features) and carries the cursor
+    to resume from.
+    """
+    start_cursor = _cursor_from(since, last_event_id)
+
+    async def messages() -> AsyncIterator[str]:
+        cursor = start_cursor
+        deadline = time.monotonic() + max_seconds
+        last_sent = time.monotonic()
+        yield "retry: 2000\n\n"
+        first = True
+        while time.monotonic() < deadline:
+            if await request.is_disconnected():
+                return
+            page = await run_in_threadpool(_page, request, cursor, STREAM_PAGE, crs)
+            cursor = page["cursor"]
+            if page["features"] or first:
+                yield _sse("changes", page, event_id=cursor)
+                last_sent = time.monotonic()
+                first = False
+                if page["more"]:
+                    continue
+            elif time.monotonic() - last_sent >= HEARTBEAT_S:
+                yield ": heartbeat\n\n"
+                last_sent = time.monotonic()
+            await anyio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+        yield _sse("end", {"cursor": cursor, "reconnect": True}, event_id=cursor)
+
+    return StreamingResponse(
+        messages(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,115 @@
+"""A month of simulated history for the maps: the demo, the browser tests and the benchmark.
+
+Reports come from :class:`gis.simulation.EventSimulator` (hotspots, categories by time of
+day, a few broken GPS fixes) and go through the real intake (:func:`api.intake.process`):
+validated, routed to a grid, dispatched to a worker or queued, exactly as if posted. Then
+their receipt time is set back over ``days`` days with a daily rhythm, and older events are
+moved along the workflow (most closed, some overdue, a few postponed or voided), so the maps
+show what a running command centre sees rather than a month of fresh reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import shapely
+from sqlalchemy.orm import Session
+
+from api.intake import prepare, process
+from api.routing_state import RoutingState
+from gis.errors import NotFound
+from gis.simulation import EventSimulator
+from gis.store import boundaries, event_stats
+from gis.store import events as event_store
+
+#: Relative report volume per local hour: quiet nights, morning and afternoon patrols.
+HOURLY_WEIGHTS = np.array(
+    [1, 1, 0.5, 0.5, 0.5, 1, 3, 6, 9, 10, 10, 8, 6, 7, 9, 10, 9, 8, 6, 5, 4, 3, 2, 1.5],
+    dtype=np.float64,
+)
+BATCH = 1000
+
+
+def _times(
+    n: int, days: float, now: datetime, tz: ZoneInfo, rng: np.random.Generator
+) -> list[datetime]:
+    """``n`` receipt times over the last ``days`` days, following :data:`HOURLY_WEIGHTS`."""
+    local_now = now.astimezone(tz)
+    start_day = (local_now - timedelta(days=days)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    day = rng.integers(0, int(np.ceil(days)) + 1, size=n)
+    hour = rng.choice(24, size=n, p=HOURLY_WEIGHTS / HOURLY_WEIGHTS.sum())
+    second = rng.integers(0, 3600, size=n)
+    out = []
+    earliest = now - timedelta(days=days)
+    for d, h, s in zip(day.tolist(), hour.tolist(), second.tolist(), strict=True):
+        moment = start_day + timedelta(days=d, hours=h, seconds=s)
+        if moment > local_now or moment < earliest:
+            moment = earliest + (now - earliest) * float(rng.random())
+        out.append(moment.astimezone(UTC))
+    return sorted(out)
+
+
+def _status(age_h: float, rng: np.random.Generator) -> str:
+    """Where an event of this age stands: fresh ones open, old ones mostly closed."""
+    done = 1.0 - np.exp(-age_h / 10.0)
+    roll = float(rng.random())
+    if roll > done:
+        return str(rng.choice(["dispatched", "claimed", "registered"], p=[0.5, 0.35, 0.15]))
+    roll = float(rng.random())
+    if roll < 0.02:
+        return "voided"
+    if roll < 0.04 and age_h < 24 * 7:
+        return "postponed"
+    if roll < 0.06 and age_h < 24 * 3:
+        return "handled"
+    if roll < 0.08 and age_h < 24 * 3:
+        return "verified"
+    return "evaluated" if roll > 0.9 else "closed"
+
+
+def replay_month(
+    session: Session,
+    *,
+    n: int,
+    days: float = 30.0,
+    now: datetime | None = None,
+    seed: int = 7,
+    timezone: str = "Asia/Shanghai",
+    echo: Callable[[str], None] = print,
+) -> list[int]:
+    """Store ``n`` simulated events received over the last ``days`` days; return their ids."""
+    now = now or datetime.now(UTC)
+    tz = ZoneInfo(timezone)
+    active = boundaries.active_version(session)
+    if active is None:
+        raise NotFound("Load the sample boundaries first (no active version).")
+    basics = boundaries.list_grids(session, active.id, level="basic", with_geometry=True)
+    area = shapely.coverage_union_all(np.array([g.geometry for g in basics], dtype=object))
+    categories = sorted(event_store.categories(session))
+    simulator = EventSimulator(area, categories, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    times = _times(n, days, now, tz, rng)
+    state = RoutingState()
+    ids: list[int] = []
+    for start in range(0, n, BATCH):
+        chunk = times[start : start + BATCH]
+        intakes = [prepare(i, simulator.report(t.astimezone(tz))) for i, t in enumerate(chunk)]
+        outcomes = process(
+            session, state, intakes, actor="history", timezone=timezone, now=chunk[-1]
+        )
+        stored = [(o.event, t) for o, t in zip(outcomes, chunk, strict=True) if o.event is not None]
+        statuses = [
+            _status((now - t).total_seconds() / 3600, rng) if e.status == "dispatched" else e.status
+            for e, t in stored
+        ]
+        event_stats.replay_history(
+            session, [e.id for e, _ in stored], [t for _, t in stored], statuses
+        )
+        ids.extend(e.id for e, _ in stored)
+        echo(f"history: {len(ids):,} of {n:,} events")
+    return ids
