@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.routes import auth, categories, events, feed, grids, health, lookup, maps
+from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
 from api.security import ApiKeyCache
 from api.settings import Settings
@@ -42,6 +45,7 @@ def create_app(
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
+        app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size)
         if sessions is not None:
             app.state.sessions = sessions
             yield
@@ -52,7 +56,8 @@ def create_app(
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
         app.state.routing.listen(url)
         try:
-            yield
+            async with activation_task(app.state.sessions, timezone=settings.timezone):
+                yield
         finally:
             app.state.routing.close()
             engine.dispose()
@@ -74,5 +79,6 @@ def create_app(
     app.include_router(categories.router, prefix=API_PREFIX)
     app.include_router(maps.router, prefix=API_PREFIX)
     app.include_router(maps.pages_router)
+    app.include_router(boundary_routes.router, prefix=API_PREFIX)
     app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")
     return app

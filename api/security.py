@@ -16,7 +16,6 @@ from typing import Any
 import jwt
 from fastapi import Depends, Request
 from pwdlib import PasswordHash
-from sqlalchemy.orm import Session
 
 from api.errors import AuthError, Forbidden
 from gis.store import users as user_store
@@ -98,13 +97,19 @@ class ApiKeyCache:
         self._entries[key_hash] = (user, time.monotonic() + self.ttl_s)
 
 
-def _principal_from_api_key(session: Session, key: str, cache: ApiKeyCache | None = None) -> User:
+def _principal_from_api_key(request: Request, key: str) -> User:
+    from api.deps import open_session
+
+    cache: ApiKeyCache | None = getattr(request.app.state, "api_keys", None)
     digest = hash_api_key(key)
     cached = cache.get(digest) if cache is not None else None
     if cached is not None:
-        return cached
+        return cached  # no database round trip for a key seen moments ago
     parts = key.removeprefix(API_KEY_PREFIX).split("_", 1)
-    found = user_store.api_key_owner(session, parts[0]) if len(parts) == 2 else None
+    if len(parts) != 2:
+        raise AuthError("The API key is not valid.")
+    with open_session(request) as session:
+        found = user_store.api_key_owner(session, parts[0])
     if found is None or not hmac.compare_digest(found[1], digest):
         raise AuthError("The API key is not valid.")
     if cache is not None:
@@ -112,7 +117,9 @@ def _principal_from_api_key(session: Session, key: str, cache: ApiKeyCache | Non
     return found[0]
 
 
-def _principal_from_token(session: Session, token: str, key: str) -> User:
+def _principal_from_token(request: Request, token: str, key: str) -> User:
+    from api.deps import open_session
+
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -125,26 +132,26 @@ def _principal_from_token(session: Session, token: str, key: str) -> User:
         raise AuthError("The token has expired; sign in again.") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError("The token is not valid.") from exc
-    user = user_store.get_user(session, int(claims["sub"]))
+    with open_session(request) as session:
+        user = user_store.get_user(session, int(claims["sub"]))
     if user is None:
         raise AuthError("The token's user no longer exists.")
     return user
 
 
-def authenticate(request: Request, session: Session) -> User:
+def authenticate(request: Request) -> User:
     """Find the caller from ``Authorization: Bearer`` (token or API key) or ``X-API-Key``."""
     api_key = request.headers.get("x-api-key")
     auth = request.headers.get("authorization", "")
     scheme, _, credential = auth.partition(" ")
-    cache = getattr(request.app.state, "api_keys", None)
     if api_key:
-        user = _principal_from_api_key(session, api_key.strip(), cache)
+        user = _principal_from_api_key(request, api_key.strip())
     elif scheme.lower() == "bearer" and credential.strip():
         credential = credential.strip()
         if credential.startswith(API_KEY_PREFIX):
-            user = _principal_from_api_key(session, credential, cache)
+            user = _principal_from_api_key(request, credential)
         else:
-            user = _principal_from_token(session, credential, request.app.state.signing_key)
+            user = _principal_from_token(request, credential, request.app.state.signing_key)
     else:
         raise AuthError("Sign in first: send 'Authorization: Bearer <token>' or 'X-API-Key'.")
     if not user.active:
@@ -163,10 +170,7 @@ class RoleCheck:
 
     def __call__(self, request: Request) -> User:
         """Authenticate the caller and check the role."""
-        from api.deps import open_session
-
-        with open_session(request) as session:
-            user = authenticate(request, session)
+        user = authenticate(request)
         if user.role != "admin" and user.role not in self.roles:
             raise Forbidden(f"The role '{user.role}' may not do this.")
         request.state.user = user

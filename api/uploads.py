@@ -87,6 +87,7 @@ class _Receiver:
         self._name = ""
         self._file: IO[bytes] | None = None
         self._value = bytearray()
+        self.file_complete = False
 
     # header callbacks ------------------------------------------------------------------
     def on_part_begin(self) -> None:
@@ -151,6 +152,7 @@ class _Receiver:
         if self._file is not None:
             self._file.close()
             self._file = None
+            self.file_complete = True
             return
         if not self._name:
             raise InvalidInput("A form field has no name.")
@@ -207,6 +209,8 @@ async def receive_upload(
         raise MalformedBody("The multipart body is malformed.") from exc
     finally:
         receiver.close()
+    if receiver.upload is not None and not receiver.file_complete:
+        raise MalformedBody("The multipart body ended before the file did.")
     if receiver.upload is None:
         raise InvalidInput(f"The upload holds no file; send it in the form field '{file_field}'.")
     receiver.upload.fields = receiver.fields

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from gis.errors import InvalidInput
 
@@ -79,8 +80,12 @@ def _days(text: str) -> frozenset[int]:
     return frozenset(days)
 
 
+@lru_cache(maxsize=4096)
 def parse_duty(text: str | None) -> DutySchedule:
-    """Parse a duty schedule text, refusing anything ambiguous with a pointed message."""
+    """Parse a duty schedule text, refusing anything ambiguous with a pointed message.
+
+    Cached: dispatch reads the same few schedules for every event.
+    """
     text = (text or "").strip()
     if not text:
         return DutySchedule()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Header, Path, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -92,6 +92,18 @@ def _run(request: Request, settings: Settings, user: User, intakes: list[Intake]
         )
 
 
+async def _in_db_thread(
+    request: Request, settings: Settings, user: User, intakes: list[Intake]
+) -> list[Outcome]:
+    """Run the intake in a worker thread, at most as many at once as the pool has connections.
+
+    More would only queue inside the pool, or open and close overflow connections under load.
+    """
+    return await anyio.to_thread.run_sync(
+        _run, request, settings, user, intakes, limiter=request.app.state.db_limiter
+    )
+
+
 @router.post(
     "/events",
     status_code=201,
@@ -119,7 +131,7 @@ async def post_event(
     raw = await read_json(request, max_bytes=settings.max_event_bytes)
     intake = prepare(0, raw, idempotency_key)
     # The body is read on the event loop; the database work must not block it.
-    outcome = (await run_in_threadpool(_run, request, settings, user, [intake]))[0]
+    outcome = (await _in_db_thread(request, settings, user, [intake]))[0]
     if outcome.problem is not None:
         raise outcome.problem
     assert outcome.event is not None
@@ -180,7 +192,7 @@ async def post_batch(
         except GridmapError as exc:
             results[i] = BatchItemOut(index=i, status=status_for(exc), problem=_problem_dict(exc))
     state = request.app.state.routing
-    for o in await run_in_threadpool(_run, request, settings, user, intakes):
+    for o in await _in_db_thread(request, settings, user, intakes):
         results[o.index] = BatchItemOut(
             index=o.index,
             status=o.status,
