@@ -147,12 +147,11 @@ def process(
             ),
         )
     todo = [it for it in todo if it.index not in bad]
-    pending = _route_and_dispatch(session, routing, todo, categories, actor, timezone, now)
-    stored_ids = event_store.insert_events(session, [p.new for p in pending])
-    events = event_store.get_events(session, [eid for eid, _ in stored_ids.values()])
+    pending, workers = _route_and_dispatch(session, routing, todo, categories, actor, timezone, now)
+    worker_nos = {w.worker_id: w.worker_no for ws in workers.values() for w in ws}
+    stored = event_store.store_events(session, [p.new for p in pending], worker_nos)
     for p in pending:
-        eid, created = stored_ids[p.intake.client_event_id]
-        event = events[eid]
+        event, created = stored[p.intake.client_event_id]
         if not created and event.request_hash != p.intake.request_hash:
             outcomes[p.intake.index] = Outcome(p.intake.index, 422, problem=_reused_key())
         else:
@@ -186,9 +185,9 @@ def _route_and_dispatch(
     actor: str,
     timezone: str,
     now: datetime,
-) -> list[_Pending]:
+) -> tuple[list[_Pending], dict[str, list[WorkerOnGrid]]]:
     if not intakes:
-        return []
+        return [], {}
     n = len(intakes)
     raw_lon = np.array([it.report.lon_lat()[0] for it in intakes], dtype=np.float64)
     raw_lat = np.array([it.report.lon_lat()[1] for it in intakes], dtype=np.float64)
@@ -218,15 +217,27 @@ def _route_and_dispatch(
     workers = _workers_needed(session, routing, routes)
     moment = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
     pending = []
+    added: dict[int, int] = {}
     for i, it in enumerate(intakes):
         check = int(checks[i])
         if check == 1:
             continue  # the caller answered these with a 422 before routing
         new = _new_event(
-            it, check, routes[i], routing, categories, workers, moment, actor, now, lon[i], lat[i]
+            it,
+            check,
+            routes[i],
+            routing,
+            categories,
+            workers,
+            added,
+            moment,
+            actor,
+            now,
+            float(lon[i]),
+            float(lat[i]),
         )
         pending.append(_Pending(it, new))
-    return pending
+    return pending, workers
 
 
 def invalid_rows(intakes: list[Intake], routing: VersionRouting | None) -> set[int]:
@@ -262,6 +273,7 @@ def _new_event(
     routing: VersionRouting | None,
     categories: dict[str, tuple[str | None, float, bool]],
     workers: dict[str, list[WorkerOnGrid]],
+    added: dict[int, int],
     moment: datetime,
     actor: str,
     now: datetime,
@@ -347,9 +359,10 @@ def _new_event(
         team,
         required_role=required_role,
         moment=moment,
+        extra_load=added,
     )
     if choice.worker_id is not None:
-        _count_new_task(workers, choice.worker_id)
+        added[choice.worker_id] = added.get(choice.worker_id, 0) + 1
     status = "dispatched" if choice.worker_id is not None else "registered"
     routing_reason = f"{route.flag}: {route.rule}"
     return NewEvent(
@@ -375,12 +388,3 @@ def _new_event(
             "tier": choice.tier,
         },
     )
-
-
-def _count_new_task(workers: dict[str, list[WorkerOnGrid]], worker_id: int) -> None:
-    """Raise a worker's load in place, so the next report of a batch sees it."""
-    for code, listed in workers.items():
-        workers[code] = [
-            replace(w, open_tasks=w.open_tasks + 1) if w.worker_id == worker_id else w
-            for w in listed
-        ]

@@ -10,7 +10,7 @@ why, which is stored with the event.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -64,13 +64,14 @@ def _eligible(
     return fit, why
 
 
-def _pick(fit: list[WorkerOnGrid]) -> WorkerOnGrid:
-    return min(fit, key=lambda w: (w.open_tasks, w.worker_id))
+def _pick(fit: list[WorkerOnGrid], extra: Mapping[int, int]) -> tuple[WorkerOnGrid, int]:
+    w = min(fit, key=lambda w: (w.open_tasks + extra.get(w.worker_id, 0), w.worker_id))
+    return w, w.open_tasks + extra.get(w.worker_id, 0)
 
 
-def _why(w: WorkerOnGrid, fit: list[WorkerOnGrid], role_text: str) -> str:
+def _why(w: WorkerOnGrid, load: int, fit: list[WorkerOnGrid], role_text: str) -> str:
     return (
-        f"{w.worker_no} has the fewest open tasks ({w.open_tasks}) "
+        f"{w.worker_no} has the fewest open tasks ({load}) "
         f"among {len(fit)} on-duty worker(s){role_text}"
     )
 
@@ -83,25 +84,31 @@ def choose_worker(
     *,
     required_role: str | None,
     moment: datetime,
+    extra_load: Mapping[int, int] | None = None,
 ) -> WorkerChoice:
-    """Decide who handles an event in ``grid_code`` at local time ``moment``."""
+    """Decide who handles an event in ``grid_code`` at local time ``moment``.
+
+    ``extra_load`` adds tasks not yet counted in ``open_tasks`` (those handed out earlier in
+    the same batch), by worker id.
+    """
+    extra = extra_load or {}
     role_text = f" with role {required_role}" if required_role else ""
     fit, why_not_grid = _eligible(grid_workers, required_role, moment)
     if fit:
-        w = _pick(fit)
+        w, load = _pick(fit, extra)
         return WorkerChoice(
-            w.worker_id, w.worker_no, "grid", f"grid {grid_code}: {_why(w, fit, role_text)}"
+            w.worker_id, w.worker_no, "grid", f"grid {grid_code}: {_why(w, load, fit, role_text)}"
         )
     if parent_code is not None:
         fit, why_not_parent = _eligible(parent_workers, required_role, moment)
         if fit:
-            w = _pick(fit)
+            w, load = _pick(fit, extra)
             return WorkerChoice(
                 w.worker_id,
                 w.worker_no,
                 "parent",
                 f"grid {grid_code}: {why_not_grid}; escalated to {parent_code}: "
-                + _why(w, fit, role_text),
+                + _why(w, load, fit, role_text),
             )
         parent_text = f"; parent {parent_code}: {why_not_parent}"
     else:

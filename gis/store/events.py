@@ -95,31 +95,21 @@ class StoredEvent:
     updated_at: datetime
 
 
-#: One statement, one round trip, for any number of events: the rows travel as arrays
-#: (``unnest``), so the SQL text never changes and the server keeps it prepared. Events that
-#: already exist (same ``client_event_id``) are skipped, and only the inserted ones get their
-#: first transition.
+#: One statement, one round trip, for any number of events: the rows travel as one JSON
+#: document (``jsonb_to_recordset``), so the SQL text never changes and the server keeps it
+#: prepared. Events that already exist (same ``client_event_id``) are skipped, and only the
+#: inserted ones get their first transition.
 _INSERT_SQL = text(
     """
     WITH rows AS (
-        SELECT * FROM unnest(
-            CAST(:client_event_id AS uuid[]), CAST(:request_hash AS text[]),
-            CAST(:category_code AS text[]), CAST(:description AS text[]),
-            CAST(:reported_lon AS float8[]), CAST(:reported_lat AS float8[]),
-            CAST(:reported_crs AS text[]), CAST(:lon AS float8[]), CAST(:lat AS float8[]),
-            CAST(:accuracy_m AS float8[]), CAST(:reported_at AS timestamptz[]),
-            CAST(:reporter AS text[]), CAST(:grid_code AS text[]),
-            CAST(:boundary_version_id AS int[]), CAST(:worker_id AS int[]),
-            CAST(:status AS text[]), CAST(:queue AS text[]), CAST(:routing_flag AS text[]),
-            CAST(:routing_candidates AS text[]), CAST(:routing_distance_m AS float8[]),
-            CAST(:routing_reason AS text[]), CAST(:quarantine_reason AS text[]),
-            CAST(:due_at AS timestamptz[]), CAST(:actor AS text[]),
-            CAST(:transition_note AS text[]), CAST(:transition_data AS jsonb[])
-        ) AS r(client_event_id, request_hash, category_code, description, reported_lon,
-               reported_lat, reported_crs, lon, lat, accuracy_m, reported_at, reporter,
-               grid_code, boundary_version_id, worker_id, status, queue, routing_flag,
-               routing_candidates, routing_distance_m, routing_reason, quarantine_reason,
-               due_at, actor, transition_note, transition_data)
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+            client_event_id uuid, request_hash text, category_code text, description text,
+            reported_lon float8, reported_lat float8, reported_crs text, lon float8,
+            lat float8, accuracy_m float8, reported_at timestamptz, reporter text,
+            grid_code text, boundary_version_id int, worker_id int, status text, queue text,
+            routing_flag text, routing_candidates varchar[], routing_distance_m float8,
+            routing_reason text, quarantine_reason text, due_at timestamptz, actor text,
+            transition_note text, transition_data jsonb)
     ),
     inserted AS (
         INSERT INTO events (client_event_id, request_hash, category_code, description,
@@ -131,55 +121,63 @@ _INSERT_SQL = text(
             CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
                  ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
             accuracy_m, reported_at, reporter, grid_code, boundary_version_id, worker_id,
-            status, queue, routing_flag,
-            CASE WHEN routing_candidates = '' THEN ARRAY[]::varchar[]
-                 ELSE string_to_array(routing_candidates, ';') END,
-            routing_distance_m, routing_reason, quarantine_reason, due_at
+            status, queue, routing_flag, routing_candidates, routing_distance_m,
+            routing_reason, quarantine_reason, due_at
         FROM rows
         ON CONFLICT (client_event_id) DO NOTHING
-        RETURNING id, client_event_id, status
+        RETURNING id, client_event_id, status, received_at, updated_at
     ),
     audit AS (
         INSERT INTO event_transitions (event_id, from_status, to_status, actor, note, data)
         SELECT i.id, NULL, i.status, r.actor, r.transition_note, r.transition_data
         FROM inserted i JOIN rows r USING (client_event_id)
     )
-    SELECT id, client_event_id FROM inserted
+    SELECT id, client_event_id, received_at, updated_at FROM inserted
     """
 )
 
+_JSON_FIELDS = (
+    "request_hash",
+    "category_code",
+    "description",
+    "reported_lon",
+    "reported_lat",
+    "reported_crs",
+    "lon",
+    "lat",
+    "accuracy_m",
+    "reporter",
+    "grid_code",
+    "boundary_version_id",
+    "worker_id",
+    "status",
+    "queue",
+    "routing_flag",
+    "routing_distance_m",
+    "routing_reason",
+    "quarantine_reason",
+    "actor",
+    "transition_note",
+    "transition_data",
+)
 
-def _columns_of(events: Sequence[NewEvent]) -> dict[str, list[Any]]:
-    fields = [
-        "client_event_id",
-        "request_hash",
-        "category_code",
-        "description",
-        "reported_lon",
-        "reported_lat",
-        "reported_crs",
-        "lon",
-        "lat",
-        "accuracy_m",
-        "reported_at",
-        "reporter",
-        "grid_code",
-        "boundary_version_id",
-        "worker_id",
-        "status",
-        "queue",
-        "routing_flag",
-        "routing_distance_m",
-        "routing_reason",
-        "quarantine_reason",
-        "due_at",
-        "actor",
-        "transition_note",
-    ]
-    out: dict[str, list[Any]] = {f: [getattr(e, f) for e in events] for f in fields}
-    out["routing_candidates"] = [";".join(e.routing_candidates) for e in events]
-    out["transition_data"] = [json.dumps(e.transition_data) for e in events]
-    return out
+
+def _rows_document(events: Sequence[NewEvent]) -> str:
+    rows = []
+    for e in events:
+        row: dict[str, Any] = {f: getattr(e, f) for f in _JSON_FIELDS}
+        row["client_event_id"] = str(e.client_event_id)
+        row["reported_at"] = e.reported_at.isoformat() if e.reported_at else None
+        row["due_at"] = e.due_at.isoformat() if e.due_at else None
+        row["routing_candidates"] = list(e.routing_candidates)
+        rows.append(row)
+    return json.dumps(rows, ensure_ascii=False, allow_nan=False)
+
+
+def _insert(session: Session, events: Sequence[NewEvent]) -> dict[uuid.UUID, Any]:
+    """Insert the new ones; return the inserted rows' (id, received_at, updated_at) by key."""
+    result = session.execute(_INSERT_SQL, {"rows": _rows_document(events)}).all()
+    return {r.client_event_id: r for r in result}
 
 
 def insert_events(
@@ -188,8 +186,8 @@ def insert_events(
     """Store events that are not stored yet; return ``client_event_id → (id, created)``."""
     if not events:
         return {}
-    created = {cid: eid for eid, cid in session.execute(_INSERT_SQL, _columns_of(events)).all()}
-    out = {cid: (eid, True) for cid, eid in created.items()}
+    created = _insert(session, events)
+    out = {cid: (row.id, True) for cid, row in created.items()}
     missing = [e.client_event_id for e in events if e.client_event_id not in created]
     if missing:
         for eid, cid in session.execute(
@@ -199,6 +197,66 @@ def insert_events(
         ):
             out[cid] = (eid, False)
     return out
+
+
+def store_events(
+    session: Session, events: Sequence[NewEvent], worker_nos: dict[int, str]
+) -> dict[uuid.UUID, tuple[StoredEvent, bool]]:
+    """Store events and return them as stored, with whether each was created now.
+
+    A created event is described from what was written (no second read); one that already
+    existed is read back, so a retry is answered with the event as first stored.
+    """
+    if not events:
+        return {}
+    created = _insert(session, events)
+    out: dict[uuid.UUID, tuple[StoredEvent, bool]] = {}
+    for e in events:
+        row = created.get(e.client_event_id)
+        if row is not None:
+            out[e.client_event_id] = (_as_stored(e, row, worker_nos), True)
+    missing = [e.client_event_id for e in events if e.client_event_id not in out]
+    if missing:
+        rows = session.execute(
+            select(*_columns())
+            .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
+            .where(EventRow.client_event_id.in_(missing))
+        ).all()
+        for r in rows:
+            out[r.client_event_id] = (_stored(r), False)
+    return out
+
+
+def _as_stored(e: NewEvent, row: Any, worker_nos: dict[int, str]) -> StoredEvent:
+    return StoredEvent(
+        id=row.id,
+        client_event_id=e.client_event_id,
+        request_hash=e.request_hash,
+        category_code=e.category_code,
+        description=e.description,
+        lon=e.lon,
+        lat=e.lat,
+        reported_lon=e.reported_lon,
+        reported_lat=e.reported_lat,
+        reported_crs=e.reported_crs,
+        accuracy_m=e.accuracy_m,
+        reported_at=e.reported_at,
+        received_at=row.received_at,
+        reporter=e.reporter,
+        grid_code=e.grid_code,
+        boundary_version_id=e.boundary_version_id,
+        worker_id=e.worker_id,
+        worker_no=worker_nos.get(e.worker_id) if e.worker_id is not None else None,
+        status=e.status,
+        queue=e.queue,
+        routing_flag=e.routing_flag,
+        routing_candidates=e.routing_candidates,
+        routing_distance_m=e.routing_distance_m,
+        routing_reason=e.routing_reason,
+        quarantine_reason=e.quarantine_reason,
+        due_at=e.due_at,
+        updated_at=row.updated_at,
+    )
 
 
 def _columns() -> list[Any]:
