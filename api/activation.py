@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Final
 
 from fastapi.concurrency import run_in_threadpool
@@ -29,10 +30,12 @@ ACTIVATION_INTERVAL_S: Final = 30.0
 ACTOR: Final = "gridmap scheduler"
 
 
-def activate_due(sessions: sessionmaker[Session], *, timezone: str) -> list[Activation]:
+def activate_due(
+    sessions: sessionmaker[Session], *, timezone: str, now: datetime | None = None
+) -> list[Activation]:
     """Run one round in its own transaction; return what it did."""
     with sessions() as session, session.begin():
-        return publishing.apply_due_versions(session, actor=ACTOR, timezone=timezone)
+        return publishing.apply_due_versions(session, now, actor=ACTOR, timezone=timezone)
 
 
 async def run_rounds(

@@ -574,7 +574,7 @@ def _impact(args: argparse.Namespace, session: Session) -> int:
     print()
     print(
         f"{'CODE':<16} {'STATUS':<9} {'AREA BEFORE m²':>15} {'AREA AFTER m²':>15} "
-        f"{'RECENT OUT':>10} {'OPEN OUT':>8}  MOVING TO"
+        f"{'RECENT OUT':>10} {'OPEN OUT':>8}  MOVING TO (recent events, then open ones)"
     )
     for g in report.grids:
         if (
@@ -583,8 +583,10 @@ def _impact(args: argparse.Namespace, session: Session) -> int:
             and not (g.recent_moving_out or g.recent_moving_in or g.open_moving_out)
         ):
             continue
-        destinations = Counter(g.recent_destinations) + Counter(g.open_destinations)
-        moving = ", ".join(f"{code} {n}" for code, n in sorted(destinations.items()))
+        moving = ", ".join(f"{code} {n}" for code, n in sorted(g.recent_destinations.items()))
+        if g.open_destinations:
+            opened = ", ".join(f"{code} {n}" for code, n in sorted(g.open_destinations.items()))
+            moving = f"{moving} (open: {opened})"
         print(
             f"{g.code:<16} {g.status:<9} {_area(g.area_before_m2):>15} "
             f"{_area(g.area_after_m2):>15} {g.recent_moving_out:>10} {g.open_moving_out:>8}  "
@@ -637,8 +639,10 @@ def _publish(args: argparse.Namespace, session: Session) -> int:
         f"published {_describe_version(version)}, in force from "
         f"{_local(version.effective_from, zone)} ({zone.key})"
     )
-    _print_activations(result.activations)
-    if not result.activations:
+    ours = [a for a in result.activations if a.version_id == version.id]
+    # Earlier versions that came due meanwhile are only worth a line when they moved events.
+    _print_activations(ours + [a for a in result.activations if a not in ours and a.moves])
+    if not ours:
         print("its open events will be re-routed when it takes effect")
     return 0
 

@@ -19,11 +19,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
+from api import uploads
 from api.bodies import read_json
 from api.deps import SessionDep, SettingsDep, open_session
 from api.security import allow
 from api.uploads import UploadFolder, receive_upload
-from gis.errors import GridmapError, InvalidInput, LimitExceeded
+from gis.errors import GridmapError, InvalidInput
 from gis.grids import GridFeature
 from gis.io.boundary_files import BoundaryFormat, write_boundary_file
 from gis.problems import ValidationReport, geojson_geometry
@@ -183,7 +184,9 @@ async def upload_version(
     zip safety) apply as for the CLI.
     """
     with UploadFolder() as folder:
-        upload = await receive_upload(request, folder.path, suffixes=_UPLOAD_SUFFIXES)
+        upload = await receive_upload(
+            request, folder.path, suffixes=_UPLOAD_SUFFIXES, max_bytes=uploads.MAX_UPLOAD_BYTES
+        )
         unknown = set(upload.fields) - {"label", "notes", *_READ_FIELDS}
         if unknown:
             raise InvalidInput(
@@ -431,7 +434,8 @@ def _positions(value: Any, depth: int) -> int:
     for part in value:
         total += _positions(part, depth - 1)
         if total > MAX_EDIT_VERTICES:
-            raise LimitExceeded(
+            # 422, not 413: the body may be small enough, the polygon is what is too detailed.
+            raise InvalidInput(
                 f"The geometry has more than {MAX_EDIT_VERTICES:,} vertices, the limit for "
                 "one grid edited through the API; import bigger polygons from a file.",
                 limit=MAX_EDIT_VERTICES,

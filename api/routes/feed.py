@@ -26,13 +26,14 @@ from typing import Annotated, Any, Final, Literal
 import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import open_session
 from api.responses import compact_json
 from api.security import allow
 from gis.store.event_stats import MapEvent, event_flags
-from gis.store.events import StoredEvent, changes_since
+from gis.store.events import ChangePage, StoredEvent, changes_since
 from maps.layers import display_points
 
 router = APIRouter(tags=["events"])
@@ -42,6 +43,8 @@ POLL_S: Final = 1.0
 HEARTBEAT_S: Final = 15.0
 MAX_STREAM_S: Final = 300
 STREAM_PAGE: Final = 1000
+#: The largest page served to get past one transaction that changed many rows.
+MAX_BULK_PAGE: Final = 200_000
 GEOJSON: Final = "application/geo+json"
 
 Crs = Literal["wgs84", "gcj02"]
@@ -106,9 +109,24 @@ def event_features(
     return out
 
 
+def _changes(session: Session, cursor: int, limit: int) -> ChangePage:
+    """A page of changes that always moves the cursor forward.
+
+    ``changes_since`` cuts a page at the last served row's transaction, so when one
+    transaction changed more rows than ``limit`` (a bulk import, a publish re-routing every
+    open event) asking again from that cursor returns the same page forever. Such a page is
+    re-read with a larger limit until it reaches past that transaction.
+    """
+    page = changes_since(session, cursor, limit=limit)
+    while page.more and page.cursor == cursor and limit < MAX_BULK_PAGE:
+        limit = min(limit * 4, MAX_BULK_PAGE)
+        page = changes_since(session, cursor, limit=limit)
+    return page
+
+
 def _page(request: Request, cursor: int, limit: int, crs: Crs) -> dict[str, Any]:
     with open_session(request) as session:
-        page = changes_since(session, cursor, limit=limit)
+        page = _changes(session, cursor, limit)
     return {
         "type": "FeatureCollection",
         "features": event_features([from_stored(e) for e in page.events], crs),

@@ -36,11 +36,10 @@ from api.security import allow, public
 from api.settings import Settings
 from gis.errors import InvalidInput, NotFound
 from gis.grids import GridFeature
-from gis.store import boundaries, roster
+from gis.store import boundaries, publishing, roster
 from gis.store import event_stats as stats
 from gis.store.boundaries import StoredGrid
 from gis.store.models import EVENT_STATUSES
-from gis.validation import validate_boundaries
 from maps import layers, pages, styles
 from maps.assets import STATIC_DIR, STATIC_URL
 from maps.tiles import TileSource
@@ -421,7 +420,8 @@ def plan_layers(
         if active_version is not None and active_version.id != shown.id
         else []
     )
-    report = validate_boundaries(draft)
+    # The same report the boundaries API answers an edit with (import problems included).
+    report = publishing.validate_version(session, shown.id)
     workers = roster.workers_by_grid(session, [f.code for f in draft if f.level == "basic"])
     body = {
         "version": {
