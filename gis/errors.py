@@ -58,6 +58,12 @@ class UnsafeArchive(UnreadableFile):
     kind = "unsafe-archive"
 
 
+class InvalidBoundaries(InvalidInput):
+    """A boundary version breaks validation rules; ``details["problems"]`` lists them."""
+
+    kind = "invalid-boundaries"
+
+
 class DatabaseUnavailable(GridmapError):
     """PostgreSQL cannot be reached right now; the caller should retry later."""
 

@@ -724,11 +724,15 @@ def write_boundary_file(
             out = tmp_dir / "out.gpkg"
             pyogrio.write_dataframe(frame, out, driver="GPKG", layer=target.stem)
         elif format == "shp":
-            shp = tmp_dir / f"{target.stem}.shp"
+            # The parts get a folder of their own: globbing them beside the zip being
+            # written would add the zip to itself when the target is named ``out.zip``.
+            parts_dir = tmp_dir / "parts"
+            parts_dir.mkdir()
+            shp = parts_dir / f"{target.stem}.shp"
             pyogrio.write_dataframe(frame, shp, driver="ESRI Shapefile", encoding="UTF-8")
             out = tmp_dir / "out.zip"
             with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for part in sorted(tmp_dir.glob(f"{target.stem}.*")):
+                for part in sorted(parts_dir.glob(f"{target.stem}.*")):
                     archive.write(part, arcname=part.name)
         else:
             raise ValueError(f"unknown boundary format {format!r}")

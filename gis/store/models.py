@@ -106,6 +106,12 @@ class BoundaryVersionRow(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the open events were re-routed to this version (once, when it took effect).
+    rerouted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Problems of the imported file that the grid rows cannot show (see migration 0004).
+    import_problems: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb")
+    )
 
 
 class GridRow(Base):

@@ -1,0 +1,529 @@
+"""Importing, validating, publishing and activating boundary versions; re-routing events.
+
+The planner's workflow (PRODUCT.md): draft → validate → review impact → publish (now or at a
+scheduled time) → active. A draft may be stored with problems (the planner fixes them);
+publishing refuses a draft with any validation problem. When a version takes effect, the
+open events whose grid changes follow it:
+
+1. one set-based query routes every open event not yet routed by the version against its
+   leaf grids (:mod:`gis.store.routing_sql`: covers, lowest code on shared edges, snapped
+   within 50 m, else the unrouted queue) and keeps those whose grid differs;
+2. each of those is dispatched again with :func:`gis.dispatch.choose_worker` (duty schedules
+   read in Asia/Shanghai local time), loads counted as the batch goes, so one worker does
+   not receive every moved event;
+3. one UPDATE and one multi-row INSERT write the new routing and a transition per event,
+   naming the publisher and the version.
+
+Handled, verified, closed and voided events keep their grid: their history is what happened.
+Events whose grid does not change are not touched at all.
+
+Activation is idempotent: ``boundary_versions.rerouted_at`` records that a version's
+re-routing ran, and :func:`apply_due_versions` only handles versions in force without it. It
+runs on an immediate publish, from ``gridmap boundaries activate`` and every 30 s in the
+server. Reports whose intake overlapped the moment a version took effect (routed by the old
+version a moment later) are swept up by the next runs for a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from gis.dispatch import OPEN_EVENT_STATUSES, OPEN_FOR_WORKER, WorkerOnGrid, choose_worker
+from gis.errors import Conflict, InvalidBoundaries, InvalidInput
+from gis.io.boundary_files import read_boundary_file
+from gis.problems import ValidationReport, sort_problems
+from gis.store import boundaries
+from gis.store import events as event_store
+from gis.store.boundaries import BoundaryVersion
+from gis.store.models import EventTransitionRow
+from gis.store.routing_sql import NEAR_BOUNDARY_M, SNAP_DISTANCE_M, routed_points_sql, rule_text
+from gis.validation import validate_boundaries
+
+#: Duty schedules are local times of the city (China has one time zone); callers pass the
+#: configured zone.
+DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
+
+#: Validation settings a version must pass to be published (the ``validate`` defaults).
+PUBLISH_TOLERANCE_M2: Final = 1.0
+PUBLISH_MIN_AREA_M2: Final = 100.0
+
+#: A publish may name an effective time this far in the past (clock skew between the
+#: planner's machine and the server); earlier would rewrite history already routed.
+PAST_SKEW: Final = timedelta(minutes=5)
+
+#: Reports whose intake straddled a version's start may have been routed by the version
+#: before it; for this long after the re-routing, activation sweeps such reports up.
+STRAGGLER_WINDOW: Final = timedelta(minutes=10)
+
+#: Moved events written per UPDATE statement.
+_WRITE_CHUNK: Final = 5_000
+
+
+# --- import and validation ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """A file stored as a draft: the version, what the reader did, and its validation."""
+
+    version: BoundaryVersion
+    notes: list[str]
+    report: ValidationReport
+    #: An earlier version (not retired) with exactly the same content, if there is one.
+    same_content_as: int | None
+
+
+def import_draft(
+    session: Session,
+    path: str | os.PathLike[str],
+    *,
+    label: str | None = None,
+    author: str | None = None,
+    notes: str | None = None,
+    source: str | None = None,
+    read_options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> ImportResult:
+    """Read a boundary file and store it as a new draft, valid or not; validate what was stored.
+
+    ``read_options`` are passed to :func:`~gis.io.boundary_files.read_boundary_file` (field
+    names, ``crs``, ``encoding``, ``layer``); its limits and refusals apply unchanged.
+    """
+    file_path = Path(path)
+    boundary_file = read_boundary_file(file_path, progress=progress, **dict(read_options or {}))
+    features = boundary_file.features
+    same = boundaries.find_version_by_hash(session, boundaries.content_hash(features))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(features), file=sys.stderr, unit="grids", desc="storing")
+
+    def advance(written: int) -> None:
+        if bar is not None:
+            bar.update(written - bar.n)
+
+    try:
+        version = boundaries.create_version(
+            session,
+            features,
+            label=label or file_path.name,
+            author=author,
+            notes=notes,
+            source=source or file_path.name,
+            read_problems=boundary_file.problems,
+            progress=advance,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    report = validate_version(session, version.id)
+    return ImportResult(version, list(boundary_file.notes), report, same.id if same else None)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def validate_version(
+    session: Session,
+    version_id: int,
+    *,
+    tolerance_m2: float = PUBLISH_TOLERANCE_M2,
+    min_area_m2: float = PUBLISH_MIN_AREA_M2,
+) -> ValidationReport:
+    """Validate a stored version: its grids, plus the problems kept since its import.
+
+    A grid the import had to store without geometry (a line, a 3-point ring) is reported
+    once, by the kept problem that says why, not a second time as ``empty``.
+    """
+    boundaries.get_version(session, version_id)
+    kept = boundaries.import_problems(session, version_id)
+    features = boundaries.version_features(session, version_id)
+    report = validate_boundaries(
+        features, tolerance_m2=tolerance_m2, min_area_m2=min_area_m2, read_problems=kept
+    )
+    explained = {c for p in kept for c in p.codes}
+    problems = [
+        p
+        for p in report.problems
+        if not (p.kind == "empty" and p.codes and set(p.codes) <= explained and p not in kept)
+    ]
+    return ValidationReport(sort_problems(problems))
+
+
+# --- publishing and activation ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventMove:
+    """One open event re-routed to a new version."""
+
+    event_id: int
+    from_grid: str | None
+    to_grid: str | None
+    from_status: str
+    to_status: str
+    worker_no: str | None
+    flag: str
+
+
+@dataclass(frozen=True)
+class Activation:
+    """What taking a version into force did."""
+
+    version_id: int
+    #: ``rerouted``: open events followed it; ``superseded``: a later version was already in
+    #: force when it came due, so the later one did the re-routing.
+    outcome: str
+    moves: list[EventMove] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for messages and API answers."""
+        return {
+            "version_id": self.version_id,
+            "outcome": self.outcome,
+            "rerouted_events": len(self.moves),
+            "dispatched": sum(1 for m in self.moves if m.worker_no is not None),
+            "unrouted": sum(1 for m in self.moves if m.to_grid is None),
+        }
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """The published version and, when it took effect at once, its activation."""
+
+    version: BoundaryVersion
+    activations: list[Activation]
+
+
+def publish(
+    session: Session,
+    version_id: int,
+    *,
+    actor: str,
+    effective_from: datetime | None = None,
+    now: datetime | None = None,
+    timezone: str = DEFAULT_TIMEZONE,
+) -> PublishResult:
+    """Validate and publish a draft; re-route open events at once when it is in force now.
+
+    Raises InvalidBoundaries (with ``details["problems"]``) when the draft is not valid,
+    InvalidInput for an effective time without time zone or in the past, Conflict when the
+    version is not a draft or a later version is already scheduled.
+    """
+    now = now or datetime.now(UTC)
+    if effective_from is not None:
+        if effective_from.tzinfo is None:
+            raise InvalidInput(
+                "The effective time needs a time zone (e.g. 2026-12-01T00:00:00+08:00)."
+            )
+        if effective_from < now - PAST_SKEW:
+            raise InvalidInput(
+                "The effective time is in the past; a version takes effect now or later, so "
+                "the record of which grid held a point on a past date never changes."
+            )
+        effective_from = max(effective_from, now)
+    # Locked first: an edit of the draft cannot slip in between validation and publish.
+    version = boundaries.lock_version(session, version_id)
+    if version.status != "draft":
+        raise Conflict(
+            f"Boundary version {version_id} is {version.status}; only drafts can be published."
+        )
+    report = validate_version(session, version_id)
+    if not report.valid:
+        counts = ", ".join(f"{kind} {n}" for kind, n in report.count_by_kind().items())
+        raise InvalidBoundaries(
+            f"Boundary version {version_id} cannot be published: {len(report.problems)} "
+            f"problem(s) ({counts}). Fix them in the draft and publish again.",
+            problems=[p.to_dict() for p in report.problems],
+        )
+    published = boundaries.publish_version(
+        session, version_id, effective_from=effective_from, now=now
+    )
+    activations = apply_due_versions(session, now, actor=actor, timezone=timezone)
+    return PublishResult(boundaries.get_version(session, published.id), activations)
+
+
+def apply_due_versions(
+    session: Session,
+    now: datetime | None = None,
+    *,
+    actor: str = "gridmap scheduler",
+    timezone: str = DEFAULT_TIMEZONE,
+) -> list[Activation]:
+    """Take into force every version whose effective time has come; idempotent.
+
+    Versions whose range already ended when they are handled (a later one is in force) are
+    only marked; the version in force re-routes the open events. A version activated within
+    :data:`STRAGGLER_WINDOW` also re-routes reports that intake routed by an older version
+    around its start.
+    """
+    now = now or datetime.now(UTC)
+    boundaries.retire_ended_versions(session, now)
+    done: list[Activation] = []
+    for version in boundaries.due_versions(session, now):
+        if version.is_active(now):
+            moves = reroute_open_events(session, version, actor=actor, now=now, timezone=timezone)
+            outcome = "rerouted"
+        else:
+            moves, outcome = [], "superseded"
+        boundaries.mark_rerouted(session, version.id, now)
+        boundaries.notify_boundaries_changed(session, version.id)
+        done.append(Activation(version.id, outcome, moves))
+    active = boundaries.active_version(session, now)
+    if (
+        active is not None
+        and active.rerouted_at is not None
+        and active.effective_from is not None
+        and now - active.rerouted_at <= STRAGGLER_WINDOW
+        and not any(a.version_id == active.id for a in done)
+    ):
+        moves = reroute_open_events(
+            session,
+            active,
+            actor=actor,
+            now=now,
+            received_after=active.effective_from - STRAGGLER_WINDOW,
+            timezone=timezone,
+        )
+        if moves:
+            done.append(Activation(active.id, "rerouted", moves))
+    return done
+
+
+# --- re-routing -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Moving:
+    id: int
+    old_code: str | None
+    status: str
+    worker_id: int | None
+    category: str
+    code: str | None
+    candidates: tuple[str, ...]
+    distance_m: float | None
+    flag: str
+    tolerance_m: float
+
+
+def reroute_open_events(
+    session: Session,
+    version: BoundaryVersion,
+    *,
+    actor: str,
+    now: datetime,
+    received_after: datetime | None = None,
+    snap_m: float = SNAP_DISTANCE_M,
+    near_m: float = NEAR_BOUNDARY_M,
+    timezone: str = DEFAULT_TIMEZONE,
+) -> list[EventMove]:
+    """Re-route the open events whose grid differs under ``version``; return the moves."""
+    moving = _find_moving(session, version.id, received_after, snap_m, near_m)
+    if not moving:
+        return []
+    parent_of = boundaries.hierarchy(session, version.id)
+    children: dict[str, list[str]] = {}
+    for code, parent in parent_of.items():
+        if parent:
+            children.setdefault(parent, []).append(code)
+    needed: set[str] = set()
+    for m in moving:
+        if m.code is not None:
+            needed.add(m.code)
+            parent = parent_of.get(m.code)
+            if parent:
+                needed.update([parent, *children.get(parent, ())])
+    workers = event_store.workers_for_grids(session, sorted(needed))
+    load: dict[int, int] = {}
+    for listed in workers.values():
+        for w in listed:
+            load[w.worker_id] = w.open_tasks
+    # Events leaving a worker no longer count against them.
+    for m in moving:
+        if m.worker_id is not None and m.status in OPEN_FOR_WORKER and m.worker_id in load:
+            load[m.worker_id] -= 1
+    roles = {
+        code: role for code, (role, _hours, _hazard) in event_store.categories(session).items()
+    }
+    moment = now.astimezone(ZoneInfo(timezone))
+
+    def current(listed: Sequence[WorkerOnGrid]) -> list[WorkerOnGrid]:
+        return [replace(w, open_tasks=load.get(w.worker_id, w.open_tasks)) for w in listed]
+
+    updates: list[dict[str, Any]] = []
+    transitions: list[dict[str, Any]] = []
+    moves: list[EventMove] = []
+    for m in moving:
+        rule = rule_text(m.flag, len(m.candidates), m.tolerance_m, snap_m)
+        arrow = f"{m.old_code or 'unrouted'} → {m.code or 'unrouted queue'}"
+        note = f"re-routed on publish of boundary version {version.id}: {arrow}"
+        worker_id: int | None = None
+        worker_no: str | None = None
+        tier: str | None = None
+        queue: str | None
+        if m.code is None:
+            status, queue = "registered", "unrouted"
+            reason = f"unrouted: {rule} (boundary version {version.id})"
+        else:
+            parent = parent_of.get(m.code)
+            team: dict[int, WorkerOnGrid] = {}
+            if parent:
+                for code in (parent, *children.get(parent, ())):
+                    for w in workers.get(code, ()):
+                        team.setdefault(w.worker_id, w)
+            choice = choose_worker(
+                m.code,
+                current(workers.get(m.code, ())),
+                parent,
+                current(list(team.values())),
+                required_role=roles.get(m.category),
+                moment=moment,
+            )
+            worker_id, worker_no, tier = choice.worker_id, choice.worker_no, choice.tier
+            if worker_id is not None:
+                load[worker_id] = load.get(worker_id, 0) + 1
+            status = "dispatched" if worker_id is not None else "registered"
+            queue = None if worker_id is not None else "dispatcher"
+            reason = f"{m.flag}: {rule} (boundary version {version.id}); {choice.reason}"
+            note = f"{note}; {choice.reason}"
+        updates.append(
+            {
+                "id": m.id,
+                "grid_code": m.code,
+                "worker_id": worker_id,
+                "status": status,
+                "queue": queue,
+                "flag": m.flag,
+                "candidates": list(m.candidates),
+                "distance_m": m.distance_m,
+                "reason": reason,
+            }
+        )
+        transitions.append(
+            {
+                "event_id": m.id,
+                "from_status": m.status,
+                "to_status": status,
+                "actor": actor,
+                "note": note,
+                "data": {
+                    "from_grid": m.old_code,
+                    "to_grid": m.code,
+                    "version": version.id,
+                    "flag": m.flag,
+                    "worker": worker_no,
+                    "tier": tier,
+                },
+            }
+        )
+        moves.append(EventMove(m.id, m.old_code, m.code, m.status, status, worker_no, m.flag))
+    for start in range(0, len(updates), _WRITE_CHUNK):
+        _write_moves(session, version.id, updates[start : start + _WRITE_CHUNK])
+        session.execute(
+            insert(EventTransitionRow).values(transitions[start : start + _WRITE_CHUNK])
+        )
+    session.flush()
+    return moves
+
+
+def _find_moving(
+    session: Session,
+    version_id: int,
+    received_after: datetime | None,
+    snap_m: float,
+    near_m: float,
+) -> list[_Moving]:
+    """Route the candidate open events in one query; keep those whose grid changes.
+
+    The candidate rows are locked (``FOR UPDATE OF e``), and the outer conditions are
+    re-checked on the latest row version, so an event closed meanwhile is left alone.
+    """
+    window = "AND e.received_at >= :received_after" if received_after is not None else ""
+    points = f"""(
+        SELECT e.id, e.location,
+               greatest(:near_m, coalesce(e.accuracy_m, 0.0)) AS tolerance_m
+        FROM events e
+        WHERE e.status = ANY(CAST(:open AS text[]))
+          AND e.location IS NOT NULL
+          AND e.quarantine_reason IS NULL
+          AND e.boundary_version_id IS DISTINCT FROM :version_id
+          {window}
+    )"""
+    routed = routed_points_sql(points, version="version_id", parents="parents", with_flag=True)
+    sql = f"""
+        WITH routed AS MATERIALIZED ({routed})
+        SELECT e.id, e.grid_code, e.status, e.worker_id, e.category_code,
+               r.code, r.candidates, r.distance_m, r.flag,
+               greatest(:near_m, coalesce(e.accuracy_m, 0.0)) AS tolerance_m
+        FROM routed r JOIN events e ON e.id = r.id
+        WHERE r.code IS DISTINCT FROM e.grid_code
+          AND e.status = ANY(CAST(:open AS text[]))
+          AND e.boundary_version_id IS DISTINCT FROM :version_id
+        ORDER BY e.id
+        FOR UPDATE OF e
+    """
+    params: dict[str, Any] = {
+        "version_id": version_id,
+        "parents": boundaries.leaf_parents(session, version_id),
+        "open": list(OPEN_EVENT_STATUSES),
+        "snap_m": snap_m,
+        "near_m": near_m,
+    }
+    if received_after is not None:
+        params["received_after"] = received_after
+    rows = session.execute(text(sql), params).all()
+    return [
+        _Moving(
+            id=int(r.id),
+            old_code=r.grid_code,
+            status=r.status,
+            worker_id=r.worker_id,
+            category=r.category_code,
+            code=r.code,
+            candidates=tuple(r.candidates or ()),
+            distance_m=None if r.code is None else float(r.distance_m),
+            flag=r.flag,
+            tolerance_m=float(r.tolerance_m),
+        )
+        for r in rows
+    ]
+
+
+def _write_moves(session: Session, version_id: int, rows: list[dict[str, Any]]) -> None:
+    """Write a chunk of moves with one UPDATE joined to the rows as a JSON record set."""
+    session.execute(
+        text(
+            """
+            UPDATE events e SET
+                grid_code = u.grid_code,
+                boundary_version_id = :version_id,
+                worker_id = u.worker_id,
+                status = u.status,
+                queue = u.queue,
+                routing_flag = u.flag,
+                routing_candidates = u.candidates,
+                routing_distance_m = u.distance_m,
+                routing_reason = u.reason
+            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u(
+                id bigint, grid_code text, worker_id integer, status text, queue text,
+                flag text, candidates text[], distance_m double precision, reason text
+            )
+            WHERE e.id = u.id
+            """
+        ),
+        {"version_id": version_id, "rows": json.dumps(rows, ensure_ascii=False)},
+    )
