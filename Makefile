@@ -18,8 +18,9 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/gridmap demo
 
-## test: quality gates, then the whole test suite against a real PostGIS
+## test: quality gates, then the whole test suite against a real PostGIS and Chromium
 test: lint
+	bash maps/install_browser.sh $(BIN)/python
 	$(BIN)/pytest
 
 ## lint: ruff, formatting, mypy on gis/, and the layering contract

@@ -33,7 +33,13 @@ def make_engine(url: str | URL, *, pool_size: int = 10) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=5,
-        connect_args={"connect_timeout": 5, "application_name": "gridmap"},
+        connect_args={
+            "connect_timeout": 5,
+            "application_name": "gridmap",
+            # A request that died mid-transaction must not hold locks, or the change feed's
+            # horizon, for long.
+            "options": "-c idle_in_transaction_session_timeout=60000",
+        },
     )
 
 
