@@ -32,7 +32,9 @@ from gis.store.database import ensure_database, make_engine, migrate, normalise_
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TEST_DATABASE = "gridmap_test"
+#: Per run, so two checkouts (or a developer and CI) can test against one server at once.
+RUN_TAG = f"{os.getpid()}"
+TEST_DATABASE = f"gridmap_test_{RUN_TAG}"
 
 
 def _server_url() -> URL:
@@ -51,6 +53,28 @@ def _fresh_database(server: URL, name: str = TEST_DATABASE) -> URL:
     with psycopg.connect(dbname="postgres", autocommit=True, **kwargs) as conn:  # type: ignore[arg-type]
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return ensure_database(url, echo=lambda m: None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_created_databases() -> Iterator[None]:
+    """Leave the server as found: drop every database this run created (named by RUN_TAG)."""
+    yield
+    import psycopg
+
+    server = _server_url()
+    kwargs = {
+        "host": server.host,
+        "port": server.port,
+        "user": server.username,
+        "password": server.password,
+    }
+    with psycopg.connect(dbname="postgres", autocommit=True, **kwargs) as conn:  # type: ignore[arg-type]
+        names = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s AND datname LIKE %s",
+            ("gridmap\\_%", f"%\\_{RUN_TAG}"),
+        ).fetchall()
+        for (name,) in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ accounts and a month of simulated history. Tests only add events and assert on t
 from __future__ import annotations
 
 import functools
+import os
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ from api.settings import Settings
 from gis.store import users
 from gis.store.database import make_engine, migrate
 
-LIVE_DATABASE = "gridmap_live"
+LIVE_DATABASE = f"gridmap_live_{os.getpid()}"
 LIVE_EVENTS = 1500
 SECRET = "live-tests-" + "k" * 40
 

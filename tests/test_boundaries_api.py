@@ -422,8 +422,24 @@ def test_edit_one_grid_of_a_draft(
     assert report["valid"] is False and report["counts"] == {"gap": 1}
     stored = boundaries.get_grid(session, vid, LOSER)
     assert stored.name == "改过的网格"
+    assert stored.population == original.population and stored.parent_code == LOSER[:12]
+    assert stored.attributes == original.attributes
     assert stored.area_m2 is not None and original.area_m2 is not None
     assert stored.area_m2 < original.area_m2
+
+    # The planner map sends the grid's properties along, population included.
+    feature["properties"] = {
+        "code": LOSER,
+        "name": "改过的网格",
+        "level": "basic",
+        "parent_code": LOSER[:12],
+        "population": 4321,
+    }
+    resp = app_client.put(
+        f"{BASE}/{vid}/grids/{LOSER}", headers=headers, content=json.dumps(feature)
+    )
+    assert resp.status_code == 200
+    assert boundaries.get_grid(session, vid, LOSER).population == 4321
 
     # Putting the original geometry back (a bare geometry body) makes the draft valid again.
     resp = app_client.put(

@@ -171,6 +171,8 @@ def test_publish_reroutes_open_events_and_leaves_the_rest(session: Session) -> N
         assert row["status"] in ("dispatched", "registered")
         assert (row["worker_id"] is not None) == (row["status"] == "dispatched")
         assert f"boundary version {vid}" in str(row["routing_reason"])
+        assert row["routing_flag"] in ("inside", "near_boundary")
+        assert row["routing_candidates"] == [GAINER]
         last = event_store.transitions(session, eid)[-1]
         assert last["actor"] == "planner-li"
         assert last["note"].startswith(
@@ -334,6 +336,29 @@ def test_impact_of_a_moved_edge(session: Session) -> None:
     assert workers["W001"].open_after == workers["W001"].open_before
     body = report.to_dict(changed_only=True)
     assert {g["code"] for g in body["grids"]} == {GAINER, LOSER}
+
+
+def test_impact_of_a_merge_lists_the_removed_grid(session: Session) -> None:
+    old = active_id(session)
+    feats = sample_features()
+    index = {f.code: f for f in feats}
+    merged = shapely.union(index[GAINER].geometry, index[LOSER].geometry)
+    features = [
+        dataclasses.replace(f, geometry=merged) if f.code == GAINER else f
+        for f in feats
+        if f.code != LOSER
+    ]
+    in_loser = interior_point(index[LOSER].geometry)
+    add_event(session, *in_loser, grid=LOSER, version_id=old, status="registered")
+    report = impact_report(session, _draft(session, features))
+    grids = {g.code: g for g in report.grids}
+    assert grids[LOSER].status == "removed" and grids[LOSER].area_after_m2 is None
+    assert grids[GAINER].status == "changed"
+    assert grids[LOSER].open_destinations == {GAINER: 1}
+    assert grids[LOSER].open_after == 0
+    loads = {w.worker_no: w for w in report.workers}
+    only_loser = [w for w in loads.values() if w.grids == (LOSER,)]
+    assert only_loser and all(w.open_after == 0 for w in only_loser)
 
 
 def test_impact_window_leaves_out_old_events(session: Session) -> None:

@@ -24,7 +24,7 @@ from gis.grids import GridFeature
 from gis.problems import Problem
 from gis.store import event_stats
 from gis.store import events as event_store
-from gis.store.events import NewEvent
+from gis.store.events import FeedCursor, NewEvent
 from maps import assets, layers, pages, vendor
 from maps.tiles import TileSource
 
@@ -327,7 +327,7 @@ def test_map_events_filters_and_cursor(app_client: TestClient, auth_headers, ses
 
     def ids(**params) -> set[int]:
         body = app_client.get("/api/v1/maps/events", params=params, headers=headers).json()
-        assert isinstance(body["cursor"], int)
+        assert FeedCursor.parse(body["cursor"]).xid > 0
         return {f["id"] for f in body["features"]}
 
     week = ids()

@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from gis.errors import GridmapError, InvalidBoundaries, InvalidInput
+from gis.errors import DatabaseUnavailable, GridmapError, InvalidBoundaries, InvalidInput
 from gis.io.boundary_files import (
     BoundaryFile,
     format_for_path,
@@ -329,6 +331,12 @@ def _with_database(
                 return action(args, session)
         except GridmapError as exc:
             return _fail(exc, as_json=as_json)
+        except (OperationalError, PoolTimeout) as exc:
+            reason = str(exc.orig if isinstance(exc, OperationalError) else exc).splitlines()
+            return _fail(
+                DatabaseUnavailable(f"the database is not answering: {(reason or [''])[0]}"),
+                as_json=as_json,
+            )
         except OSError as exc:
             return _fail(InvalidInput(f"cannot write the file: {exc.strerror}"), as_json=as_json)
 

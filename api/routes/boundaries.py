@@ -495,6 +495,7 @@ def _save_grid(
             parent = _text_property(props, "parent_code", None)
             level = _text_property(props, "level", "basic") or "basic"
             name = _text_property(props, "name", "") or ""
+            attributes: dict[str, Any] = {}
         else:
             assert code is not None
             if "code" in props and props["code"] != code:
@@ -503,7 +504,16 @@ def _save_grid(
             parent = _text_property(props, "parent_code", current.parent_code)
             level = _text_property(props, "level", current.level) or current.level
             name = _text_property(props, "name", current.name) or ""
-        feature = GridFeature(code, parent or None, level, name, geometry)
+            # An edit redraws the grid; what the map does not send is kept as it was.
+            attributes = dict(current.attributes)
+            if current.population is not None:
+                attributes["population"] = current.population
+        population = props.get("population")
+        if population is not None:
+            if not isinstance(population, int) or isinstance(population, bool) or population < 0:
+                raise InvalidInput("The property 'population' must be a whole number ≥ 0.")
+            attributes["population"] = population
+        feature = GridFeature(code, parent or None, level, name, geometry, attributes)
         boundaries.save_draft_grid(session, version_id, feature, new=new)
         report = publishing.validate_version(session, version_id)
     return {"code": code, **_report(version_id, report)}

@@ -26,14 +26,14 @@ from typing import Annotated, Any, Final, Literal
 import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import open_session
 from api.responses import compact_json
 from api.security import allow
+from gis.errors import InvalidInput
 from gis.store.event_stats import MapEvent, event_flags
-from gis.store.events import ChangePage, StoredEvent, changes_since
+from gis.store.events import FeedCursor, StoredEvent, changes_since
 from maps.layers import display_points
 
 router = APIRouter(tags=["events"])
@@ -43,14 +43,16 @@ POLL_S: Final = 1.0
 HEARTBEAT_S: Final = 15.0
 MAX_STREAM_S: Final = 300
 STREAM_PAGE: Final = 1000
-#: The largest page served to get past one transaction that changed many rows.
-MAX_BULK_PAGE: Final = 200_000
 GEOJSON: Final = "application/geo+json"
 
 Crs = Literal["wgs84", "gcj02"]
 SinceQ = Annotated[
-    int | None,
-    Query(ge=0, le=2**62, description="The cursor of the previous page; 0 from the start."),
+    str | None,
+    Query(
+        max_length=40,
+        pattern=r"^\d+(\.\d+)?$",
+        description="The cursor of the previous page (opaque); 0 from the start.",
+    ),
 ]
 CrsQ = Annotated[
     Crs, Query(description="Datum of the coordinates: gcj02 to draw over GCJ-02 tiles.")
@@ -109,28 +111,13 @@ def event_features(
     return out
 
 
-def _changes(session: Session, cursor: int, limit: int) -> ChangePage:
-    """A page of changes that always moves the cursor forward.
-
-    ``changes_since`` cuts a page at the last served row's transaction, so when one
-    transaction changed more rows than ``limit`` (a bulk import, a publish re-routing every
-    open event) asking again from that cursor returns the same page forever. Such a page is
-    re-read with a larger limit until it reaches past that transaction.
-    """
-    page = changes_since(session, cursor, limit=limit)
-    while page.more and page.cursor == cursor and limit < MAX_BULK_PAGE:
-        limit = min(limit * 4, MAX_BULK_PAGE)
-        page = changes_since(session, cursor, limit=limit)
-    return page
-
-
-def _page(request: Request, cursor: int, limit: int, crs: Crs) -> dict[str, Any]:
+def _page(request: Request, cursor: FeedCursor, limit: int, crs: Crs) -> dict[str, Any]:
     with open_session(request) as session:
-        page = _changes(session, cursor, limit)
+        page = changes_since(session, cursor, limit=limit)
     return {
         "type": "FeatureCollection",
         "features": event_features([from_stored(e) for e in page.events], crs),
-        "cursor": page.cursor,
+        "cursor": str(page.cursor),
         "more": page.more,
     }
 
@@ -150,10 +137,11 @@ def changes(
 
     Ask again with ``since=<cursor>``; ``more`` says another page is ready right away.
     """
-    return compact_json(request, _page(request, since or 0, limit, crs), media_type=GEOJSON)
+    page = _page(request, FeedCursor.parse(since), limit, crs)
+    return compact_json(request, page, media_type=GEOJSON)
 
 
-def _sse(event: str, data: dict[str, Any], *, event_id: int | None = None) -> str:
+def _sse(event: str, data: dict[str, Any], *, event_id: str | None = None) -> str:
     lines = [f"event: {event}"]
     if event_id is not None:
         lines.append(f"id: {event_id}")
@@ -161,12 +149,13 @@ def _sse(event: str, data: dict[str, Any], *, event_id: int | None = None) -> st
     return "\n".join(lines) + "\n\n"
 
 
-def _cursor_from(since: int | None, last_event_id: str | None) -> int:
+def _cursor_from(since: str | None, last_event_id: str | None) -> FeedCursor:
     if since is not None:
-        return since
-    if last_event_id and last_event_id.strip().isdigit():
-        return int(last_event_id.strip())
-    return 0
+        return FeedCursor.parse(since)
+    try:
+        return FeedCursor.parse(last_event_id)
+    except InvalidInput:
+        return FeedCursor(0)  # a browser's stale id: start over rather than fail
 
 
 @router.get(
@@ -201,9 +190,9 @@ async def stream(
             if await request.is_disconnected():
                 return
             page = await run_in_threadpool(_page, request, cursor, STREAM_PAGE, crs)
-            cursor = page["cursor"]
+            cursor = FeedCursor.parse(page["cursor"])
             if page["features"] or first:
-                yield _sse("changes", page, event_id=cursor)
+                yield _sse("changes", page, event_id=str(cursor))
                 last_sent = time.monotonic()
                 first = False
                 if page["more"]:
@@ -212,7 +201,7 @@ async def stream(
                 yield ": heartbeat\n\n"
                 last_sent = time.monotonic()
             await anyio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
-        yield _sse("end", {"cursor": cursor, "reconnect": True}, event_id=cursor)
+        yield _sse("end", {"cursor": str(cursor), "reconnect": True}, event_id=str(cursor))
 
     return StreamingResponse(
         messages(),

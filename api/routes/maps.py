@@ -39,6 +39,7 @@ from gis.grids import GridFeature
 from gis.store import boundaries, publishing, roster
 from gis.store import event_stats as stats
 from gis.store.boundaries import StoredGrid
+from gis.store.events import feed_horizon
 from gis.store.models import EVENT_STATUSES
 from maps import layers, pages, styles
 from maps.assets import STATIC_DIR, STATIC_URL
@@ -317,7 +318,7 @@ def map_events(
     The cursor is read before the events, so a change committed meanwhile is served by the
     feed (perhaps again: clients key by id) and never lost between snapshot and feed.
     """
-    cursor = stats.feed_horizon(session)
+    cursor = str(feed_horizon(session))
     now = datetime.now(UTC)
     events, truncated = stats.map_events(session, params.event_filter(now), limit=limit)
     body = {

@@ -216,19 +216,6 @@ def heat_bins(
     return HeatBins(origin, step_s, steps, cell_m, rows, total)
 
 
-def feed_horizon(session: Session) -> int:
-    """The change-feed cursor as of now, for a snapshot read after this call.
-
-    :func:`gis.store.events.changes_since` from this cursor serves every change the
-    snapshot may have missed (some twice: clients key by id).
-    """
-    return int(
-        session.execute(
-            text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        ).scalar_one()
-    )
-
-
 def category_labels(session: Session) -> list[CategoryLabel]:
     """Every category with its names and hazard flag, by code."""
     rows = session.execute(

@@ -19,7 +19,7 @@ from sqlalchemy import BigInteger, Text, func, select, text
 from sqlalchemy.orm import Session
 
 from gis.dispatch import OPEN_FOR_WORKER, WorkerOnGrid
-from gis.errors import NotFound
+from gis.errors import InvalidInput, NotFound
 from gis.roster import parse_duty
 from gis.store.models import (
     EventCategoryRow,
@@ -316,31 +316,63 @@ def get_event(session: Session, event_id: int) -> StoredEvent:
     return found[event_id]
 
 
+@dataclass(frozen=True, order=True)
+class FeedCursor:
+    """A position in the change feed: a transaction id and the last event served within it.
+
+    ``after_id`` lets a page stop in the middle of one transaction's rows (a publish that
+    re-routes thousands of events writes them all in one transaction) and resume after the
+    last one served, so no page is ever served twice in a loop. Written ``"XID"`` or
+    ``"XID.ID"``; clients treat it as opaque.
+    """
+
+    xid: int
+    after_id: int = 0
+
+    @classmethod
+    def parse(cls, text: str | int | None) -> FeedCursor:
+        """Read a cursor as a client sends it back; refuse anything else."""
+        if text is None or text == "":
+            return cls(0)
+        raw = str(text).strip()
+        head, _, tail = raw.partition(".")
+        if not head.isdigit() or (tail and not tail.isdigit()) or len(raw) > 40:
+            raise InvalidInput("since: a cursor is what the feed returned, e.g. 81234 or 81234.77.")
+        return cls(int(head), int(tail or 0))
+
+    def __str__(self) -> str:
+        return f"{self.xid}.{self.after_id}" if self.after_id else str(self.xid)
+
+
 @dataclass(frozen=True)
 class ChangePage:
     """Events changed since a cursor, and the cursor to ask with next time."""
 
     events: list[StoredEvent]
-    cursor: int
+    cursor: FeedCursor
     more: bool
 
 
-def changes_since(session: Session, cursor: int, *, limit: int = 500) -> ChangePage:
-    """Events inserted or updated by transactions in ``[cursor, xmin)``; gap-free.
+def feed_horizon(session: Session) -> FeedCursor:
+    """The cursor as of now: every transaction below it has finished (see migration 0003)."""
+    xmin = session.execute(
+        text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    ).scalar_one()
+    return FeedCursor(int(xmin))
 
-    ``cursor`` 0 starts from the beginning. See migration 0003 for why the snapshot's xmin is
-    a safe horizon. When ``limit`` cuts the page, the next cursor is the last served row's
-    transaction id, so rows of that transaction may be served twice; clients key by id.
+
+def changes_since(session: Session, cursor: FeedCursor, *, limit: int = 500) -> ChangePage:
+    """Events written after ``cursor`` by transactions that have all finished; gap-free.
+
+    Rows are served in (transaction id, event id) order up to the snapshot's xmin, so a
+    transaction still running is served once it ends, never skipped. An event changed again
+    later is served again with its new state; clients key by id.
     """
-    horizon = int(
-        session.execute(
-            text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        ).scalar_one()
-    )
+    horizon = feed_horizon(session)
     window = text(
-        "events.change_xid >= CAST(CAST(:lo AS text) AS xid8) "
+        "(events.change_xid, events.id) > (CAST(CAST(:xid AS text) AS xid8), :after_id) "
         "AND events.change_xid < CAST(CAST(:hi AS text) AS xid8)"
-    ).bindparams(lo=cursor, hi=horizon)
+    ).bindparams(xid=cursor.xid, after_id=cursor.after_id, hi=horizon.xid)
     xid = func.cast(func.cast(EventRow.change_xid, Text), BigInteger).label("xid")
     rows = session.execute(
         select(*_columns(), xid)
@@ -351,7 +383,10 @@ def changes_since(session: Session, cursor: int, *, limit: int = 500) -> ChangeP
     ).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = int(rows[-1].xid) if more and rows else horizon
+    if more and rows:
+        next_cursor = FeedCursor(int(rows[-1].xid), int(rows[-1].id))
+    else:
+        next_cursor = max(horizon, cursor)
     return ChangePage([_stored(r) for r in rows], next_cursor, more)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from gis.dispatch import OPEN_EVENT_STATUSES
 from gis.errors import Conflict, InvalidInput, NotFound
 from gis.store import boundaries
-from gis.store.routing_sql import NEAR_BOUNDARY_M, SNAP_DISTANCE_M, routed_points_sql
+from gis.store.routing_sql import SNAP_DISTANCE_M, routed_points_sql
 
 #: Longest look-back for "events of the last N days".
 MAX_DAYS: Final = 366
@@ -200,7 +200,7 @@ WITH changed AS MATERIALIZED (
     ) d ON a.code = d.code
     WHERE a.code IS NULL OR d.code IS NULL OR NOT ST_OrderingEquals(a.geom, d.raw)
 ), recent AS MATERIALIZED (
-    SELECT DISTINCT ON (e.id) e.id, e.location, :near_m AS tolerance_m
+    SELECT DISTINCT ON (e.id) e.id, e.location
     FROM changed c
     JOIN events e ON ST_Intersects(c.piece, e.location)
     WHERE e.received_at >= :since AND NOT ST_IsEmpty(c.piece)
@@ -214,7 +214,7 @@ GROUP BY 1, 2
 #: Open events (those publishing would re-route), their grid now and under the version.
 _OPEN_SQL: Final = """
 WITH open AS MATERIALIZED (
-    SELECT e.id, e.location, e.grid_code, :near_m AS tolerance_m
+    SELECT e.id, e.location, e.grid_code
     FROM events e
     WHERE e.status = ANY(CAST(:open AS text[]))
       AND e.location IS NOT NULL
@@ -274,7 +274,6 @@ def impact_report(
         "active_parents": boundaries.leaf_parents(session, active.id),
         "draft_parents": boundaries.leaf_parents(session, version_id),
         "snap_m": snap_m,
-        "near_m": NEAR_BOUNDARY_M,
         "since": since,
         "open": list(OPEN_EVENT_STATUSES),
     }
@@ -297,10 +296,8 @@ def impact_report(
             changed_area_m2=None if r.match in ("added", "removed") else (r.changed_area or 0.0),
         )
 
-    before = routed_points_sql(
-        "recent", version="active", parents="active_parents", with_flag=False
-    )
-    after = routed_points_sql("recent", version="draft", parents="draft_parents", with_flag=False)
+    before = routed_points_sql("recent", version="active", parents="active_parents")
+    after = routed_points_sql("recent", version="draft", parents="draft_parents")
     for r in session.execute(text(_RECENT_SQL.format(before=before, after=after)), params):
         n = int(r.n)
         if r.from_code in grids:
@@ -318,9 +315,7 @@ def impact_report(
         if code in grids:
             grids[code].open_before = int(n)
             grids[code].open_after = int(n)
-    after_open = routed_points_sql(
-        "open", version="draft", parents="draft_parents", with_flag=False
-    )
+    after_open = routed_points_sql("open", version="draft", parents="draft_parents")
     delta: dict[str, int] = defaultdict(int)
     for r in session.execute(text(_OPEN_SQL.format(after=after_open)), params):
         n = int(r.n)

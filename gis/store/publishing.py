@@ -48,7 +48,13 @@ from gis.store import boundaries
 from gis.store import events as event_store
 from gis.store.boundaries import BoundaryVersion
 from gis.store.models import EventTransitionRow
-from gis.store.routing_sql import NEAR_BOUNDARY_M, SNAP_DISTANCE_M, routed_points_sql, rule_text
+from gis.store.routing_sql import (
+    NEAR_BOUNDARY_M,
+    SNAP_DISTANCE_M,
+    flag_sql,
+    routed_points_sql,
+    rule_text,
+)
 from gis.validation import validate_boundaries
 
 #: Duty schedules are local times of the city (China has one time zone); callers pass the
@@ -454,8 +460,7 @@ def _find_moving(
     """
     window = "AND e.received_at >= :received_after" if received_after is not None else ""
     points = f"""(
-        SELECT e.id, e.location,
-               greatest(:near_m, coalesce(e.accuracy_m, 0.0)) AS tolerance_m
+        SELECT e.id, e.location
         FROM events e
         WHERE e.status = ANY(CAST(:open AS text[]))
           AND e.location IS NOT NULL
@@ -463,13 +468,16 @@ def _find_moving(
           AND e.boundary_version_id IS DISTINCT FROM :version_id
           {window}
     )"""
-    routed = routed_points_sql(points, version="version_id", parents="parents", with_flag=True)
+    routed = routed_points_sql(points, version="version_id", parents="parents")
+    tolerance = "greatest(:near_m, coalesce(e.accuracy_m, 0.0))"
+    flag = flag_sql("r", "g.geom", "e.location", tolerance)
     sql = f"""
         WITH routed AS MATERIALIZED ({routed})
         SELECT e.id, e.grid_code, e.status, e.worker_id, e.category_code,
-               r.code, r.candidates, r.distance_m, r.flag,
-               greatest(:near_m, coalesce(e.accuracy_m, 0.0)) AS tolerance_m
-        FROM routed r JOIN events e ON e.id = r.id
+               r.code, r.candidates, r.distance_m, {flag} AS flag, {tolerance} AS tolerance_m
+        FROM routed r
+        JOIN events e ON e.id = r.id
+        LEFT JOIN grids g ON g.version_id = :version_id AND g.code = r.code
         WHERE r.code IS DISTINCT FROM e.grid_code
           AND e.status = ANY(CAST(:open AS text[]))
           AND e.boundary_version_id IS DISTINCT FROM :version_id

@@ -29,31 +29,17 @@ NEAR_BOUNDARY_M: Final = 10.0
 _METRES_PER_DEGREE: Final = 111_320.0
 
 
-def routed_points_sql(points: str, *, version: str, parents: str, with_flag: bool) -> str:
+def routed_points_sql(points: str, *, version: str, parents: str) -> str:
     """Return a query routing the rows of ``points`` against one version's leaf grids.
 
-    ``points`` is a table expression with columns ``id``, ``location`` (POINT, 4326) and
-    ``tolerance_m``; ``version`` and ``parents`` name bind parameters: the version id and the
-    codes that are some grid's parent in it (``text[]``), which leaves out the non-leaves
-    without a per-row lookup. The result has ``id``, ``code``, ``candidates`` and
-    ``distance_m`` and, with ``with_flag``, the routing ``flag`` (measuring the distance to
-    the covering grid's edge costs a little, so callers that only compare codes skip it).
-    The snap distance and tolerance are the bind parameters ``snap_m`` and ``near_m``.
+    ``points`` is a table expression with columns ``id`` and ``location`` (POINT, 4326);
+    ``version`` and ``parents`` name bind parameters: the version id and the codes that are
+    some grid's parent in it (``text[]``), which leaves out the non-leaves without a per-row
+    lookup. The snap distance is the bind parameter ``snap_m``. The result has ``id``,
+    ``code`` (None when unrouted), ``candidates`` (the covering grids, or the snapped one),
+    ``covered`` and ``distance_m`` (0 when covered). The flag is left to :func:`flag_sql`,
+    because measuring the distance to a grid's edge is only worth it for the rows kept.
     """
-    flag = (
-        """,
-        CASE
-            WHEN cardinality(cov.candidates) > 1 THEN 'on_boundary'
-            WHEN cov.code IS NOT NULL AND ST_DWithin(
-                ST_Boundary(cov.geom)::geography, p.location::geography, p.tolerance_m
-            ) THEN 'near_boundary'
-            WHEN cov.code IS NOT NULL THEN 'inside'
-            WHEN near.code IS NOT NULL THEN 'snapped'
-            ELSE 'unrouted'
-        END AS flag"""
-        if with_flag
-        else ""
-    )
     return f"""
     SELECT
         p.id,
@@ -62,13 +48,13 @@ def routed_points_sql(points: str, *, version: str, parents: str, with_flag: boo
             cov.candidates,
             CASE WHEN near.code IS NULL THEN ARRAY[]::text[] ELSE ARRAY[near.code] END
         ) AS candidates,
-        CASE WHEN cov.code IS NOT NULL THEN 0.0 ELSE near.distance_m END AS distance_m{flag}
+        cov.code IS NOT NULL AS covered,
+        CASE WHEN cov.code IS NOT NULL THEN 0.0 ELSE near.distance_m END AS distance_m
     FROM {points} p
     LEFT JOIN LATERAL (
         SELECT
             min(g.code)::text AS code,
-            array_agg(g.code::text ORDER BY g.code) AS candidates,
-            (array_agg(g.geom ORDER BY g.code))[1] AS geom
+            array_agg(g.code::text ORDER BY g.code) AS candidates
         FROM grids g
         WHERE g.version_id = :{version}
           AND g.code <> ALL(CAST(:{parents} AS text[]))
@@ -90,6 +76,24 @@ def routed_points_sql(points: str, *, version: str, parents: str, with_flag: boo
         LIMIT 1
     ) near ON true
     """
+
+
+def flag_sql(route: str, grid_geom: str, location: str, tolerance_m: str) -> str:
+    """Return the SQL expression of the routing flag of one routed row.
+
+    ``route`` is the alias of a :func:`routed_points_sql` row, ``grid_geom`` the geometry of
+    the grid it was routed to, ``location`` the point and ``tolerance_m`` the near-boundary
+    tolerance in metres (all SQL expressions).
+    """
+    return f"""CASE
+        WHEN {route}.code IS NULL THEN 'unrouted'
+        WHEN NOT {route}.covered THEN 'snapped'
+        WHEN cardinality({route}.candidates) > 1 THEN 'on_boundary'
+        WHEN ST_DWithin(
+            ST_Boundary({grid_geom})::geography, {location}::geography, {tolerance_m}
+        ) THEN 'near_boundary'
+        ELSE 'inside'
+    END"""
 
 
 def rule_text(flag: str, candidates: int, tolerance_m: float, snap_m: float) -> str:
