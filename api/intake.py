@@ -147,7 +147,9 @@ def process(
             ),
         )
     todo = [it for it in todo if it.index not in bad]
-    pending, workers = _route_and_dispatch(session, routing, todo, categories, actor, timezone, now)
+    pending, workers = _route_and_dispatch(
+        session, state, routing, todo, categories, actor, timezone, now
+    )
     worker_nos = {w.worker_id: w.worker_no for ws in workers.values() for w in ws}
     stored = event_store.store_events(session, [p.new for p in pending], worker_nos)
     for p in pending:
@@ -179,6 +181,7 @@ def _reused_key() -> IdempotencyConflict:
 
 def _route_and_dispatch(
     session: Session,
+    state: RoutingState,
     routing: VersionRouting | None,
     intakes: list[Intake],
     categories: dict[str, tuple[str | None, float, bool]],
@@ -214,7 +217,7 @@ def _route_and_dispatch(
             batch = routing.index.locate_many(lon[ok_rows], lat[ok_rows], accuracy[ok_rows])
             for k, r in enumerate(ok_rows.tolist()):
                 routes[r] = batch.route(k)
-    workers = _workers_needed(session, routing, routes)
+    workers = _workers_needed(session, state, routing, routes)
     moment = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
     pending = []
     added: dict[int, int] = {}
@@ -251,7 +254,10 @@ def invalid_rows(intakes: list[Intake], routing: VersionRouting | None) -> set[i
 
 
 def _workers_needed(
-    session: Session, routing: VersionRouting | None, routes: list[Route | None]
+    session: Session,
+    state: RoutingState,
+    routing: VersionRouting | None,
+    routes: list[Route | None],
 ) -> dict[str, list[WorkerOnGrid]]:
     if routing is None:
         return {}
@@ -263,7 +269,7 @@ def _workers_needed(
         parent = routing.grids[route.grid_code].parent_code
         if parent:
             codes.update(routing.team_codes(parent))
-    return event_store.workers_for_grids(session, sorted(codes))
+    return event_store.workers_for_grids(session, sorted(codes), assignments=state.roster(session))
 
 
 def _new_event(

@@ -110,6 +110,8 @@ class RoutingState:
         self._past: OrderedDict[int, VersionRouting] = OrderedDict()
         self._categories: dict[str, tuple[str | None, float, bool]] = {}
         self._categories_at = 0.0
+        self._roster: dict[str, list[event_store.RosterEntry]] | None = None
+        self._roster_at = 0.0
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -160,6 +162,13 @@ class RoutingState:
             while len(self._past) > 4:
                 self._past.popitem(last=False)
         return routing
+
+    def roster(self, session: Session) -> dict[str, list[event_store.RosterEntry]]:
+        """Worker assignments by grid, cached briefly (the roster changes by the day)."""
+        if time.monotonic() - self._roster_at > self.category_ttl_s or self._roster is None:
+            self._roster = event_store.roster(session)
+            self._roster_at = time.monotonic()
+        return self._roster
 
     def categories(self, session: Session) -> dict[str, tuple[str | None, float, bool]]:
         """Category code → (required role, time limit hours, hazard), cached briefly."""

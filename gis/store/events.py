@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +25,6 @@ from gis.store.models import (
     EventCategoryRow,
     EventRow,
     EventTransitionRow,
-    WorkerAssignmentRow,
     WorkerRow,
 )
 
@@ -420,33 +419,75 @@ def categories(session: Session) -> dict[str, tuple[str | None, float, bool]]:
     return {code: (role, hours, hazard) for code, role, hours, hazard in rows}
 
 
-def workers_for_grids(session: Session, codes: Sequence[str]) -> dict[str, list[WorkerOnGrid]]:
-    """Map grid code → its active workers with their open-task counts, for dispatch."""
+#: Dispatch runs this for every report: constant SQL text, so it is parsed and planned once
+#: per connection. The correlated count uses the partial index of open events by worker.
+_WORKERS_SQL = text(
+    f"""
+    SELECT a.grid_code, w.id, w.worker_no, a.role, coalesce(a.duty, w.duty) AS duty,
+           (SELECT count(*) FROM events e
+             WHERE e.worker_id = w.id
+               AND e.status IN ({", ".join(repr(s) for s in OPEN_FOR_WORKER)})) AS open_tasks
+    FROM worker_assignments a JOIN workers w ON w.id = a.worker_id
+    WHERE a.grid_code = ANY(CAST(:codes AS text[])) AND w.active
+    """
+)
+
+
+#: A grid's roster entry: (worker id, worker number, role, duty schedule text).
+RosterEntry = tuple[int, str, str, str | None]
+
+_ROSTER_SQL = text(
+    """
+    SELECT a.grid_code, w.id, w.worker_no, a.role, coalesce(a.duty, w.duty)
+    FROM worker_assignments a JOIN workers w ON w.id = a.worker_id
+    WHERE w.active
+    """
+)
+_OPEN_TASKS_SQL = text(
+    f"""
+    SELECT worker_id, count(*) FROM events
+    WHERE worker_id = ANY(CAST(:ids AS int[]))
+      AND status IN ({", ".join(repr(s) for s in OPEN_FOR_WORKER)})
+    GROUP BY worker_id
+    """
+)
+
+
+def roster(session: Session) -> dict[str, list[RosterEntry]]:
+    """Every active worker's assignments, by grid code (small: a few per grid)."""
+    out: dict[str, list[RosterEntry]] = {}
+    for code, wid, no, role, duty in session.execute(_ROSTER_SQL):
+        out.setdefault(code, []).append((wid, no, role, duty))
+    return out
+
+
+def workers_for_grids(
+    session: Session,
+    codes: Sequence[str],
+    *,
+    assignments: Mapping[str, list[RosterEntry]] | None = None,
+) -> dict[str, list[WorkerOnGrid]]:
+    """Map grid code → its active workers with their open-task counts, for dispatch.
+
+    ``assignments`` is a roster the caller keeps (the intake caches it for a few seconds);
+    without it the roster is read here. Open-task counts are always read fresh.
+    """
     if not codes:
         return {}
-    # A correlated count per worker uses the partial index on open events by worker.
-    open_tasks = (
-        select(func.count())
-        .where(EventRow.worker_id == WorkerRow.id, EventRow.status.in_(OPEN_FOR_WORKER))
-        .correlate(WorkerRow)
-        .scalar_subquery()
-    )
-    rows = session.execute(
-        select(
-            WorkerAssignmentRow.grid_code,
-            WorkerRow.id,
-            WorkerRow.worker_no,
-            WorkerAssignmentRow.role,
-            func.coalesce(WorkerAssignmentRow.duty, WorkerRow.duty),
-            open_tasks,
-        )
-        .join(WorkerRow, WorkerRow.id == WorkerAssignmentRow.worker_id)
-        .where(WorkerAssignmentRow.grid_code.in_(list(codes)), WorkerRow.active.is_(True))
-    ).all()
-    out: dict[str, list[WorkerOnGrid]] = {c: [] for c in codes}
-    for grid_code, wid, no, role, duty, n in rows:
-        out[grid_code].append(WorkerOnGrid(wid, no, role, parse_duty(duty), int(n)))
-    return out
+    if assignments is None:
+        assignments = roster(session)
+    entries = {c: assignments.get(c, []) for c in codes}
+    ids = sorted({e[0] for listed in entries.values() for e in listed})
+    counts: dict[int, int] = {}
+    if ids:
+        counts = {int(w): int(n) for w, n in session.execute(_OPEN_TASKS_SQL, {"ids": ids})}
+    return {
+        c: [
+            WorkerOnGrid(wid, no, role, parse_duty(duty), int(counts.get(wid, 0)))
+            for wid, no, role, duty in listed
+        ]
+        for c, listed in entries.items()
+    }
 
 
 def set_statement_timeout(session: Session, ms: int) -> None:
