@@ -9,6 +9,7 @@ known at once.
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from types import TracebackType
@@ -53,6 +54,72 @@ class BackgroundServer:
         self._socket.close()
 
     def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServerProcess:
+    """gridmap in its own uvicorn process on a free loopback port; a context manager.
+
+    For what a thread cannot show: several worker processes (the intake benchmark) or a
+    server that must live through its database restarting (the resilience test).
+    """
+
+    def __init__(self, env: dict[str, str], *, workers: int = 1, cwd: str | None = None) -> None:
+        import os
+        import sys
+
+        from gis.store.embedded import free_loopback_port
+
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._cmd = [
+            sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+            "--port", str(self.port), "--workers", str(workers),
+            "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+        self._env = {**os.environ, **env}
+        self._cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> ServerProcess:
+        """Start the process and wait until ``/readyz`` answers."""
+        import httpx
+
+        self.process = subprocess.Popen(
+            self._cmd, cwd=self._cwd, env=self._env, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        err = self.process.stderr.read().decode()[-2000:] if self.process.stderr else ""
+        raise RuntimeError(f"the gridmap server did not come up: {err}")
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(

@@ -33,12 +33,12 @@ import httpx
 import psycopg
 from sqlalchemy.orm import Session
 
+from api.devserver import ServerProcess
 from api.security import new_api_key
 from api.seed import load_sample
 from bench.common import ROOT, bench_database_url, libpq_url, print_table
 from gis.store import users
 from gis.store.database import make_engine, migrate
-from gis.store.embedded import free_loopback_port
 
 DATABASE = "gridmap_intake_bench"
 TARGETS = {"single_eps": 1000.0, "single_p99_ms": 50.0, "batch_eps": 20_000.0}
@@ -66,34 +66,6 @@ def _points(n: int = 200) -> list[tuple[float, float]]:
     codes = sorted(sample()[sample().level == "basic"].code)
     rng = random.Random(3)
     return [interior_point(c)[1:] for c in rng.sample(codes, min(n, len(codes)))]
-
-
-def _start_server(url: Any, workers: int, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_loopback_port()
-    env = {
-        **os.environ,
-        "GRIDMAP_DATABASE_URL": url.render_as_string(hide_password=False),
-        "GRIDMAP_SECRET_KEY": "b" * 40,
-        "GRIDMAP_DATA_DIR": str(tmp),
-        "GRIDMAP_MIGRATE_ON_START": "false",
-        "GRIDMAP_DB_POOL_SIZE": "8",
-    }
-    cmd = [
-        sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-        "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-        "--no-access-log",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(proc.stderr.read().decode()[-2000:] if proc.stderr else "no server")
 
 
 def _warm(base: str, key: str, points: list[tuple[float, float]]) -> None:
@@ -211,7 +183,18 @@ def run(seconds: int = 10, workers: int = 2) -> list[dict[str, Any]]:
     points = _points()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base = _start_server(url, workers, Path(tmp))
+        server = ServerProcess(
+            {
+                "GRIDMAP_DATABASE_URL": url.render_as_string(hide_password=False),
+                "GRIDMAP_SECRET_KEY": "b" * 40,
+                "GRIDMAP_DATA_DIR": tmp,
+                "GRIDMAP_MIGRATE_ON_START": "false",
+                "GRIDMAP_DB_POOL_SIZE": "8",
+            },
+            workers=workers,
+            cwd=str(ROOT),
+        ).start()
+        base = server.url
         try:
             _warm(base, key, points)
             before = _count(url)
@@ -239,8 +222,7 @@ def run(seconds: int = 10, workers: int = 2) -> list[dict[str, Any]]:
                 }
             )
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop()
     baseline = _postgis_baseline(url, points)
     rows.append(
         {

@@ -32,18 +32,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from bench.common import bench_database_url, print_table
+from tests.maps_support import CHROMIUM
+from tests.maps_support import CHROMIUM_ARGS as ARGS
 
 DATABASE = "gridmap_bench_maps"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SECRET = "bench-maps-" + "s" * 40
 #: (label, path, user, weight target in bytes, DOMContentLoaded target in ms)
 PAGES: tuple[tuple[str, str, str, int | None, float | None], ...] = (

@@ -97,6 +97,27 @@ def database_url() -> URL:
     return url
 
 
+@pytest.fixture
+def cluster_dir() -> Iterator[Path]:
+    """A fresh folder for an embedded cluster, stopped and removed afterwards.
+
+    Under the project, not /tmp/pytest-of-root (mode 0700): as root the server runs as the
+    'postgres' user, which must be able to enter every parent folder.
+    """
+    import shutil
+    import uuid
+
+    from gis.store.embedded import EmbeddedCluster
+
+    base = ROOT / ".gridmap" / "test-clusters"
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    path = base / uuid.uuid4().hex[:8]
+    yield path
+    EmbeddedCluster(path).stop()
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def engine(database_url: URL) -> Iterator[Engine]:
     eng = make_engine(database_url, pool_size=5)

@@ -27,6 +27,19 @@ from gis.store.database import make_engine, migrate
 
 LIVE_DATABASE = f"gridmap_live_{os.getpid()}"
 LIVE_EVENTS = 1500
+#: Debian's Chromium, as ``maps/install_browser.sh`` installs it; never a downloaded browser.
+CHROMIUM = "/usr/bin/chromium"
+#: Without the background-networking flags Chromium keeps calling home, which this
+#: machine's closed network refuses; the tests must see only their own requests.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SECRET = "live-tests-" + "k" * 40
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -15,21 +13,7 @@ import pytest
 from gis.store.database import ensure_database, migrate
 from gis.store.embedded import EmbeddedCluster, free_loopback_port
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster_dir() -> Path:
-    # Under the project, not /tmp/pytest-of-root (mode 0700): as root the server runs as the
-    # 'postgres' user, which must be able to enter every parent folder.
-    base = ROOT / ".gridmap" / "test-clusters"
-    base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o755)
-    path = base / uuid.uuid4().hex[:8]
-    yield path
-    EmbeddedCluster(path).stop()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_start_migrate_reuse_and_stop(cluster_dir: Path) -> None:

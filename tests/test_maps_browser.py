@@ -32,22 +32,19 @@ from api.devserver import BackgroundServer
 from gis.grids import GridFeature
 from gis.store import boundaries
 from gis.store.database import make_engine
-from tests.maps_support import live_database_url, live_settings, report_body, token_for
+from tests.maps_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    live_database_url,
+    live_settings,
+    report_body,
+    token_for,
+)
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 INSIDE = (117.9705, 37.3805)
 #: The stream polls the feed every second; a new event must show well within this.
 LIVE_DEADLINE_S = 5.0

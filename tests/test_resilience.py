@@ -9,10 +9,6 @@ stored exactly once.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,6 +19,7 @@ import psycopg
 import pytest
 from sqlalchemy.orm import Session
 
+from api.devserver import ServerProcess
 from api.security import new_api_key
 from api.seed import load_sample
 from gis.store import users
@@ -35,52 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def cluster() -> EmbeddedCluster:
-    base = ROOT / ".gridmap" / "test-clusters"
-    base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o755)
-    c = EmbeddedCluster(base / f"restart-{uuid.uuid4().hex[:6]}", port=free_loopback_port())
-    yield c
-    c.stop()
-    shutil.rmtree(c.data_dir, ignore_errors=True)
-
-
-def _server(url: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_loopback_port()
-    env = {
-        **os.environ,
-        "GRIDMAP_DATABASE_URL": url,
-        "GRIDMAP_SECRET_KEY": "r" * 40,
-        "GRIDMAP_DATA_DIR": str(tmp_path),
-        "GRIDMAP_MIGRATE_ON_START": "false",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the server did not come up: " + proc.stderr.read().decode()[-2000:])
+def cluster(cluster_dir: Path) -> EmbeddedCluster:
+    return EmbeddedCluster(cluster_dir, port=free_loopback_port())
 
 
 def test_restart_loses_nothing_acknowledged(cluster: EmbeddedCluster, tmp_path: Path) -> None:
@@ -93,7 +46,16 @@ def test_restart_loses_nothing_acknowledged(cluster: EmbeddedCluster, tmp_path: 
         user = users.upsert_user(s, "restart-test", "reporter")
         users.add_api_key(s, user.id, "restart test", prefix, key_hash)
     engine.dispose()
-    proc, base = _server(url.render_as_string(hide_password=False), tmp_path)
+    server = ServerProcess(
+        {
+            "GRIDMAP_DATABASE_URL": url.render_as_string(hide_password=False),
+            "GRIDMAP_SECRET_KEY": "r" * 40,
+            "GRIDMAP_DATA_DIR": str(tmp_path),
+            "GRIDMAP_MIGRATE_ON_START": "false",
+        },
+        cwd=str(ROOT),
+    ).start()
+    base = server.url
     _, lon, lat = interior_point()
     acknowledged: list[str] = []
     statuses: list[int] = []
@@ -142,8 +104,7 @@ def test_restart_loses_nothing_acknowledged(cluster: EmbeddedCluster, tmp_path: 
         assert not worker.is_alive()
     finally:
         stop.set()
-        proc.terminate()
-        proc.wait(timeout=20)
+        server.stop()
 
     assert 500 not in statuses
     assert 503 in statuses, "the outage was not observed; the test proved nothing"
