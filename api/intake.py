@@ -212,11 +212,11 @@ def _route_and_dispatch(
         if ok_rows.size == 1:
             r = int(ok_rows[0])
             acc = None if math.isnan(accuracy[r]) else float(accuracy[r])
-            routes[r] = routing.index.locate(float(lon[r]), float(lat[r]), acc)
+            routes[r] = routing.route(session, float(lon[r]), float(lat[r]), acc)
         else:
-            batch = routing.index.locate_many(lon[ok_rows], lat[ok_rows], accuracy[ok_rows])
-            for k, r in enumerate(ok_rows.tolist()):
-                routes[r] = batch.route(k)
+            many = routing.route_many(session, lon[ok_rows], lat[ok_rows], accuracy[ok_rows])
+            for r, route in zip(ok_rows.tolist(), many, strict=True):
+                routes[r] = route
     workers = _workers_needed(session, state, routing, routes)
     moment = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
     pending = []

@@ -11,20 +11,24 @@ Indexes of older versions, for ``at=`` lookups, are kept in a small LRU.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
+import numpy as np
 import shapely
+from numpy.typing import NDArray
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from gis.grids import GridFeature, leaves
-from gis.routing import RoutingIndex
+from gis.routing import Route, RoutingIndex
 from gis.store import boundaries
 from gis.store import events as event_store
+from gis.store.routing_sql import route_points
 
 log = logging.getLogger("gridmap.routing")
 
@@ -46,10 +50,14 @@ class GridMeta:
 
 @dataclass(frozen=True)
 class VersionRouting:
-    """Everything routing needs for one boundary version."""
+    """Everything routing needs for one boundary version.
+
+    ``index`` is None while the in-memory index is still being built: routing then asks
+    PostGIS (:func:`gis.store.routing_sql.route_points`), with the same rules.
+    """
 
     version_id: int
-    index: RoutingIndex
+    index: RoutingIndex | None
     grids: dict[str, GridMeta]
     children: dict[str, tuple[str, ...]]
     service_bounds: tuple[float, float, float, float]
@@ -67,9 +75,34 @@ class VersionRouting:
         """The parent grid itself and its children: whose workers take an escalation."""
         return (parent_code, *self.children.get(parent_code, ()))
 
+    def route(
+        self, session: Session, lon: float, lat: float, accuracy_m: float | None = None
+    ) -> Route:
+        """Route one WGS84 point: in memory, or in PostGIS while the index is built."""
+        if self.index is not None:
+            return self.index.locate(lon, lat, accuracy_m)
+        return route_points(session, self.version_id, [(lon, lat, accuracy_m)])[0]
 
-def build_version_routing(session: Session, version_id: int) -> VersionRouting:
-    """Read a version's grids from PostGIS and build its routing index."""
+    def route_many(
+        self,
+        session: Session,
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        accuracy_m: NDArray[np.float64],
+    ) -> list[Route]:
+        """Route valid WGS84 points (accuracy NaN when unknown), in input order."""
+        if self.index is not None:
+            batch = self.index.locate_many(lon, lat, accuracy_m)
+            return [batch.route(k) for k in range(len(batch))]
+        points = [
+            (float(x), float(y), None if math.isnan(a) else float(a))
+            for x, y, a in zip(lon.tolist(), lat.tolist(), accuracy_m.tolist(), strict=True)
+        ]
+        return route_points(session, self.version_id, points)
+
+
+def read_version(session: Session, version_id: int) -> tuple[VersionRouting, list[GridFeature]]:
+    """A version's routing without its index yet, and the leaf grids to build it from."""
     stored = boundaries.list_grids(session, version_id, with_geometry=True)
     features = [
         GridFeature(g.code, g.parent_code, g.level, g.name, g.geometry)
@@ -77,9 +110,6 @@ def build_version_routing(session: Session, version_id: int) -> VersionRouting:
         if g.geometry is not None
     ]
     leaf = leaves(features)
-    index = RoutingIndex.build(
-        [f.code for f in leaf], [f.geometry for f in leaf], version_id=version_id
-    )
     children: dict[str, list[str]] = {}
     for f in features:
         if f.parent_code:
@@ -89,20 +119,50 @@ def build_version_routing(session: Session, version_id: int) -> VersionRouting:
     else:
         x0 = y0 = x1 = y1 = 0.0
     m = SERVICE_MARGIN_DEG
-    return VersionRouting(
+    routing = VersionRouting(
         version_id=version_id,
-        index=index,
+        index=None,
         grids={f.code: GridMeta(f.code, f.name, f.level, f.parent_code) for f in features},
         children={k: tuple(sorted(v)) for k, v in children.items()},
         service_bounds=(float(x0) - m, float(y0) - m, float(x1) + m, float(y1) + m),
     )
+    return routing, leaf
+
+
+def with_index(routing: VersionRouting, leaf: list[GridFeature]) -> VersionRouting:
+    """The same routing with its in-memory index built (CPU-bound: seconds at 100k grids)."""
+    started = time.perf_counter()
+    index = RoutingIndex.build(
+        [f.code for f in leaf], [f.geometry for f in leaf], version_id=routing.version_id
+    )
+    log.info(
+        "routing index for boundary version %d built in %.0f ms (%d grids)",
+        routing.version_id,
+        (time.perf_counter() - started) * 1000,
+        index.grid_count,
+    )
+    return replace(routing, index=index)
+
+
+def build_version_routing(session: Session, version_id: int) -> VersionRouting:
+    """Read a version's grids from PostGIS and build its routing index."""
+    routing, leaf = read_version(session, version_id)
+    return with_index(routing, leaf)
 
 
 class RoutingState:
     """Per-process routing state, safe to share between request threads."""
 
-    def __init__(self, *, check_interval_s: float = 1.0, category_ttl_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        check_interval_s: float = 1.0,
+        category_ttl_s: float = 60.0,
+        build_in_background: bool = True,
+    ) -> None:
         self.check_interval_s = check_interval_s
+        self.build_in_background = build_in_background
+        self._pending: VersionRouting | None = None
         self.category_ttl_s = category_ttl_s
         self._lock = threading.Lock()
         self._current: VersionRouting | None = None
@@ -117,8 +177,8 @@ class RoutingState:
 
     @property
     def latest(self) -> VersionRouting | None:
-        """The routing last built, without checking the database (for labels only)."""
-        return self._current
+        """The newest routing known, without checking the database (for labels only)."""
+        return self._pending or self._current
 
     def invalidate(self) -> None:
         """Make the next request re-check the active version (a publish was announced)."""
@@ -133,16 +193,34 @@ class RoutingState:
             self._checked_at = time.monotonic()
             if active is None:
                 self._current = None
-            elif self._current is None or self._current.version_id != active.id:
-                started = time.perf_counter()
-                self._current = build_version_routing(session, active.id)
-                log.info(
-                    "routing index for boundary version %d built in %.0f ms (%d grids)",
-                    active.id,
-                    (time.perf_counter() - started) * 1000,
-                    self._current.index.grid_count,
-                )
-            return self._current
+                return None
+            if self._current is not None and self._current.version_id == active.id:
+                return self._current
+            if self._pending is not None and self._pending.version_id == active.id:
+                return self._pending  # index still building: PostGIS answers meanwhile
+            routing, leaf = read_version(session, active.id)
+            if not self.build_in_background:
+                self._current = with_index(routing, leaf)
+                return self._current
+            self._pending = routing
+            threading.Thread(
+                target=self._build, args=(routing, leaf), name="gridmap-index", daemon=True
+            ).start()
+            return routing
+
+    def _build(self, routing: VersionRouting, leaf: list[GridFeature]) -> None:
+        try:
+            built = with_index(routing, leaf)
+        except Exception:
+            log.exception("building the routing index of version %d failed", routing.version_id)
+            with self._lock:
+                self._pending = None
+                self._checked_at = 0.0  # the next request tries again
+            return
+        with self._lock:
+            if self._pending is not None and self._pending.version_id == routing.version_id:
+                self._current = built
+                self._pending = None
 
     def at(self, session: Session, when: datetime) -> VersionRouting | None:
         """The routing of the version that was active at ``when`` (kept in a small LRU)."""

@@ -164,7 +164,7 @@ def routing_state() -> RoutingState:
     Version ids come from a sequence that rollbacks do not rewind, so a version created and
     rolled back by one test can never be mistaken for another test's.
     """
-    return RoutingState(check_interval_s=0.0)
+    return RoutingState(check_interval_s=0.0, build_in_background=False)
 
 
 @pytest.fixture

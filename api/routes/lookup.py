@@ -73,7 +73,7 @@ def lookup(
     routing = state.at(session, at) if at is not None else state.current(session)
     if routing is None:
         raise NotFound("No boundary version was active at that time.")
-    route = routing.index.locate(lon, lat, accuracy_m)
+    route = routing.route(session, lon, lat, accuracy_m)
     chain = routing.chain(route.grid_code)
     workers = (
         workers_by_grid(session, [route.grid_code]).get(route.grid_code, [])

@@ -19,7 +19,16 @@ box (the index again), then measures on the spheroid (``geography``).
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Sequence
 from typing import Final
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from gis.routing import Route
+from gis.store import boundaries
 
 #: Defaults shared with :mod:`gis.routing`.
 SNAP_DISTANCE_M: Final = 50.0
@@ -107,3 +116,60 @@ def rule_text(flag: str, candidates: int, tolerance_m: float, snap_m: float) -> 
     if flag == "snapped":
         return f"covered by no grid; nearest grid within the {snap_m:g} m snap distance"
     return f"covered by no grid and none within the {snap_m:g} m snap distance"
+
+
+def route_points(
+    session: Session,
+    version_id: int,
+    points: Sequence[tuple[float, float, float | None]],
+    *,
+    snap_m: float = SNAP_DISTANCE_M,
+    near_m: float = NEAR_BOUNDARY_M,
+) -> list[Route]:
+    """Route (lon, lat, accuracy_m) points in PostGIS, with the in-memory index's rules.
+
+    The fallback while a process builds the index of a newly active version: slower per
+    point, but the answer is the same (distances measured on the spheroid here, in the local
+    UTM zone there; they agree to far below a metre across a city).
+    """
+    if not points:
+        return []
+    document = json.dumps(
+        [{"id": i, "lon": p[0], "lat": p[1], "acc": p[2]} for i, p in enumerate(points)]
+    )
+    table = (
+        "(SELECT id, ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS location, acc "
+        "FROM jsonb_to_recordset(CAST(:points AS jsonb)) AS t(id int, lon float8, lat float8, "
+        "acc float8))"
+    )
+    tolerance = "greatest(:near_m, coalesce(pt.acc, 0.0))"
+    sql = f"""
+        WITH pt AS MATERIALIZED {table},
+        routed AS MATERIALIZED ({routed_points_sql("pt", version="version_id", parents="parents")})
+        SELECT r.id, r.code, r.candidates, r.distance_m,
+               {flag_sql("r", "g.geom", "pt.location", tolerance)} AS flag,
+               {tolerance} AS tolerance_m
+        FROM routed r JOIN pt ON pt.id = r.id
+        LEFT JOIN grids g ON g.version_id = :version_id AND g.code = r.code
+        ORDER BY r.id
+    """
+    rows = session.execute(
+        text(sql),
+        {
+            "points": document,
+            "version_id": version_id,
+            "parents": boundaries.leaf_parents(session, version_id),
+            "snap_m": snap_m,
+            "near_m": near_m,
+        },
+    ).all()
+    return [
+        Route(
+            grid_code=r.code,
+            candidates=tuple(r.candidates or ()),
+            flag=r.flag,
+            distance_m=float(r.distance_m) if r.distance_m is not None else math.nan,
+            rule=rule_text(r.flag, len(r.candidates or ()), float(r.tolerance_m), snap_m),
+        )
+        for r in rows
+    ]
