@@ -28,11 +28,11 @@ from gis.grids import GridFeature, leaves
 from gis.routing import Route, RoutingIndex
 from gis.store import boundaries
 from gis.store import events as event_store
+from gis.store.boundaries import NOTIFY_CHANNEL
 from gis.store.routing_sql import route_points
 
 log = logging.getLogger("gridmap.routing")
 
-NOTIFY_CHANNEL = "gridmap_boundaries"
 #: A report whose swapped coordinates fall within the service area widened by this many
 #: degrees (~5 km) is quarantined as ``coordinates_swapped``.
 SERVICE_MARGIN_DEG = 0.05
