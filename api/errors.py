@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -147,6 +147,25 @@ def install_error_handlers(app: FastAPI) -> None:
             e.DatabaseUnavailable.kind,
             "The database is not answering; retry shortly.",
             headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(DataError)
+    async def _db_refused_value(request: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL refused a submitted value (a NUL character in text, a number or a date
+        # beyond its column's range): the request's fault, not the server's. Neither the
+        # answer nor the log repeats the value; the SQLSTATE says which check failed.
+        code = getattr(exc.orig, "sqlstate", None) or "?"
+        log.warning(
+            "value refused by the database on %s %s (SQLSTATE %s)",
+            request.method,
+            request.url.path,
+            code,
+        )
+        return problem(
+            422,
+            "unstorable-value",
+            "A value in the request cannot be stored: text must not contain NUL characters, "
+            "and numbers and dates must be within the ranges the fields document.",
         )
 
     @app.exception_handler(DBAPIError)

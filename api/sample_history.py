@@ -94,7 +94,7 @@ def replay_month(
     simulator = EventSimulator(area, categories, seed=seed)
     rng = np.random.default_rng(seed + 1)
     times = _times(n, days, now, tz, rng)
-    state = RoutingState()
+    state = RoutingState(build_in_background=False)  # a one-shot job: build, then route
     ids: list[int] = []
     for start in range(0, n, BATCH):
         chunk = times[start : start + BATCH]

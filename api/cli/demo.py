@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.database import prepare_database
+from api.sample_history import replay_month
 from api.security import issue_token
 from api.seed import DEMO_USERS, create_demo_users, load_sample
 from api.settings import Settings
 from gis.errors import GridmapError
 from gis.store import users
 from gis.store.database import make_engine
+from gis.store.models import EventRow
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +31,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     s.set_defaults(func=seed)
 
 
-def _load(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
+#: Simulated reports of the last 30 days loaded on the first run, for the maps.
+HISTORY_EVENTS = 3000
+
+
+@dataclass
+class DemoSetup:
+    """What the demo loaded and the credentials it prints."""
+
+    version_id: int
+    tokens: dict[str, str]
+    keys: dict[str, str]
+
+
+def _load(settings: Settings) -> DemoSetup:
     url = prepare_database(settings, echo=_err)
     engine = make_engine(url, pool_size=2)
     try:
@@ -39,7 +56,12 @@ def _load(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
                 f"{result.workers} workers, {result.categories} categories"
             )
             keys = create_demo_users(session)
-            tokens = {}
+        with Session(engine) as session, session.begin():
+            if session.scalar(select(func.count()).select_from(EventRow)) == 0:
+                # A month of history, so the maps and heatmaps show a working command centre.
+                replay_month(session, n=HISTORY_EVENTS, timezone=settings.timezone, echo=_err)
+        tokens = {}
+        with Session(engine) as session:
             for username in DEMO_USERS:
                 found = users.user_with_password_hash(session, username)
                 if found:
@@ -48,7 +70,7 @@ def _load(settings: Settings) -> tuple[dict[str, str], dict[str, str]]:
                     )
     finally:
         engine.dispose()
-    return tokens, keys
+    return DemoSetup(result.version_id, tokens, keys)
 
 
 def seed(args: argparse.Namespace) -> int:
@@ -65,12 +87,16 @@ def run(args: argparse.Namespace) -> int:
     """Prepare the demo, print how to use it, and serve."""
     settings = Settings()
     try:
-        tokens, keys = _load(settings)
+        setup = _load(settings)
     except GridmapError as exc:
         _err(f"gridmap: {exc.message}")
         return 2
     base = f"http://{settings.host}:{settings.port}"
+    tokens, keys, version_id = setup.tokens, setup.keys, setup.version_id
     print("\n gridmap demo is ready\n")
+    print(f"  live map       {base}/map            (sign in: dispatcher / dispatcher-demo)")
+    print(f"  heatmap        {base}/maps/heatmap")
+    print(f"  planner map    {base}/maps/plans/{version_id}   (planner / planner-demo)")
     print(f"  API docs       {base}/docs")
     print(f"  point lookup   {base}/api/v1/lookup?lon=117.97&lat=37.38")
     print(f"  grids GeoJSON  {base}/api/v1/grids.geojson   (needs a token)")
