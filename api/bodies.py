@@ -57,3 +57,7 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
         raise MalformedBody(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
         ) from exc
+    except RecursionError as exc:  # arrays or objects nested thousands deep
+        raise InvalidInput("The JSON body is nested too deeply.") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        raise InvalidInput("The JSON body holds a number with too many digits.") from exc

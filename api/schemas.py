@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
 
 Coordinate = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+#: Text PostgreSQL can store: no NUL characters (they end C strings, and PostgreSQL refuses them).
+NO_NUL = r"^[^\x00]*$"
 
 #: Accepted names of the coordinate systems; EPSG codes are accepted as aliases.
 CRS_ALIASES = {
@@ -68,14 +70,14 @@ class ReportIn(BaseModel):
         default=None, description="UUID minted by the client; or send the Idempotency-Key header."
     )
     category: Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z_-]+$")]
-    description: Annotated[str | None, Field(max_length=MAX_DESCRIPTION)] = None
+    description: Annotated[str | None, Field(max_length=MAX_DESCRIPTION, pattern=NO_NUL)] = None
     location: LonLat | GeoJSONPoint
     crs: Literal["wgs84", "cgcs2000", "gcj02", "bd09", "EPSG:4326", "EPSG:4490"] = "wgs84"
     accuracy_m: Annotated[float | None, Strict(), Field(ge=0, le=100_000, allow_inf_nan=False)] = (
         None
     )
     reported_at: AwareDatetime | None = None
-    reporter: Annotated[str | None, Field(max_length=128)] = None
+    reporter: Annotated[str | None, Field(max_length=128, pattern=NO_NUL)] = None
 
     def lon_lat(self) -> tuple[float, float]:
         """The reported coordinates, as sent."""

@@ -132,8 +132,11 @@ def _principal_from_token(request: Request, token: str, key: str) -> User:
         raise AuthError("The token has expired; sign in again.") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError("The token is not valid.") from exc
+    subject = str(claims["sub"])
+    if not (subject.isascii() and subject.isdigit() and int(subject) < 2**31):
+        raise AuthError("The token is not valid.")  # signed by us, so never a real user
     with open_session(request) as session:
-        user = user_store.get_user(session, int(claims["sub"]))
+        user = user_store.get_user(session, int(subject))
     if user is None:
         raise AuthError("The token's user no longer exists.")
     return user

@@ -134,11 +134,12 @@ def grid_collection(
 
 
 def bbox(features: Iterable[GridFeature]) -> list[float] | None:
-    """``[west, south, east, north]`` of the features (WGS84), or None when there are none."""
+    """``[west, south, east, north]`` of the features (WGS84), or None when none has a shape."""
     geoms = np.array([f.geometry for f in features], dtype=object)
-    if geoms.size == 0:
+    bounds = shapely.total_bounds(geoms) if geoms.size else np.full(4, np.nan)
+    if not np.isfinite(bounds).all():  # none, or only empty geometries (a draft being drawn)
         return None
-    return [round(float(v), DECIMALS) for v in shapely.total_bounds(geoms)]
+    return [round(float(v), DECIMALS) for v in bounds]
 
 
 def changed_areas(

@@ -72,3 +72,19 @@ def test_stored_key_is_a_hash_not_the_key(session) -> None:
     users.add_api_key(session, user.id, "x", prefix, key_hash)
     stored = session.scalars(select(ApiKeyRow.key_hash).where(ApiKeyRow.prefix == prefix)).one()
     assert stored != key and key not in stored and len(stored) == 64
+
+
+def test_odd_subjects_and_nul_credentials_are_refused_not_500(
+    app_client: TestClient, settings
+) -> None:
+    import jwt
+
+    key = settings.signing_key()
+    for subject in ("abc", str(10**30), "²"):
+        token = jwt.encode({"sub": subject, "exp": 4_000_000_000, "iss": "gridmap"}, key)
+        resp = app_client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 401, subject
+    resp = app_client.get("/api/v1/auth/me", headers={"X-API-Key": "gm_a\x00b_c"})
+    assert resp.status_code in (401, 422) and resp.status_code != 500
+    resp = app_client.post("/api/v1/auth/token", data={"username": "a\x00b", "password": "x"})
+    assert resp.status_code in (401, 422)

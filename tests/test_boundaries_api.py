@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -608,3 +609,61 @@ def test_activation_round_activates_a_due_version(session: Session, sessions: ob
         [event],
     )
     assert boundaries.get_version(session, vid).rerouted_at is not None
+
+
+def test_edits_and_values_the_database_cannot_hold_are_422(
+    app_client: TestClient, auth_headers: Headers, session: Session
+) -> None:
+    vid = _draft(session, sample_features())
+    headers = {**auth_headers("planner"), "Content-Type": "application/json"}
+    url = f"{BASE}/{vid}/grids/{LOSER}"
+    x, y = interior_point(boundaries.get_grid(session, vid, LOSER, with_geometry=True).geometry)
+    ring = [[x, y], [x + 0.001, y], [x + 0.001, y + 0.001], [x, y + 0.001], [x, y]]
+
+    def feature(coords: object = None, **props: object) -> str:
+        geometry = {"type": "Polygon", "coordinates": coords or [ring]}
+        return json.dumps({"type": "Feature", "properties": props, "geometry": geometry})
+
+    big = "1" + "0" * 400  # beyond the float range
+    cases = {
+        "huge integer": json.dumps({"type": "Polygon", "coordinates": [[[1, 1]] * 4]}).replace(
+            "[1, 1]", f"[{big}, 1]", 1
+        ),
+        "too many digits": '{"type": "Polygon", "coordinates": [[[1' + "0" * 5000 + ", 1]]]}",
+        "NUL in a name": feature(name="a\x00b"),
+        "population beyond int4": feature(population=10**12),
+    }
+    for name, body in cases.items():
+        resp = app_client.put(url, headers=headers, content=body)
+        assert resp.status_code == 422, (name, resp.text)
+        assert resp.headers["content-type"] == PROBLEM
+        assert "a\x00b" not in resp.text and big not in resp.text
+
+    # A third (altitude) value is dropped, also when only some positions carry one.
+    mixed = [[*ring[0], 12.0], *ring[1:]]
+    resp = app_client.put(url, headers=headers, content=feature([mixed]))
+    assert resp.status_code == 200, resp.text
+
+    # Codes are ASCII digits: other Unicode digits are refused in the path and in the body.
+    for code in ("١٢٣", "²³"):
+        added = app_client.post(f"{BASE}/{vid}/grids", headers=headers, content=feature(code=code))
+        assert added.status_code == 422, code
+        assert app_client.delete(f"{BASE}/{vid}/grids/{code}", headers=headers).status_code == 422
+
+    nul = app_client.post(f"{BASE}/{vid}/copy", headers=headers, json={"label": "a\x00b"})
+    assert nul.status_code == 422 and nul.headers["content-type"] == PROBLEM
+    year_10000 = {"effective_from": "9999-12-31T23:59:59-14:00"}
+    far = app_client.post(f"{BASE}/{vid}/publish", headers=headers, json=year_10000)
+    assert far.status_code == 422 and far.headers["content-type"] == PROBLEM
+    assert boundaries.get_version(session, vid).status == "draft"
+
+
+def test_the_planner_map_of_a_draft_without_shapes(
+    app_client: TestClient, auth_headers: Headers, session: Session
+) -> None:
+    features = [dataclasses.replace(f, geometry=shapely.MultiPolygon()) for f in sample_features()]
+    vid = _draft(session, features)
+    resp = app_client.get(f"/api/v1/maps/plans/{vid}", headers=auth_headers("planner"))
+    assert resp.status_code == 200, resp.text
+    active_bbox = app_client.get("/api/v1/maps/base", headers=auth_headers("planner")).json()
+    assert resp.json()["bbox"] == active_bbox["bbox"]  # the active grids frame the map

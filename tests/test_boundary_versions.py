@@ -105,6 +105,26 @@ def test_unstorable_features_are_reported_not_forced(session: Session) -> None:
     assert not [p for p in report.problems if basic.code in p.codes]
 
 
+def test_a_population_the_column_cannot_hold_stays_an_attribute(session: Session) -> None:
+    feats = sample_features()
+    huge, odd = feats[1].code, feats[2].code
+    changed = {huge: 10**12, odd: "about 3000"}
+    vid = _draft(
+        session,
+        [
+            dataclasses.replace(f, attributes={**f.attributes, "population": changed[f.code]})
+            if f.code in changed
+            else f
+            for f in feats
+        ],
+    )
+    for code, value in changed.items():
+        stored = boundaries.get_grid(session, vid, code)
+        assert stored.population is None and stored.attributes["population"] == value
+    exported = {f.code: f for f in boundaries.version_features(session, vid)}
+    assert exported[huge].attributes["population"] == 10**12
+
+
 def test_the_sample_as_a_draft_is_valid_and_recognised(session: Session) -> None:
     path = zoo.SAMPLE
     result = publishing.import_draft(session, path, label="sample again")
@@ -261,6 +281,23 @@ def test_withdraw_a_scheduled_version(session: Session) -> None:
     assert boundaries.get_version(session, vid).status == "draft"
     assert boundaries.get_version(session, old).effective_to is None
     assert boundaries.active_version(session, now + timedelta(days=2)).id == old  # type: ignore[union-attr]
+
+
+def test_withdrawing_the_first_of_two_scheduled_versions_leaves_no_overlap(
+    session: Session,
+) -> None:
+    now = next_weekday_10am()
+    old = active_id(session)
+    first, second = _draft(session, redraw()[0]), _draft(session, sample_features())
+    day1, day2 = now + timedelta(days=1), now + timedelta(days=2)
+    boundaries.publish_version(session, first, effective_from=day1, now=now)
+    boundaries.publish_version(session, second, effective_from=day2, now=now)
+    boundaries.withdraw_version(session, first, now=now)
+    # The old version is in force again up to the second one, not open-ended beside it.
+    assert boundaries.get_version(session, old).effective_to == day2
+    later = day2 + timedelta(hours=1)
+    assert not boundaries.get_version(session, old).is_active(later)
+    assert boundaries.get_version(session, second).is_active(later)
 
 
 def test_a_straggler_routed_by_the_old_version_is_swept_up(session: Session) -> None:

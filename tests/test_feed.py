@@ -227,3 +227,19 @@ def test_sample_history_looks_like_a_running_month(client: TestClient, dispatche
     assert statuses.count("closed") > len(statuses) / 2
     assert any("overdue" in f["properties"]["flags"] for f in features)
     assert len({f["properties"]["grid"] for f in features}) > 60
+
+
+@pytest.mark.parametrize("since", ["99999999999999999999", "1.99999999999999999999", "²", "-1"])
+def test_cursors_the_feed_never_returned_are_422(
+    client: TestClient, dispatcher: dict, since: str
+) -> None:
+    resp = client.get("/api/v1/events/changes", params={"since": since}, headers=dispatcher)
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+
+
+def test_a_stale_last_event_id_restarts_the_stream(client: TestClient, dispatcher: dict) -> None:
+    headers = {**dispatcher, "Last-Event-ID": "²".encode("latin-1")}  # a byte, as sent
+    resp = client.get("/api/v1/events/stream", params={"max_seconds": 1.0}, headers=headers)
+    assert resp.status_code == 200
+    assert "event: changes" in resp.text and "event: end" in resp.text

@@ -286,3 +286,23 @@ def test_read_back_respects_who_may_see(app_client: TestClient, auth_headers, se
         users.upsert_user(s, "other-system", "reporter")
     assert app_client.get(url, headers=headers_for("other-system")).status_code == 404
     assert app_client.get(url, headers=other_reporter).status_code == 200
+
+
+def test_bodies_the_parser_or_the_database_refuse_are_problems_not_500(
+    app_client: TestClient, reporter, session
+) -> None:
+    _, lon, lat = interior_point()
+    headers = {**reporter, "Content-Type": "application/json"}
+    for raw in (
+        b"[" * 100_000 + b"]" * 100_000,  # nested beyond the parser's recursion limit
+        b'{"events": [1' + b"0" * 5000 + b"]}",  # more digits than Python converts
+    ):
+        resp = app_client.post("/api/v1/events/batch", content=raw, headers=headers)
+        assert resp.status_code == 422, raw[:20]
+        assert resp.headers["content-type"] == PROBLEM
+    # PostgreSQL text cannot hold NUL: refused without echoing the value, nothing stored.
+    body = report(lon, lat, description="电话 13800138000\x00")
+    resp = app_client.post("/api/v1/events", json=body, headers=reporter)
+    assert resp.status_code == 422 and resp.headers["content-type"] == PROBLEM
+    assert "13800138000" not in resp.text
+    assert rows_with_key(session, str(body["client_event_id"])) == 0

@@ -64,7 +64,7 @@ _EXPORTS: Final[dict[str, tuple[BoundaryFormat, str, str]]] = {
 }
 
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Boundary version id.")]
-GridCode = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^\d+$")]
+GridCode = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
 
 
 class VersionOut(BaseModel):
@@ -398,6 +398,23 @@ def export(
 # --- editing one grid of a draft --------------------------------------------------------------
 
 
+def _finite_number(value: Any) -> bool:
+    """A JSON number (not a boolean) that is finite as a float; huge integers are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond the float range
+        return False
+
+
+def _flat(value: Any, depth: int) -> Any:
+    """The coordinates with each position cut to longitude and latitude."""
+    if depth == 1:
+        return value[:2]
+    return [_flat(part, depth - 1) for part in value]
+
+
 def _positions(value: Any, depth: int) -> int:
     """Check a GeoJSON coordinates array of the given nesting depth; return its vertex count.
 
@@ -415,10 +432,7 @@ def _positions(value: Any, depth: int) -> int:
             if (
                 not isinstance(position, list)
                 or len(position) not in (2, 3)
-                or not all(
-                    isinstance(c, int | float) and not isinstance(c, bool) and math.isfinite(c)
-                    for c in position
-                )
+                or not all(_finite_number(c) for c in position)
             ):
                 raise InvalidInput("A position is not 2 or 3 finite numbers.")
             if not (-180 <= position[0] <= 180 and -90 <= position[1] <= 90):
@@ -461,8 +475,10 @@ def _geometry_from(body: Any) -> tuple[shapely.Geometry, dict[str, Any]]:
     depth = {"Polygon": 3, "MultiPolygon": 4}.get(kind if isinstance(kind, str) else "")
     if depth is None:
         raise InvalidInput("A grid must be a Polygon or MultiPolygon (GeoJSON, WGS84).")
-    _positions(geometry.get("coordinates"), depth)
-    shape = shapely.force_2d(shapely.geometry.shape(geometry))
+    coordinates = geometry.get("coordinates")
+    _positions(coordinates, depth)
+    # 2D before shapely sees it: a ring mixing 2- and 3-value positions cannot be built.
+    shape = shapely.geometry.shape({"type": kind, "coordinates": _flat(coordinates, depth)})
     return shape, properties
 
 
@@ -490,7 +506,11 @@ def _save_grid(
     with open_session(request) as session:
         if new:
             code = _text_property(props, "code", None)
-            if not code or not code.isdigit() or len(code) > boundaries.MAX_CODE_LENGTH:
+            if (
+                not code
+                or not (code.isascii() and code.isdigit())
+                or len(code) > boundaries.MAX_CODE_LENGTH
+            ):
                 raise InvalidInput("A new grid needs a 'code' property of up to 32 digits.")
             parent = _text_property(props, "parent_code", None)
             level = _text_property(props, "level", "basic") or "basic"
@@ -510,8 +530,15 @@ def _save_grid(
                 attributes["population"] = current.population
         population = props.get("population")
         if population is not None:
-            if not isinstance(population, int) or isinstance(population, bool) or population < 0:
-                raise InvalidInput("The property 'population' must be a whole number ≥ 0.")
+            if (
+                not isinstance(population, int)
+                or isinstance(population, bool)
+                or not 0 <= population <= boundaries.MAX_POPULATION
+            ):
+                raise InvalidInput(
+                    "The property 'population' must be a whole number from 0 to "
+                    f"{boundaries.MAX_POPULATION:,}."
+                )
             attributes["population"] = population
         feature = GridFeature(code, parent or None, level, name, geometry, attributes)
         boundaries.save_draft_grid(session, version_id, feature, new=new)
@@ -537,10 +564,7 @@ _GRID_BODY: Final = {
 
 
 async def _read_body(request: Request) -> Any:
-    try:
-        return await read_json(request, max_bytes=MAX_EDIT_BYTES)
-    except RecursionError as exc:
-        raise InvalidInput("The JSON body is nested too deeply.") from exc
+    return await read_json(request, max_bytes=MAX_EDIT_BYTES)
 
 
 @router.put(

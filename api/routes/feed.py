@@ -50,7 +50,7 @@ SinceQ = Annotated[
     str | None,
     Query(
         max_length=40,
-        pattern=r"^\d+(\.\d+)?$",
+        pattern=r"^[0-9]+(\.[0-9]+)?$",
         description="The cursor of the previous page (opaque); 0 from the start.",
     ),
 ]

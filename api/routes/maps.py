@@ -436,7 +436,7 @@ def plan_layers(
             if active_version is not None
             else None
         ),
-        "bbox": layers.bbox(draft or active),
+        "bbox": layers.bbox(draft) or layers.bbox(active),
         # Exact geometry: what the planner edits is sent back as it is.
         "draft": layers.grid_collection(
             draft, workers=workers, crs=crs, simplify=False, decimals=9

@@ -36,6 +36,9 @@ from gis.problems import Problem, ProblemKind, format_lonlat
 from gis.projection import MetricFrame, areas_m2
 from gis.store.models import GRID_LEVELS, BoundaryVersionRow, GridRow
 
+#: Largest population a grid row holds (``grids.population`` is a PostgreSQL integer).
+MAX_POPULATION: Final = 2**31 - 1
+
 #: PostgreSQL channel announcing that the active version may have changed (payload: the
 #: version id). Routing states LISTEN on it to rebuild their index at once.
 NOTIFY_CHANNEL: Final = "gridmap_boundaries"
@@ -292,14 +295,18 @@ def grid_areas_m2(geometries: Sequence[shapely.Geometry]) -> list[float | None]:
 
 
 def _grid_values(version_id: int, f: GridFeature, area: float | None) -> dict[str, Any]:
+    population = _population(f.attributes)
     return {
         "version_id": version_id,
         "code": f.code,
         "parent_code": f.parent_code,
         "level": f.level,
         "name": f.name,
-        "population": _population(f.attributes),
-        "attributes": {k: v for k, v in f.attributes.items() if k != "population"},
+        "population": population,
+        # A population the column cannot hold stays with the other attributes, not lost.
+        "attributes": {
+            k: v for k, v in f.attributes.items() if k != "population" or population is None
+        },
         "area_m2": area,
         "geom": from_shape(_as_multipolygon(f.geometry), srid=4326),
     }
@@ -396,9 +403,10 @@ def copy_version(
 def _population(attributes: Any) -> int | None:
     value = attributes.get("population") if attributes else None
     try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
+        number = int(value) if value is not None else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if number is not None and abs(number) <= MAX_POPULATION else None
 
 
 def find_version_by_hash(session: Session, digest: str) -> BoundaryVersion | None:
@@ -515,7 +523,8 @@ def publish_version(
 def withdraw_version(session: Session, version_id: int, *, now: datetime | None = None) -> None:
     """Turn a scheduled version (published, not yet in force) back into a draft.
 
-    The version before it is in force again with no end, so the timeline keeps no hole.
+    The version before it is in force again until this one would have ended (with no end,
+    or up to a version scheduled after it), so the timeline keeps no hole and no overlap.
     """
     now = now or datetime.now(UTC)
     row = session.get(BoundaryVersionRow, version_id, with_for_update=True)
@@ -532,7 +541,7 @@ def withdraw_version(session: Session, version_id: int, *, now: datetime | None 
             BoundaryVersionRow.status == "published",
             BoundaryVersionRow.effective_to == row.effective_from,
         )
-        .values(effective_to=None)
+        .values(effective_to=row.effective_to)
     )
     row.status = "draft"
     row.effective_from = None

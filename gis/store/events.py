@@ -315,6 +315,10 @@ def get_event(session: Session, event_id: int) -> StoredEvent:
     return found[event_id]
 
 
+#: Transaction ids and event ids are PostgreSQL bigints.
+_MAX_BIGINT = 2**63 - 1
+
+
 @dataclass(frozen=True, order=True)
 class FeedCursor:
     """A position in the change feed: a transaction id and the last event served within it.
@@ -335,7 +339,8 @@ class FeedCursor:
             return cls(0)
         raw = str(text).strip()
         head, _, tail = raw.partition(".")
-        if not head.isdigit() or (tail and not tail.isdigit()) or len(raw) > 40:
+        parts = (head, tail or "0")
+        if not all(p.isascii() and p.isdigit() and int(p) <= _MAX_BIGINT for p in parts):
             raise InvalidInput("since: a cursor is what the feed returned, e.g. 81234 or 81234.77.")
         return cls(int(head), int(tail or 0))
 
