@@ -103,12 +103,7 @@ class VersionRouting:
 
 def read_version(session: Session, version_id: int) -> tuple[VersionRouting, list[GridFeature]]:
     """A version's routing without its index yet, and the leaf grids to build it from."""
-    stored = boundaries.list_grids(session, version_id, with_geometry=True)
-    features = [
-        GridFeature(g.code, g.parent_code, g.level, g.name, g.geometry)
-        for g in stored
-        if g.geometry is not None
-    ]
+    features = boundaries.version_features(session, version_id)
     leaf = leaves(features)
     children: dict[str, list[str]] = {}
     for f in features:

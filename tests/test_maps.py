@@ -373,12 +373,11 @@ def test_grid_stats_and_heat(app_client: TestClient, auth_headers, session, monk
 def test_plan_layers_show_problems_and_changes(
     app_client: TestClient, auth_headers, session
 ) -> None:
-    from api.routes.maps import as_features
     from gis.store import boundaries
 
     active = boundaries.active_version(session)
     assert active is not None
-    features = as_features(boundaries.list_grids(session, active.id, with_geometry=True))
+    features = boundaries.version_features(session, active.id)
     # Push one basic grid 30 m east: it overlaps its neighbour and leaves a gap behind.
     target = next(f for f in features if f.level == "basic")
     shift = 30 / 88_000

@@ -35,10 +35,8 @@ from api.routes.feed import CrsQ, event_features
 from api.security import allow, public
 from api.settings import Settings
 from gis.errors import InvalidInput, NotFound
-from gis.grids import GridFeature
 from gis.store import boundaries, publishing, roster
 from gis.store import event_stats as stats
-from gis.store.boundaries import StoredGrid
 from gis.store.events import feed_horizon
 from gis.store.models import EVENT_STATUSES
 from maps import layers, pages, styles
@@ -253,27 +251,6 @@ def planner_map(
 # --- data --------------------------------------------------------------------------------
 
 
-def as_features(grids: Sequence[StoredGrid]) -> list[GridFeature]:
-    """Stored grids (with geometry) as the core's :class:`GridFeature`."""
-    out = []
-    for i, g in enumerate(grids):
-        attributes = dict(g.attributes)
-        if g.population is not None:
-            attributes["population"] = g.population
-        out.append(
-            GridFeature(
-                code=g.code,
-                parent_code=g.parent_code,
-                level=g.level,
-                name=g.name,
-                geometry=g.geometry,
-                attributes=attributes,
-                source_index=i,
-            )
-        )
-    return out
-
-
 def _active_id(session: SessionDep) -> int:
     active = boundaries.active_version(session)
     if active is None:
@@ -285,7 +262,7 @@ def _active_id(session: SessionDep) -> int:
 def base_layers(request: Request, session: SessionDep, crs: CrsQ = "wgs84") -> Response:
     """The active grids simplified for display, with workers; the category table."""
     version = boundaries.get_version(session, _active_id(session))
-    features = as_features(boundaries.list_grids(session, version.id, with_geometry=True))
+    features = boundaries.version_features(session, version.id)
     workers = roster.workers_by_grid(session, [f.code for f in features if f.level == "basic"])
     body = {
         "version": {"id": version.id, "label": version.label},
@@ -414,10 +391,10 @@ def plan_layers(
 ) -> Response:
     """A version beside the active one: its grids, validation problems and changed areas."""
     shown = boundaries.get_version(session, version)
-    draft = as_features(boundaries.list_grids(session, shown.id, with_geometry=True))
+    draft = boundaries.version_features(session, shown.id)
     active_version = boundaries.active_version(session)
     active = (
-        as_features(boundaries.list_grids(session, active_version.id, with_geometry=True))
+        boundaries.version_features(session, active_version.id)
         if active_version is not None and active_version.id != shown.id
         else []
     )
