@@ -15,6 +15,7 @@ from typing import Any
 
 import jwt
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from pwdlib import PasswordHash
 
 from api.errors import AuthError, Forbidden
@@ -142,6 +143,27 @@ def _principal_from_token(request: Request, token: str, key: str) -> User:
     return user
 
 
+def _presented_api_key(request: Request) -> str | None:
+    api_key = request.headers.get("x-api-key")
+    if api_key:
+        return api_key.strip()
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() == "bearer" and credential.startswith(API_KEY_PREFIX):
+        return credential
+    return None
+
+
+def _cached_key_owner(request: Request) -> User | None:
+    """The owner of the presented API key if it was verified moments ago, else None."""
+    cache: ApiKeyCache | None = getattr(request.app.state, "api_keys", None)
+    key = _presented_api_key(request)
+    if cache is None or key is None:
+        return None
+    user = cache.get(hash_api_key(key))
+    return user if user is not None and user.active else None
+
+
 def authenticate(request: Request) -> User:
     """Find the caller from ``Authorization: Bearer`` (token or API key) or ``X-API-Key``."""
     api_key = request.headers.get("x-api-key")
@@ -171,9 +193,15 @@ class RoleCheck:
             raise ValueError(f"unknown roles {sorted(unknown)}")
         self.roles = roles
 
-    def __call__(self, request: Request) -> User:
-        """Authenticate the caller and check the role."""
-        user = authenticate(request)
+    async def __call__(self, request: Request) -> User:
+        """Authenticate the caller and check the role.
+
+        A key verified moments ago is answered on the event loop; anything that needs the
+        database (a token's user, a key not yet cached) goes to a worker thread.
+        """
+        user = _cached_key_owner(request)
+        if user is None:
+            user = await run_in_threadpool(authenticate, request)
         if user.role != "admin" and user.role not in self.roles:
             raise Forbidden(f"The role '{user.role}' may not do this.")
         request.state.user = user
