@@ -26,6 +26,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -52,7 +53,12 @@ EVENT_STATUSES = (
     "voided",
     "returned",
     "postponed",
+    "rework",
 )
+#: Statuses in which an event is a worker's open task (counted as their load).
+OPEN_TASK_STATUSES = ("dispatched", "claimed", "postponed", "rework")
+TIME_UNITS = ("working", "calendar")
+PHOTO_KINDS = ("report", "handle")
 
 
 class Xid8(UserDefinedType[int]):
@@ -180,6 +186,7 @@ class EventCategoryRow(Base):
         CheckConstraint(
             f"required_role IS NULL OR {_in('required_role', WORKER_ROLES)}", name="required_role"
         ),
+        CheckConstraint(_in("time_unit", TIME_UNITS), name="time_unit"),
     )
 
     code: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -190,6 +197,7 @@ class EventCategoryRow(Base):
     time_limit_hours: Mapped[float] = mapped_column(Float)
     required_role: Mapped[str | None] = mapped_column(String(32))
     hazard: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    time_unit: Mapped[str] = mapped_column(String(16), default="working", server_default="working")
 
 
 class EventRow(Base):
@@ -210,7 +218,13 @@ class EventRow(Base):
         Index(
             "ix_events_open_by_worker",
             "worker_id",
-            postgresql_where=text("status IN ('dispatched', 'claimed', 'postponed')"),
+            postgresql_where=text(_in("status", OPEN_TASK_STATUSES)),
+        ),
+        # The overdue task and the due_soon queue scan open events by due time.
+        Index(
+            "ix_events_open_due_at",
+            "due_at",
+            postgresql_where=text(_in("status", OPEN_TASK_STATUSES)),
         ),
     )
 
@@ -241,6 +255,15 @@ class EventRow(Base):
     quarantine_reason: Mapped[str | None] = mapped_column(String(32))
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Workflow state (migration 0005). ``row_version`` is bumped by every action, so of two
+    # conflicting actions exactly one wins.
+    row_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    postponement_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    postponement_note: Mapped[str | None] = mapped_column(Text)
+    reporter_worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
+    handler_worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
     # Stamped by a trigger with the writing transaction's id: the change feed's cursor.
     change_xid: Mapped[int] = mapped_column(
         Xid8(), server_default=text("pg_current_xact_id()"), index=True
@@ -251,6 +274,11 @@ class EventTransitionRow(Base):
     """One step of an event's audit trail: who moved it from where to where, and why."""
 
     __tablename__ = "event_transitions"
+    __table_args__ = (
+        CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
+        # The event log is read in time order (assessment exports, CSV contract).
+        Index("ix_event_transitions_at_id", "at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
@@ -260,6 +288,50 @@ class EventTransitionRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     note: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # The event log's columns (migration 0005): the action that made this step, who took it
+    # in which role, and the event's worker, due time and grid after it.
+    action: Mapped[str] = mapped_column(String(32), default="report", server_default="report")
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    actor_worker_no: Mapped[str | None] = mapped_column(String(32))
+    worker_no: Mapped[str | None] = mapped_column(String(32))
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    grid_code: Mapped[str | None] = mapped_column(String(32))
+    rating: Mapped[int | None] = mapped_column(SmallInteger)
+
+
+class PhotoRow(Base):
+    """An uploaded photo, content-addressed by the sha256 of the bytes as received."""
+
+    __tablename__ = "photos"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    gps_lon: Mapped[float | None] = mapped_column(Float)
+    gps_lat: Mapped[float | None] = mapped_column(Float)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    uploaded_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class EventPhotoRow(Base):
+    """A photo attached to an event, by the report or by a ``handle`` transition."""
+
+    __tablename__ = "event_photos"
+    __table_args__ = (CheckConstraint(_in("kind", PHOTO_KINDS), name="kind"),)
+
+    event_id: Mapped[int] = mapped_column(
+        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    photo_sha256: Mapped[str] = mapped_column(
+        ForeignKey("photos.sha256"), primary_key=True, index=True
+    )
+    transition_id: Mapped[int | None] = mapped_column(
+        ForeignKey("event_transitions.id", ondelete="SET NULL")
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="report", server_default="report")
 
 
 class UserRow(Base):
