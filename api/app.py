@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
-from api.routes import auth, categories, events, feed, grids, health, lookup, maps
+from api.routes import auth, categories, docs, events, feed, grids, health, lookup, maps
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
 from api.security import ApiKeyCache
@@ -67,9 +67,13 @@ def create_app(
         version="0.1.0",
         summary="Grid boundaries, point-in-polygon routing of geotagged events, live maps.",
         lifespan=lifespan,
+        # Served by api/routes/docs.py with vendored assets, so they work offline.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(grids.router, prefix=API_PREFIX)
     app.include_router(lookup.router, prefix=API_PREFIX)

@@ -10,7 +10,8 @@ are tested with.
 
 A few files are patched on the way in, and each patch says why: Leaflet.TimeDimension's
 control stylesheet loads the Glyphicons font from a CDN by ``url()``; it is pointed at a
-copy of the font vendored from Bootstrap 3.
+copy of the font vendored from Bootstrap 3. ReDoc's bundle shows a logo from Redocly's CDN; the
+URL is replaced by an empty image.
 
 ``manifest.json`` records every file's size and SHA-256, so the tests can tell a hand-edited
 or missing asset from the pinned one.
@@ -91,6 +92,18 @@ class FoliumFile:
     licence_from: str  # "<npm name>@<version>" whose LICENSE file applies
 
 
+def _no_remote_logo(js: str) -> str:
+    """Drop ReDoc's "API docs by Redocly" logo, which it loads from Redocly's CDN.
+
+    The image component shows nothing when its source fails, so an empty data URI keeps the
+    text link and makes no request; offline pages must not reach for the internet at all.
+    """
+    remote = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+    if js.count(remote) != 1:
+        raise RuntimeError("ReDoc's bundle changed: review the logo patch")
+    return js.replace(remote, "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E")
+
+
 _GLYPHICONS = "glyphicons-halflings-regular"
 
 PACKAGES: tuple[NpmPackage, ...] = (
@@ -152,6 +165,22 @@ PACKAGES: tuple[NpmPackage, ...] = (
             "dist/leaflet-geoman.min.js": "leaflet-geoman.min.js",
             "dist/leaflet-geoman.css": "leaflet-geoman.css",
         },
+    ),
+    # The API documentation pages (/docs, /redoc), which FastAPI loads from CDNs by default.
+    NpmPackage(
+        "swagger-ui-dist",
+        "5.35.0",
+        {
+            "swagger-ui-bundle.js": "swagger-ui-bundle.js",
+            "swagger-ui.css": "swagger-ui.css",
+            "favicon-32x32.png": "favicon-32x32.png",
+        },
+    ),
+    NpmPackage(
+        "redoc",
+        "2.5.0",
+        {"bundles/redoc.standalone.js": "redoc.standalone.js"},
+        patches={"redoc.standalone.js": _no_remote_logo},
     ),
     # Only their licence texts: the code comes from the folium wheel (FOLIUM_FILES).
     NpmPackage("leaflet.heat", "0.2.0", {}),
