@@ -172,7 +172,10 @@ def dispatcher_page(ctx: PageContext, filters: MapFilters) -> str:
         radius=22,
         blur=18,
         min_opacity=0.35,
-        max_zoom=17,
+        # Leaflet's layer control disables an overlay beyond its maxZoom: keep the map's own
+        # (folium's patched Leaflet.heat does not scale intensity by zoom, so nothing else
+        # depends on it).
+        max_zoom=MAX_ZOOM,
         gradient={0.2: "#2f54eb", 0.45: "#13c2c2", 0.65: "#fadb14", 0.85: "#fa8c16", 1: "#f5222d"},
     ).add_to(m)
     events = plugins.MarkerCluster(

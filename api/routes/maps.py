@@ -308,6 +308,21 @@ def map_events(
     return compact_json(request, body, media_type="application/geo+json")
 
 
+@router.get("/events/{event_id}", dependencies=[allow(*DISPATCHER)])
+def map_event(
+    request: Request,
+    session: SessionDep,
+    event_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)],
+    crs: CrsQ = "wgs84",
+) -> Response:
+    """One event as the map draws it, whatever the filters (the dispatcher's search)."""
+    events, _ = stats.map_events(session, stats.EventFilter(ids=(event_id,)), limit=1)
+    if not events:
+        raise NotFound(f"No event #{event_id}.")
+    feature = event_features(events, crs, datetime.now(UTC))[0]
+    return compact_json(request, feature, media_type="application/geo+json")
+
+
 @router.get("/grid-stats", dependencies=[allow(*ANALYSTS)])
 def grid_stats(request: Request, session: SessionDep, params: LiveFilters) -> Response:
     """Per grid: events of the window matching the filters, and open events now."""

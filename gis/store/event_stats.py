@@ -35,6 +35,7 @@ class EventFilter:
     categories: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
     hazard_only: bool = False
+    ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ def _conditions(flt: EventFilter) -> list[ColumnElement[bool]]:
         out.append(EventRow.category_code.in_(flt.categories))
     if flt.statuses:
         out.append(EventRow.status.in_(flt.statuses))
+    if flt.ids:
+        out.append(EventRow.id.in_(flt.ids))
     if flt.hazard_only:
         hazards = select(EventCategoryRow.code).where(EventCategoryRow.hazard.is_(True))
         out.append(EventRow.category_code.in_(hazards))

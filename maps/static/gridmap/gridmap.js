@@ -261,6 +261,37 @@
     return html;
   }
 
+  // --- panes: explicit z-order -----------------------------------------------------------
+
+  // Leaflet's default panes put every vector layer in one overlay pane, where the last one
+  // added (a grid polygon, the heat canvas re-added by the layer control) takes the click.
+  // Each kind of layer gets its own pane instead. Panes above the grids let the mouse
+  // through (pointer-events: none) except on their interactive shapes, so grid tooltips
+  // keep working under the markers.
+  //   overlayPane 400: grids, density choropleth, planner layers
+  //   gm-heat     420: heat canvases (never take the mouse)
+  //   gm-events   450: event markers (SVG, clickable)
+  //   markerPane  600: clusters
+  //   gm-pulse    630: "new event" rings (never take the mouse)
+  //   gm-labels   640: community names, above the clusters (never take the mouse)
+  var PANES = [["gm-heat", 420], ["gm-events", 450], ["gm-pulse", 630], ["gm-labels", 640]];
+
+  function createPanes(map) {
+    PANES.forEach(function (p) {
+      var pane = map.getPane(p[0]) || map.createPane(p[0]);
+      pane.style.zIndex = String(p[1]);
+      pane.style.pointerEvents = "none";
+    });
+  }
+
+  // Move a layer folium already added into one of our panes.
+  function intoPane(map, layer, pane) {
+    var shown = map.hasLayer(layer);
+    if (shown) { map.removeLayer(layer); }
+    layer.options.pane = pane;
+    if (shown) { map.addLayer(layer); }
+  }
+
   // --- grids ---------------------------------------------------------------------------
 
   var GRID_STYLE = {
@@ -312,6 +343,7 @@
       var centre = L.geoJSON(f).getBounds().getCenter();
       L.marker(centre, {
         icon: L.divIcon({ className: "gm-community-label", html: "<span>" + esc(f.properties.name) + "</span>", iconSize: null }),
+        pane: "gm-labels",
         interactive: false,
         keyboard: false,
         pmIgnore: true,
@@ -321,29 +353,45 @@
     return { basic: basic, outlines: outlines, byCode: byCode, features: basicFeatures };
   }
 
-  function searchBox(map, grids, host) {
+  // Search by grid code or name, and (on the dispatcher's map, with findEvent) by event
+  // number: "#123" or a bare number shorter than a grid code. Enter and the datalist's
+  // "change" can both fire for one search; the same text within a second runs once.
+  function searchBox(map, grids, host, findEvent) {
     var list = "gm-grid-list-" + Math.random().toString(36).slice(2);
     var box = el("div", { class: "gm-search" },
-      '<input type="search" placeholder="搜索网格编码或名称" list="' + list + '" aria-label="搜索网格">' +
+      '<input type="search" placeholder="' + (findEvent ? "搜索网格编码、名称或事件编号" : "搜索网格编码或名称") +
+      '" list="' + list + '" aria-label="搜索">' +
       '<datalist id="' + list + '">' +
       grids.features.map(function (f) {
         return '<option value="' + esc(f.properties.code + " " + f.properties.name) + '"></option>';
       }).join("") + "</datalist>");
     host.appendChild(box);
     var input = box.querySelector("input");
-    function go() {
-      var text = input.value.trim();
-      if (!text) { return; }
-      var hit = grids.features.filter(function (f) {
-        var p = f.properties;
-        return text.indexOf(p.code) === 0 || p.name.indexOf(text) >= 0 || p.code.indexOf(text) >= 0;
-      })[0];
-      if (!hit) { toast("未找到网格：" + text, "warn"); return; }
+    var last = { text: null, at: 0 };
+    function showGrid(hit) {
       var layer = grids.byCode[hit.properties.code];
       map.fitBounds(layer.getBounds(), { maxZoom: 17, padding: [40, 40] });
       layer.setStyle({ color: "#ffffff", weight: 4, fillOpacity: 0.25 });
       setTimeout(function () { grids.basic.resetStyle(layer); }, 2500);
       layer.openTooltip(layer.getBounds().getCenter());
+    }
+    async function go() {
+      var text = input.value.trim();
+      if (!text) { return; }
+      var now = Date.now();
+      if (text === last.text && now - last.at < 1000) { return; }
+      last = { text: text, at: now };
+      var number = /^#\s*(\d{1,12})$/.exec(text) || (/^\d{1,9}$/.test(text) ? [text, text] : null);
+      if (findEvent && number) {
+        if (await findEvent(Number(number[1]))) { return; }
+        if (text.charAt(0) === "#") { toast("未找到事件：" + text, "warn"); return; }
+      }
+      var hit = grids.features.filter(function (f) {
+        var p = f.properties;
+        return text.indexOf(p.code) === 0 || p.name.indexOf(text) >= 0 || p.code.indexOf(text) >= 0;
+      })[0];
+      if (!hit) { toast((findEvent ? "未找到网格或事件：" : "未找到网格：") + text, "warn"); return; }
+      showGrid(hit);
     }
     input.addEventListener("change", go);
     input.addEventListener("keydown", function (e) { if (e.key === "Enter") { go(); } });
@@ -407,7 +455,9 @@
 
   // --- events (dispatcher) -------------------------------------------------------------
 
-  var canvas = null;
+  // Markers are SVG in the gm-events pane: a canvas would cover the whole map and take
+  // every click from the grids below it.
+  var eventRenderer = null;
 
   function statusColour(cfg, status) { return (cfg.statuses[status] || ["", "#bfbfbf"])[1]; }
 
@@ -450,7 +500,7 @@
     var p = f.properties;
     var overdue = (p.flags || []).indexOf("overdue") >= 0;
     return {
-      renderer: canvas,
+      renderer: eventRenderer,
       radius: overdue ? 7 : 6,
       weight: overdue ? 2.5 : 1,
       color: overdue ? "#ffffff" : "#0b1d2e",
@@ -470,7 +520,8 @@
   async function dispatcher(map, layers, cfg, me) {
     var f = cfg.filters;
     var bar = topBar(cfg, me);
-    canvas = L.canvas({ padding: 0.5 });
+    eventRenderer = L.svg({ pane: "gm-events", padding: 0.5 });
+    intoPane(map, layers.hazard, "gm-heat");
     var filterQ = { window: f.window, category: f.category, status: f.status, crs: cfg.crs };
     var loaded = await Promise.all([
       api(cfg, "/maps/base", { crs: cfg.crs }),
@@ -500,7 +551,9 @@
       '<label>隐患热力<select name="hazard_window">' + options(cfg.windows, f.hazardWindow) + "</select></label>" +
       (cfg.live.mode === "poll" ? '<input type="hidden" name="live" value="poll">' : "") +
       '<button type="submit">应用</button></form><div data-role="search"></div>');
-    searchBox(map, grids, panel.querySelector("[data-role=search]"));
+    searchBox(map, grids, panel.querySelector("[data-role=search]"), function (id) {
+      return findEvent(id);
+    });
 
     var legend = control(map, "bottomright", "gm-legend",
       '<div class="gm-legend-title">事件状态 <span class="gm-muted" data-role="total"></span></div>' +
@@ -531,6 +584,25 @@
       m.feature = feature;
       m.bindPopup(function () { return eventPopup(cfg, cats, m.feature); }, { className: "gm-popup" });
       return m;
+    }
+    // An event by number: its marker when shown, else the API (it may be outside the filters).
+    async function findEvent(id) {
+      var m = markers[id];
+      if (m) {
+        layers.events.zoomToShowLayer(m, function () { m.openPopup(); });
+        return true;
+      }
+      try {
+        var ev = await api(cfg, "/maps/events/" + id, { crs: cfg.crs });
+        if (!ev.geometry) { toast("事件 #" + id + " 没有可信坐标（见坐标存疑队列）", "warn"); return true; }
+        var c = ev.geometry.coordinates;
+        map.setView([c[1], c[0]], 17);
+        L.popup({ className: "gm-popup" }).setLatLng([c[1], c[0]]).setContent(eventPopup(cfg, cats, ev)).openOn(map);
+        return true;
+      } catch (e) {
+        if (e instanceof AuthNeeded) { location.reload(); }
+        return false;
+      }
     }
     var fresh = snapshot.features.filter(passes).map(makeMarker);
     fresh.forEach(function (m) { markers[m.feature.id] = m; });
@@ -586,7 +658,10 @@
     function pulse(feature) {
       var c = feature.geometry.coordinates;
       var ring = L.marker([c[1], c[0]], {
-        icon: L.divIcon({ className: "gm-pulse", iconSize: [34, 34] }), interactive: false, keyboard: false,
+        icon: L.divIcon({ className: "gm-pulse-icon", html: '<span class="gm-pulse"></span>', iconSize: [34, 34] }),
+        pane: "gm-pulse",
+        interactive: false,
+        keyboard: false,
       }).addTo(pulses);
       setTimeout(function () { pulses.removeLayer(ring); }, 12000);
     }
@@ -1000,6 +1075,7 @@
     GM.state.kind = kind;
     GM.map = map;
     GM.layers = layers;
+    createPanes(map);
     document.body.classList.add("gm-page", "gm-tiles-" + cfg.tiles);
     (async function () {
       try {
