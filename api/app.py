@@ -7,8 +7,9 @@ factory (bound to a rolled-back transaction) instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import anyio
 from fastapi import FastAPI
@@ -17,7 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
-from api.routes import auth, categories, events, feed, grids, health, lookup, maps
+from api.overdue import overdue_task
+from api.routes import auth, categories, events, feed, grids, health, lookup, maps, workflow
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
 from api.security import ApiKeyCache
@@ -32,16 +34,19 @@ def create_app(
     *,
     sessions: sessionmaker[Session] | None = None,
     routing: RoutingState | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     """Build the app; with ``sessions`` given, use them and leave the database alone.
 
-    ``routing`` lets tests share one routing state (and its built indexes) between apps.
+    ``routing`` lets tests share one routing state (and its built indexes) between apps;
+    ``clock`` moves the app's idea of now (duty, due times, overdue) for tests.
     """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.clock = clock or (lambda: datetime.now(UTC))
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
@@ -56,7 +61,10 @@ def create_app(
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
         app.state.routing.listen(url)
         try:
-            async with activation_task(app.state.sessions, timezone=settings.timezone):
+            async with (
+                activation_task(app.state.sessions, timezone=settings.timezone),
+                overdue_task(app.state.sessions, app.state.clock),
+            ):
                 yield
         finally:
             app.state.routing.close()
@@ -76,6 +84,7 @@ def create_app(
     # Before events: /events/changes and /events/stream must not match /events/{event_id}.
     app.include_router(feed.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(workflow.router, prefix=API_PREFIX)
     app.include_router(categories.router, prefix=API_PREFIX)
     app.include_router(maps.router, prefix=API_PREFIX)
     app.include_router(maps.pages_router)

@@ -59,6 +59,12 @@ class NewEvent:
     actor: str
     transition_note: str
     transition_data: dict[str, Any] = field(default_factory=dict)
+    #: The event log's columns of the creation row (action ``report``).
+    actor_role: str | None = None
+    actor_worker_no: str | None = None
+    worker_no: str | None = None
+    #: The worker whose account posted the report (they may verify it later).
+    reporter_worker_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,14 @@ class StoredEvent:
     quarantine_reason: str | None
     due_at: datetime | None
     updated_at: datetime
+    # Workflow state (migration 0005); defaults describe a report just stored.
+    row_version: int = 0
+    overdue: bool = False
+    postponement_until: datetime | None = None
+    postponement_note: str | None = None
+    reporter_worker_id: int | None = None
+    handler_worker_id: int | None = None
+    rating: int | None = None
 
 
 #: One statement, one round trip, for any number of events: the rows travel as one JSON
@@ -108,27 +122,31 @@ _INSERT_SQL = text(
             grid_code text, boundary_version_id int, worker_id int, status text, queue text,
             routing_flag text, routing_candidates varchar[], routing_distance_m float8,
             routing_reason text, quarantine_reason text, due_at timestamptz, actor text,
-            transition_note text, transition_data jsonb)
+            transition_note text, transition_data jsonb, actor_role text,
+            actor_worker_no text, worker_no text, reporter_worker_id int)
     ),
     inserted AS (
         INSERT INTO events (client_event_id, request_hash, category_code, description,
             reported_lon, reported_lat, reported_crs, location, accuracy_m, reported_at,
             reporter, grid_code, boundary_version_id, worker_id, status, queue, routing_flag,
-            routing_candidates, routing_distance_m, routing_reason, quarantine_reason, due_at)
+            routing_candidates, routing_distance_m, routing_reason, quarantine_reason, due_at,
+            reporter_worker_id)
         SELECT client_event_id, request_hash, category_code, description, reported_lon,
             reported_lat, reported_crs,
             CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
                  ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
             accuracy_m, reported_at, reporter, grid_code, boundary_version_id, worker_id,
             status, queue, routing_flag, routing_candidates, routing_distance_m,
-            routing_reason, quarantine_reason, due_at
+            routing_reason, quarantine_reason, due_at, reporter_worker_id
         FROM rows
         ON CONFLICT (client_event_id) DO NOTHING
         RETURNING id, client_event_id, status, received_at, updated_at
     ),
     audit AS (
-        INSERT INTO event_transitions (event_id, from_status, to_status, actor, note, data)
-        SELECT i.id, NULL, i.status, r.actor, r.transition_note, r.transition_data
+        INSERT INTO event_transitions (event_id, from_status, to_status, actor, note, data,
+            action, actor_role, actor_worker_no, worker_no, due_at, grid_code)
+        SELECT i.id, NULL, i.status, r.actor, r.transition_note, r.transition_data,
+            'report', r.actor_role, r.actor_worker_no, r.worker_no, r.due_at, r.grid_code
         FROM inserted i JOIN rows r USING (client_event_id)
     )
     SELECT id, client_event_id, received_at, updated_at FROM inserted
@@ -158,6 +176,10 @@ _JSON_FIELDS = (
     "actor",
     "transition_note",
     "transition_data",
+    "actor_role",
+    "actor_worker_no",
+    "worker_no",
+    "reporter_worker_id",
 )
 
 
@@ -255,6 +277,7 @@ def _as_stored(e: NewEvent, row: Any, worker_nos: dict[int, str]) -> StoredEvent
         quarantine_reason=e.quarantine_reason,
         due_at=e.due_at,
         updated_at=row.updated_at,
+        reporter_worker_id=e.reporter_worker_id,
     )
 
 
@@ -287,6 +310,13 @@ def _columns() -> list[Any]:
         EventRow.quarantine_reason,
         EventRow.due_at,
         EventRow.updated_at,
+        EventRow.row_version,
+        EventRow.overdue,
+        EventRow.postponement_until,
+        EventRow.postponement_note,
+        EventRow.reporter_worker_id,
+        EventRow.handler_worker_id,
+        EventRow.rating,
     ]
 
 
