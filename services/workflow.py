@@ -171,8 +171,9 @@ def _parse(action: str, body: dict[str, Any]) -> _Fields:
     except ValidationError as exc:
         parts = []
         for err in exc.errors()[:5]:
-            where = ".".join(str(p) for p in err["loc"]) or "body"
-            parts.append(f"{where}: {err['msg']}")
+            # A key that is not a plain name may be personal data (a phone number): unnamed.
+            names = [str(p) if str(p).isidentifier() else "an unexpected field" for p in err["loc"]]
+            parts.append(f"{'.'.join(names) or 'body'}: {err['msg']}")
         raise InvalidInput(f"The {action} action is not valid: " + "; ".join(parts)) from None
 
 
@@ -350,7 +351,8 @@ def _register(session: Session, event: StoredEvent, f: _Fields, clock: Clock, us
             values,
             note=f.note or "registered without a location: waits in the unrouted queue",
         )
-    version = boundaries.active_version(session, clock.now)
+    # The version in force now, as intake routes by (``RoutingState.current``).
+    version = boundaries.active_version(session)
     route = None
     if version is not None:
         route = route_points(session, version.id, [(lon, lat, event.accuracy_m)])[0]
