@@ -82,10 +82,15 @@ async def take_action(
 ) -> JSONResponse:
     """Take one workflow action: ``{"action": NAME, …fields}``; answers the event afterwards.
 
-    Send ``row_version`` (from the event you read) to be refused with 409 if someone acted
-    in between.
+    Send ``row_version`` (from the event you read), or ``If-Match: "<row_version>"``, to be
+    refused with 409 if someone acted in between.
     """
     body = await read_json(request, max_bytes=MAX_ACTION_BYTES)
+    match = request.headers.get("if-match", "").strip().strip('"').removeprefix("W/").strip('"')
+    if isinstance(body, dict) and "row_version" not in body and match:
+        if not (match.isascii() and match.isdigit() and len(match) < 10):
+            raise InvalidInput("If-Match: send the event's row_version, e.g. If-Match: \"3\".")
+        body = {**body, "row_version": int(match)}
     clock = clock_of(request, settings)
 
     def run() -> dict[str, Any]:
