@@ -16,7 +16,7 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from api.app import create_app
 from api.routing_state import RoutingState
@@ -93,9 +93,11 @@ def test_two_claims_one_wins(real) -> None:
     with real["factory"]() as s:
         row = s.get(EventRow, event["id"])
         assert row is not None and row.status == "claimed" and row.row_version == 1
-    history = real["client"].get(
-        f"/api/v1/events/{event['id']}/history", headers=headers(real, "dispatcher")
-    ).json()
+    history = (
+        real["client"]
+        .get(f"/api/v1/events/{event['id']}/history", headers=headers(real, "dispatcher"))
+        .json()
+    )
     assert [h["action"] for h in history] == ["report", "claim"]
 
 

@@ -89,7 +89,7 @@ async def take_action(
     match = request.headers.get("if-match", "").strip().strip('"').removeprefix("W/").strip('"')
     if isinstance(body, dict) and "row_version" not in body and match:
         if not (match.isascii() and match.isdigit() and len(match) < 10):
-            raise InvalidInput("If-Match: send the event's row_version, e.g. If-Match: \"3\".")
+            raise InvalidInput('If-Match: send the event\'s row_version, e.g. If-Match: "3".')
         body = {**body, "row_version": int(match)}
     clock = clock_of(request, settings)
 

@@ -471,7 +471,7 @@ def publish_version(
 ) -> BoundaryVersion:
     """Publish a draft, effective now or later, closing the range of the version before it.
 
-    Validation is the caller's duty (:func:`gis.store.publishing.publish` refuses invalid
+    Validation is the caller's duty (:func:`services.publishing.publish` refuses invalid
     drafts); this function only keeps the version timeline consistent. Rows are locked so two
     concurrent publishes serialise.
     """
