@@ -424,6 +424,7 @@ def _new_event(
         "reported_at": report.reported_at,
         "reporter": report.reporter,
         "actor": submitter.username,
+        "submitted_by": submitter.username,
         "actor_role": submitter.role,
         "actor_worker_no": submitter.worker_no,
         "reporter_worker_id": submitter.worker_id,

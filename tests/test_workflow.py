@@ -692,3 +692,29 @@ def test_log_rows_fill_the_assessment_columns(client, account, session) -> None:
         assert row.worker_no == event["worker_no"] and row.grid_code == event["grid_code"]
         assert row.due_at is not None
         assert row.actor_worker_no == (event["worker_no"] if row.action == "claim" else None)
+
+
+def test_idempotency_keys_belong_to_their_account(client, account, session) -> None:
+    """Issue 13, defect 6: another caller's key never returns (or reveals) their event."""
+    _, lon, lat = interior_point()
+    body = report(lon, lat, description="resident's phone 139…")
+    first = client.post("/api/v1/events", json=body, headers=account("reporter", name="wf-a"))
+    assert first.status_code == 201
+    other = account("reporter", name="wf-b")
+    second = client.post("/api/v1/events", json=body, headers=other)
+    assert second.status_code == 201 and "idempotent-replayed" not in second.headers
+    assert second.json()["id"] != first.json()["id"]
+    changed = {**body, "description": "other"}
+    third = client.post("/api/v1/events", json=changed, headers=account("reporter", name="wf-c"))
+    assert third.status_code == 201  # not 422: the key is not known in this account's scope
+    again = client.post("/api/v1/events", json=body, headers=other)
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == second.json()["id"]
+    reused = client.post("/api/v1/events", json=changed, headers=other)
+    assert reused.status_code == 422
+    count = session.scalar(
+        select(text("count(*)"))
+        .select_from(EventRow)
+        .where(EventRow.client_event_id == uuid.UUID(body["client_event_id"]))
+    )
+    assert count == 3

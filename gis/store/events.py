@@ -1,9 +1,10 @@
 """Events and their audit trail in PostGIS.
 
-Inserts are idempotent on ``client_event_id``: ``INSERT … ON CONFLICT DO NOTHING`` decides
-atomically, so concurrent retries of one report store exactly one row, and the caller
-compares ``request_hash`` to tell a retry (same body) from a misuse of the key (another
-body). Batches are written with one multi-row statement per table.
+Inserts are idempotent on the submitting account's ``client_event_id`` (keys are scoped per
+account, so one caller's key never reaches another's event): ``INSERT … ON CONFLICT DO
+NOTHING`` decides atomically, so concurrent retries of one report store exactly one row,
+and the caller compares ``request_hash`` to tell a retry (same body) from a misuse of the
+key (another body). Batches are written with one multi-row statement per table.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class NewEvent:
     worker_no: str | None = None
     #: The worker whose account posted the report (they may verify it later).
     reporter_worker_id: int | None = None
+    #: The account that posts; its idempotency keys are its own.
+    submitted_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,23 +126,23 @@ _INSERT_SQL = text(
             routing_flag text, routing_candidates varchar[], routing_distance_m float8,
             routing_reason text, quarantine_reason text, due_at timestamptz, actor text,
             transition_note text, transition_data jsonb, actor_role text,
-            actor_worker_no text, worker_no text, reporter_worker_id int)
+            actor_worker_no text, worker_no text, reporter_worker_id int, submitted_by text)
     ),
     inserted AS (
         INSERT INTO events (client_event_id, request_hash, category_code, description,
             reported_lon, reported_lat, reported_crs, location, accuracy_m, reported_at,
             reporter, grid_code, boundary_version_id, worker_id, status, queue, routing_flag,
             routing_candidates, routing_distance_m, routing_reason, quarantine_reason, due_at,
-            reporter_worker_id)
+            reporter_worker_id, submitted_by)
         SELECT client_event_id, request_hash, category_code, description, reported_lon,
             reported_lat, reported_crs,
             CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
                  ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
             accuracy_m, reported_at, reporter, grid_code, boundary_version_id, worker_id,
             status, queue, routing_flag, routing_candidates, routing_distance_m,
-            routing_reason, quarantine_reason, due_at, reporter_worker_id
+            routing_reason, quarantine_reason, due_at, reporter_worker_id, submitted_by
         FROM rows
-        ON CONFLICT (client_event_id) DO NOTHING
+        ON CONFLICT (submitted_by, client_event_id) DO NOTHING
         RETURNING id, client_event_id, status, received_at, updated_at
     ),
     audit AS (
@@ -180,6 +183,7 @@ _JSON_FIELDS = (
     "actor_worker_no",
     "worker_no",
     "reporter_worker_id",
+    "submitted_by",
 )
 
 
@@ -213,7 +217,8 @@ def insert_events(
     if missing:
         for eid, cid in session.execute(
             select(EventRow.id, EventRow.client_event_id).where(
-                EventRow.client_event_id.in_(missing)
+                EventRow.client_event_id.in_(missing),
+                EventRow.submitted_by.in_({e.submitted_by for e in events}),
             )
         ):
             out[cid] = (eid, False)
@@ -226,7 +231,8 @@ def store_events(
     """Store events and return them as stored, with whether each was created now.
 
     A created event is described from what was written (no second read); one that already
-    existed is read back, so a retry is answered with the event as first stored.
+    existed is read back, so a retry is answered with the event as first stored. The events
+    of one call come from one submitter (keys are looked up in its scope).
     """
     if not events:
         return {}
@@ -241,7 +247,10 @@ def store_events(
         rows = session.execute(
             select(*_columns())
             .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
-            .where(EventRow.client_event_id.in_(missing))
+            .where(
+                EventRow.client_event_id.in_(missing),
+                EventRow.submitted_by.in_({e.submitted_by for e in events}),
+            )
         ).all()
         for r in rows:
             out[r.client_event_id] = (_stored(r), False)
