@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, text
 from sqlalchemy.orm import sessionmaker
 
 from api.app import create_app
@@ -130,3 +130,42 @@ def test_claim_and_reassign_read_at_the_same_version(real) -> None:
                 assert row.status == "claimed"
             else:
                 assert row.status == "dispatched"
+
+
+def test_every_transition_reaches_the_change_feed(real) -> None:
+    """Each action restamps the event's change_xid past the feed's cursor of that moment.
+
+    The feed serves a row once every transaction older than it has ended, cluster-wide; on
+    a shared test server other sessions hold that horizon back, so the test checks the
+    stamp that decides it rather than waiting for the horizon.
+    """
+    client = real["client"]
+    dispatcher = headers(real, "dispatcher")
+    event = new_event(real, headers(real, "reporter"))
+    worker = headers(real, "worker", event["worker_no"])
+
+    def stamp() -> int:
+        with real["factory"]() as s:
+            return int(
+                s.execute(
+                    text("SELECT change_xid::text::bigint FROM events WHERE id = :id"),
+                    {"id": event["id"]},
+                ).scalar_one()
+            )
+
+    for action, fields in (("claim", {}), ("handle", {"result": "done"})):
+        page = client.get(
+            "/api/v1/events/changes", params={"since": "0", "limit": 1}, headers=dispatcher
+        )
+        assert page.status_code == 200
+        before = stamp()
+        resp = client.post(
+            f"/api/v1/events/{event['id']}/actions",
+            json={"action": action, **fields},
+            headers=worker,
+        )
+        assert resp.status_code == 200
+        after = stamp()
+        # A later transaction than any the feed could have served at the cursor it gave.
+        assert after > before
+        assert after >= int(str(page.json()["cursor"]).split(".")[0])
