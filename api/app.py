@@ -25,6 +25,7 @@ from api.routing_state import RoutingState
 from api.security import ApiKeyCache
 from api.settings import Settings
 from gis.store.database import make_engine
+from services import deadlines
 
 API_PREFIX = "/api/v1"
 
@@ -47,6 +48,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.clock = clock or (lambda: datetime.now(UTC))
+        # The working-hours calendar due times count on (data/calendar.toml once it exists).
+        app.state.calendar = deadlines.load_calendar(None)
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)

@@ -8,6 +8,7 @@ Every due time (intake, an approved postponement, the ``due_soon`` window) goes 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Final
 
 #: Time units of category limits: working hours on the calendar, or plain calendar hours
@@ -32,3 +33,13 @@ def due_at(
     # TODO(merge): with the calendar module on main, working hours count on the calendar:
     #   return gis.workcalendar.due_time(start, hours, unit, calendar)
     return start + timedelta(hours=hours)
+
+
+def load_calendar(path: Path | None) -> object:
+    """The working-hours calendar the server counts due times on (None: calendar hours).
+
+    Loaded once at start-up into ``app.state.calendar`` and passed to :func:`due_at`.
+    """
+    # TODO(merge): with the calendar module on main:
+    #   return gis.workcalendar.WorkCalendar.load(path) if path is not None else None
+    return None

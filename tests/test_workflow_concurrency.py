@@ -169,3 +169,30 @@ def test_every_transition_reaches_the_change_feed(real) -> None:
         # A later transaction than any the feed could have served at the cursor it gave.
         assert after > before
         assert after >= int(str(page.json()["cursor"]).split(".")[0])
+
+
+def test_overdue_rounds_in_several_processes_flag_each_event_once(real) -> None:
+    from services.overdue import run_round
+
+    reporter = headers(real, "reporter")
+    made = [new_event(real, reporter)["id"] for _ in range(6)]
+    with real["factory"]() as s, s.begin():
+        s.execute(
+            text("UPDATE events SET due_at = :t, overdue = false WHERE id = ANY(:ids)"),
+            {"t": T0 - timedelta(minutes=1), "ids": made},
+        )
+    barrier = threading.Barrier(3)
+    results: list[list[int]] = []
+
+    def round_() -> None:
+        barrier.wait(timeout=30)
+        results.append(run_round(real["factory"], T0))
+
+    threads = [threading.Thread(target=round_) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    flagged = [i for r in results for i in r if i in made]
+    assert sorted(flagged) == sorted(made)  # each once, across the three rounds
+    assert [i for i in run_round(real["factory"], T0) if i in made] == []
