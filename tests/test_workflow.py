@@ -718,3 +718,37 @@ def test_idempotency_keys_belong_to_their_account(client, account, session) -> N
         .where(EventRow.client_event_id == uuid.UUID(body["client_event_id"]))
     )
     assert count == 3
+
+
+@pytest.mark.slow
+def test_the_simulator_plays_events_to_their_end(client, account, sessions) -> None:
+    from api.cli.play import Player, _Tracked
+    from api.seed import create_worker_accounts
+
+    with sessions() as s, s.begin():
+        accounts = create_worker_accounts(s)
+    settings_key = client.app.state.signing_key
+    workers = {
+        u.username.removeprefix("worker-").upper(): issue_token(
+            u, settings_key, timedelta(minutes=30)
+        )
+        for u in accounts
+    }
+    dispatcher = account("dispatcher")["Authorization"].removeprefix("Bearer ")
+    player = Player("http://testserver", dispatcher, workers, speed=1.0, seed=3, client=client)
+    _, lon, lat = interior_point()
+    made = [post(client, account("reporter"), report(lon, lat)) for _ in range(4)]
+    for e in made:
+        player.tracked[e["id"]] = _Tracked(e["status"], e["worker_no"], 0.0)
+    for _ in range(12):
+        for t in player.tracked.values():
+            t.due = 0.0
+        player.step()
+    assert not any(key.split()[1].startswith("5") for key in player.tally), player.tally
+    final = [
+        client.get(f"/api/v1/events/{e['id']}", headers=account("dispatcher")).json()["status"]
+        for e in made
+    ]
+    assert set(final) <= {"closed", "evaluated", "voided"}, (final, player.tally)
+    assert any(k.startswith("claim 200") for k in player.tally)
+    assert any(k.startswith("verify 200") for k in player.tally)
