@@ -25,6 +25,7 @@ from gis.simulation import EventSimulator
 from gis.store import boundaries, event_stats
 from gis.store import events as event_store
 from services.intake import Submitter, process
+from services.overdue import flag_overdue
 from services.workflow import Clock
 
 #: Relative report volume per local hour: quiet nights, morning and afternoon patrols.
@@ -118,4 +119,6 @@ def replay_month(
         )
         ids.extend(e.id for e, _ in stored)
         echo(f"history: {len(ids):,} of {n:,} events")
+    # Flag what is overdue now, as the server's periodic task would have done all month.
+    flag_overdue(session, now)
     return ids
