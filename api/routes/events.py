@@ -142,7 +142,8 @@ async def post_event(
     if outcome.problem is not None:
         raise outcome.problem
     assert outcome.event is not None
-    body = event_out(outcome.event, request.app.state.routing).model_dump(mode="json")
+    allowed = workflow_service.allowed_for(user, outcome.event)
+    body = event_out(outcome.event, request.app.state.routing, allowed).model_dump(mode="json")
     headers = {"Location": f"/api/v1/events/{outcome.event.id}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
