@@ -1,7 +1,7 @@
 """The server's periodic task taking scheduled boundary versions into force.
 
 Every :data:`ACTIVATION_INTERVAL_S` seconds it runs
-:func:`gis.store.publishing.apply_due_versions` in a worker thread: a version published for
+:func:`services.publishing.apply_due_versions` in a worker thread: a version published for
 a later time re-routes its open events within that interval of its effective time, even when
 nobody runs ``gridmap boundaries activate``. Several server processes may run it at once:
 each due version is locked by the one that takes it (``SKIP LOCKED``), and the work is
@@ -21,8 +21,8 @@ from typing import Final
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
-from gis.store import publishing
-from gis.store.publishing import Activation
+from services import publishing
+from services.publishing import Activation
 
 log = logging.getLogger("gridmap.activation")
 

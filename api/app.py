@@ -7,8 +7,9 @@ factory (bound to a rolled-back transaction) instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import anyio
 from fastapi import FastAPI
@@ -17,12 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
-from api.routes import auth, categories, docs, events, feed, grids, health, lookup, maps
+from api.overdue import overdue_task
+from api.routes import auth, categories, docs, events, feed, grids, health, lookup, maps, workflow
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
 from api.security import ApiKeyCache
 from api.settings import Settings
 from gis.store.database import make_engine
+from services import deadlines
 
 API_PREFIX = "/api/v1"
 
@@ -32,16 +35,21 @@ def create_app(
     *,
     sessions: sessionmaker[Session] | None = None,
     routing: RoutingState | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     """Build the app; with ``sessions`` given, use them and leave the database alone.
 
-    ``routing`` lets tests share one routing state (and its built indexes) between apps.
+    ``routing`` lets tests share one routing state (and its built indexes) between apps;
+    ``clock`` moves the app's idea of now (duty, due times, overdue) for tests.
     """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.clock = clock or (lambda: datetime.now(UTC))
+        # The working-hours calendar due times count on (data/calendar.toml once it exists).
+        app.state.calendar = deadlines.load_calendar(None)
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
@@ -56,7 +64,10 @@ def create_app(
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
         app.state.routing.listen(url)
         try:
-            async with activation_task(app.state.sessions, timezone=settings.timezone):
+            async with (
+                activation_task(app.state.sessions, timezone=settings.timezone),
+                overdue_task(app.state.sessions, app.state.clock),
+            ):
                 yield
         finally:
             app.state.routing.close()
@@ -80,6 +91,7 @@ def create_app(
     # Before events: /events/changes and /events/stream must not match /events/{event_id}.
     app.include_router(feed.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(workflow.router, prefix=API_PREFIX)
     app.include_router(categories.router, prefix=API_PREFIX)
     app.include_router(maps.router, prefix=API_PREFIX)
     app.include_router(maps.pages_router)

@@ -62,10 +62,8 @@ class UnsupportedMediaType(e.GridmapError):
     kind = "unsupported-media-type"
 
 
-class IdempotencyConflict(e.GridmapError):
-    """An idempotency key was reused with a different body."""
-
-    kind = "idempotency-key-reused"
+#: Raised by the service layer (``services/intake.py``); kept importable from here.
+IdempotencyConflict = e.IdempotencyConflict
 
 
 STATUS_FOR[AuthError] = 401
@@ -73,6 +71,7 @@ STATUS_FOR[Forbidden] = 403
 STATUS_FOR[MalformedBody] = 400
 STATUS_FOR[UnsupportedMediaType] = 415
 STATUS_FOR[IdempotencyConflict] = 422
+STATUS_FOR[e.NotPermitted] = 403
 
 
 def status_for(exc: e.GridmapError) -> int:

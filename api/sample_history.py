@@ -1,7 +1,7 @@
 """A month of simulated history for the maps: the demo, the browser tests and the benchmark.
 
 Reports come from :class:`gis.simulation.EventSimulator` (hotspots, categories by time of
-day, a few broken GPS fixes) and go through the real intake (:func:`api.intake.process`):
+day, a few broken GPS fixes) and go through the real intake (:func:`services.intake.process`):
 validated, routed to a grid, dispatched to a worker or queued, exactly as if posted. Then
 their receipt time is set back over ``days`` days with a daily rhythm, and older events are
 moved along the workflow (most closed, some overdue, a few postponed or voided), so the maps
@@ -18,12 +18,15 @@ import numpy as np
 import shapely
 from sqlalchemy.orm import Session
 
-from api.intake import prepare, process
+from api.intake import prepare
 from api.routing_state import RoutingState
 from gis.errors import NotFound
 from gis.simulation import EventSimulator
 from gis.store import boundaries, event_stats
 from gis.store import events as event_store
+from services.intake import Submitter, process
+from services.overdue import flag_overdue
+from services.workflow import Clock
 
 #: Relative report volume per local hour: quiet nights, morning and afternoon patrols.
 HOURLY_WEIGHTS = np.array(
@@ -100,7 +103,11 @@ def replay_month(
         chunk = times[start : start + BATCH]
         intakes = [prepare(i, simulator.report(t.astimezone(tz))) for i, t in enumerate(chunk)]
         outcomes = process(
-            session, state, intakes, actor="history", timezone=timezone, now=chunk[-1]
+            session,
+            state,
+            intakes,
+            submitter=Submitter("history", "system"),
+            clock=Clock(chunk[-1], timezone),
         )
         stored = [(o.event, t) for o, t in zip(outcomes, chunk, strict=True) if o.event is not None]
         statuses = [
@@ -112,4 +119,6 @@ def replay_month(
         )
         ids.extend(e.id for e, _ in stored)
         echo(f"history: {len(ids):,} of {n:,} events")
+    # Flag what is overdue now, as the server's periodic task would have done all month.
+    flag_overdue(session, now)
     return ids

@@ -46,6 +46,16 @@ class GeoJSONPoint(BaseModel):
     coordinates: Annotated[list[Coordinate], Field(min_length=2, max_length=3)]
 
 
+class SelfHandledIn(BaseModel):
+    """What a worker handled on the spot, reported with the event (自行处置)."""
+
+    model_config = ConfigDict(extra="forbid")
+    result: Annotated[str, Field(min_length=1, max_length=MAX_DESCRIPTION, pattern=NO_NUL)]
+    photos: Annotated[
+        list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]], Field(max_length=20)
+    ] = []
+
+
 class ReportIn(BaseModel):
     """A geotagged report from a tablet, an app or a sensor gateway."""
 
@@ -78,6 +88,10 @@ class ReportIn(BaseModel):
     )
     reported_at: AwareDatetime | None = None
     reporter: Annotated[str | None, Field(max_length=128, pattern=NO_NUL)] = None
+    self_handled: SelfHandledIn | None = Field(
+        default=None,
+        description="A worker's account only: handled on the spot; the event becomes handled.",
+    )
 
     def lon_lat(self) -> tuple[float, float]:
         """The reported coordinates, as sent."""
@@ -122,6 +136,67 @@ class EventOut(BaseModel):
     routing_reason: str | None
     quarantine_reason: str | None
     due_at: datetime | None
+    overdue: bool = False
+    row_version: int = 0
+    postponement_until: datetime | None = None
+    rating: int | None = None
+    #: The actions the caller may take on this event now (``POST …/actions``).
+    allowed_actions: list[str] = []
+
+
+class TransitionOut(BaseModel):
+    """One step of an event's history."""
+
+    action: str
+    from_status: str | None
+    to_status: str
+    actor: str
+    actor_role: str | None
+    actor_worker_no: str | None
+    worker_no: str | None
+    at: datetime
+    due_at: datetime | None
+    grid_code: str | None
+    rating: int | None
+    note: str | None
+    data: dict[str, object]
+    photos: list[str] = []
+
+
+class QueueOut(BaseModel):
+    """One page of a queue or task list: the total count, the items, the next page's key."""
+
+    count: int
+    items: list[EventOut]
+    next: str | None = None
+
+
+class WorkerGridOut(BaseModel):
+    """A worker's assignment to one grid."""
+
+    code: str
+    role: str
+    duty: str | None
+
+
+class WorkerOut(BaseModel):
+    """A worker on the roster: grids, duty, whether on duty now, and open load."""
+
+    worker_no: str
+    name: str
+    role: str
+    duty: str | None
+    active: bool
+    on_duty_now: bool
+    grids: list[WorkerGridOut]
+    open_tasks: int
+
+
+class WorkersOut(BaseModel):
+    """The roster."""
+
+    count: int
+    items: list[WorkerOut]
 
 
 class BatchIn(BaseModel):

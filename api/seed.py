@@ -94,3 +94,19 @@ def create_demo_users(session: Session) -> dict[str, str]:
             users.add_api_key(session, user.id, "demo reporting system", prefix, key_hash)
             keys[username] = key
     return keys
+
+
+def create_worker_accounts(session: Session) -> list[users.User]:
+    """One account per active worker (``worker-<no>``, no password) for simulated workers.
+
+    They never sign in by password: the demo issues their tokens directly.
+    """
+    from gis.store.models import WorkerRow
+
+    rows = session.query(WorkerRow.id, WorkerRow.worker_no).filter(WorkerRow.active).all()
+    return [
+        users.upsert_user(
+            session, f"worker-{no.lower()}", "worker", display_name=f"worker {no}", worker_id=wid
+        )
+        for wid, no in rows
+    ]

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
         default=10.0, ge=0, le=300, description="How long a verified API key is trusted."
     )
     timezone: str = Field(default="Asia/Shanghai", description="Local time of duty schedules.")
+    due_soon_hours: float = Field(
+        default=2.0, gt=0, le=240, description="The due_soon queue's window, in working hours."
+    )
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, description="One report's body.")
     max_batch_bytes: int = Field(
         default=4 * 1024 * 1024, ge=64 * 1024, description="A batch request's body."

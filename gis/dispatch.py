@@ -16,13 +16,14 @@ from datetime import datetime
 from typing import Literal
 
 from gis.roster import DutySchedule
+from gis.workflow import OPEN_TASK_STATUSES, UNHANDLED_STATUSES
 
-#: Statuses in which an event counts against its worker's load.
-OPEN_FOR_WORKER = ("dispatched", "claimed", "postponed")
+#: Statuses in which an event counts against its worker's load (one list, in gis.workflow).
+OPEN_FOR_WORKER = OPEN_TASK_STATUSES
 
 #: Statuses of events not yet dealt with on the ground: these follow a boundary redraw to
 #: their new grid. Handled, verified, closed, evaluated and voided events keep their grid.
-OPEN_EVENT_STATUSES = ("reported", "registered", "dispatched", "claimed", "returned", "postponed")
+OPEN_EVENT_STATUSES = UNHANDLED_STATUSES
 
 Tier = Literal["grid", "parent", "dispatcher"]
 

@@ -74,3 +74,15 @@ class EmbeddedDatabaseError(GridmapError):
     """The embedded PostgreSQL + PostGIS cluster cannot be set up on this machine."""
 
     kind = "embedded-database"
+
+
+class NotPermitted(GridmapError):
+    """The caller's role may never do this (whatever the state): 403, not 409."""
+
+    kind = "forbidden"
+
+
+class IdempotencyConflict(GridmapError):
+    """An idempotency key was reused with a different body."""
+
+    kind = "idempotency-key-reused"

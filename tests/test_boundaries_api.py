@@ -586,7 +586,7 @@ def test_activation_rounds_survive_a_database_outage(caplog: pytest.LogCaptureFi
 
 
 def test_activation_round_activates_a_due_version(session: Session, sessions: object) -> None:
-    from gis.store import publishing
+    from services import publishing
     from tests.boundary_fixtures import next_weekday_10am
 
     now = next_weekday_10am()

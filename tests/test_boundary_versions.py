@@ -15,9 +15,10 @@ from gis.errors import Conflict, InvalidBoundaries, InvalidInput
 from gis.grids import GridFeature
 from gis.io.boundary_files import read_boundary_file, write_boundary_file
 from gis.problems import PROBLEM_KINDS
-from gis.store import boundaries, publishing
+from gis.store import boundaries
 from gis.store import events as event_store
 from gis.store.impact import impact_report
+from services import publishing
 from tests import zoo
 from tests.boundary_fixtures import (
     GAINER,
@@ -200,6 +201,16 @@ def test_publish_reroutes_open_events_and_leaves_the_rest(session: Session) -> N
         )
         assert last["data"]["from_grid"] == LOSER and last["data"]["to_grid"] == GAINER
         assert last["data"]["version"] == vid
+        log = session.execute(
+            text(
+                "SELECT action, actor_role, grid_code, worker_no, due_at FROM event_transitions "
+                "WHERE event_id = :id ORDER BY id DESC LIMIT 1"
+            ),
+            {"id": eid},
+        ).one()
+        assert log.action == "reroute" and log.actor_role == "system"
+        assert log.grid_code == GAINER
+        assert (log.worker_no is not None) == (row["status"] == "dispatched")
     assert event_store.transitions(session, claimed)[-1]["from_status"] == "claimed"
     # Closed events keep their history; events of grids that stay put are not touched.
     assert _event_row(session, closed) == before_closed

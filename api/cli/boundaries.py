@@ -442,7 +442,8 @@ def _validate_version(args: argparse.Namespace) -> int:
     version_id = int(args.file)
 
     def action(a: argparse.Namespace, session: Session) -> int:
-        from gis.store import boundaries, publishing
+        from gis.store import boundaries
+        from services import publishing
 
         version = boundaries.get_version(session, version_id)
         report = publishing.validate_version(
@@ -463,7 +464,7 @@ def _describe_version(version: Any) -> str:
 
 
 def _import(args: argparse.Namespace, session: Session) -> int:
-    from gis.store import publishing
+    from services import publishing
 
     options = {
         "code_field": args.code_field,
@@ -625,7 +626,7 @@ def _parse_time(text: str, zone: ZoneInfo) -> datetime:
 
 
 def _publish(args: argparse.Namespace, session: Session) -> int:
-    from gis.store import publishing
+    from services import publishing
 
     zone = _timezone()
     effective_from = _parse_time(args.at, zone) if args.at else None
@@ -675,7 +676,7 @@ def _print_activations(activations: list[Any]) -> None:
 
 
 def _activate(args: argparse.Namespace, session: Session) -> int:
-    from gis.store import publishing
+    from services import publishing
 
     zone = _timezone()
     activations = publishing.apply_due_versions(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.database import prepare_database
 from api.sample_history import replay_month
 from api.security import issue_token
-from api.seed import DEMO_USERS, create_demo_users, load_sample
+from api.seed import DEMO_USERS, create_demo_users, create_worker_accounts, load_sample
 from api.settings import Settings
 from gis.errors import GridmapError
 from gis.store import users
@@ -42,6 +42,8 @@ class DemoSetup:
     version_id: int
     tokens: dict[str, str]
     keys: dict[str, str]
+    #: Tokens of every worker's account, for the simulated workers (never printed).
+    worker_tokens: dict[str, str] = field(default_factory=dict)
 
 
 def _load(settings: Settings) -> DemoSetup:
@@ -56,6 +58,7 @@ def _load(settings: Settings) -> DemoSetup:
                 f"{result.workers} workers, {result.categories} categories"
             )
             keys = create_demo_users(session)
+            worker_accounts = create_worker_accounts(session)
         with Session(engine) as session, session.begin():
             if session.scalar(select(func.count()).select_from(EventRow)) == 0:
                 # A month of history, so the maps and heatmaps show a working command centre.
@@ -70,7 +73,13 @@ def _load(settings: Settings) -> DemoSetup:
                     )
     finally:
         engine.dispose()
-    return DemoSetup(result.version_id, tokens, keys)
+    worker_tokens = {
+        u.username.removeprefix("worker-").upper(): issue_token(
+            u, settings.signing_key(), timedelta(days=1)
+        )
+        for u in worker_accounts
+    }
+    return DemoSetup(result.version_id, tokens, keys, worker_tokens)
 
 
 def seed(args: argparse.Namespace) -> int:
@@ -117,13 +126,21 @@ def run(args: argparse.Namespace) -> int:
 
     settings_for_server = settings.model_copy(update={"migrate_on_start": False})
     if args.rate > 0 and "reporter" in keys:
-        _simulate_in_background(base, keys["reporter"], args.rate)
+        _simulate_in_background(
+            base, keys["reporter"], args.rate, tokens.get("dispatcher"), setup.worker_tokens
+        )
     uvicorn.run(create_app(settings_for_server), host=settings.host, port=settings.port)
     return 0
 
 
-def _simulate_in_background(base: str, api_key: str, rate: float) -> None:
-    """Feed the demo with simulated reports once the server answers."""
+def _simulate_in_background(
+    base: str,
+    api_key: str,
+    rate: float,
+    dispatcher_token: str | None = None,
+    worker_tokens: dict[str, str] | None = None,
+) -> None:
+    """Feed the demo with simulated reports, and play its people, once the server answers."""
     import threading
     import time
 
@@ -139,6 +156,8 @@ def _simulate_in_background(base: str, api_key: str, rate: float) -> None:
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
+        if dispatcher_token and worker_tokens:
+            simulate.start_player(base, dispatcher_token, worker_tokens, 600.0, True)
         args = argparse.Namespace(
             url=base, api_key=api_key, token=None, rate=rate, count=0, seed=7, quiet=True
         )

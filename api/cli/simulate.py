@@ -9,7 +9,9 @@ network, it retries a report with the same key when an answer is lost or the ser
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +35,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--count", type=int, default=0, help="stop after N reports (0: run on)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--play",
+        action="store_true",
+        help="also play the dispatcher and the workers (needs the two options below)",
+    )
+    p.add_argument("--dispatcher-token", help="--play: a dispatcher's bearer token")
+    p.add_argument(
+        "--worker-tokens",
+        type=argparse.FileType("r"),
+        help='--play: a JSON file {"W001": "<token>", …} of worker accounts\' tokens',
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=600.0,
+        help="--play: simulated time runs this many times faster (default 600: 1 min = 10 h)",
+    )
     p.set_defaults(func=run)
 
 
@@ -75,9 +94,30 @@ def post_with_retries(client: httpx.Client, body: dict[str, Any], attempts: int 
     return 0
 
 
+def start_player(
+    url: str, dispatcher_token: str, worker_tokens: dict[str, str], speed: float, quiet: bool
+) -> threading.Event:
+    """Play dispatchers and workers in a background thread; set the event to stop it."""
+    from api.cli.play import Player
+
+    stop = threading.Event()
+    player = Player(url, dispatcher_token, worker_tokens, speed=speed)
+    threading.Thread(
+        target=player.run, args=(stop,), kwargs={"quiet": quiet}, daemon=True, name="play"
+    ).start()
+    return stop
+
+
 def run(args: argparse.Namespace) -> int:
     """Stream reports until --count is reached or interrupted."""
     headers = auth_headers(args.api_key, args.token)
+    stop: threading.Event | None = None
+    if getattr(args, "play", False):
+        if not args.dispatcher_token or not args.worker_tokens:
+            raise SystemExit("gridmap simulate --play needs --dispatcher-token and --worker-tokens")
+        stop = start_player(
+            args.url, args.dispatcher_token, json.load(args.worker_tokens), args.speed, args.quiet
+        )
     sent = 0
     tally: dict[int, int] = {}
     with httpx.Client(base_url=args.url, headers=headers, timeout=10.0) as client:
@@ -100,5 +140,7 @@ def run(args: argparse.Namespace) -> int:
                     time.sleep(max(0.0, started + sent * interval - time.monotonic()))
         except KeyboardInterrupt:
             pass
+    if stop is not None:
+        stop.set()
     print(f"simulate: {sent} reports sent, by status {dict(sorted(tally.items()))}")
     return 0

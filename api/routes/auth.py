@@ -13,6 +13,7 @@ from api.errors import AuthError
 from api.security import ANY_ROLE, allow, issue_token, public, verify_password
 from gis.store import users as user_store
 from gis.store.users import User
+from services.workflow import worker_number
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -33,6 +34,8 @@ class UserOut(BaseModel):
     username: str
     role: str
     display_name: str | None
+    #: The worker number of a worker's account (None for other accounts).
+    worker_no: str | None = None
 
 
 @router.post("/token", dependencies=[public()], response_model=TokenOut)
@@ -53,8 +56,12 @@ def sign_in(
 
 
 @router.get("/me", response_model=UserOut)
-def me(user: Annotated[User, allow(*ANY_ROLE)]) -> UserOut:
-    """Who the credentials belong to."""
+def me(session: SessionDep, user: Annotated[User, allow(*ANY_ROLE)]) -> UserOut:
+    """Who the credentials belong to (with the worker number of a worker's account)."""
     return UserOut(
-        id=user.id, username=user.username, role=user.role, display_name=user.display_name
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        display_name=user.display_name,
+        worker_no=worker_number(session, user),
     )

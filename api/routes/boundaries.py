@@ -28,10 +28,11 @@ from gis.errors import GridmapError, InvalidInput
 from gis.grids import GridFeature
 from gis.io.boundary_files import BoundaryFormat, write_boundary_file
 from gis.problems import ValidationReport, geojson_geometry
-from gis.store import boundaries, publishing
+from gis.store import boundaries
 from gis.store.boundaries import BoundaryVersion
 from gis.store.impact import MAX_DAYS, impact_report
 from gis.store.users import User
+from services import publishing
 
 router = APIRouter(prefix="/boundaries", tags=["boundaries"])
 
@@ -343,6 +344,7 @@ def publish(
         actor=user.username,
         effective_from=body.effective_from if body else None,
         timezone=settings.timezone,
+        actor_role=user.role,
     )
     return JSONResponse(
         {

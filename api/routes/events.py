@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from api.bodies import read_json
 from api.deps import SessionDep, SettingsDep, open_session
 from api.errors import status_for
-from api.intake import MAX_BATCH, Intake, Outcome, prepare, process
+from api.intake import MAX_BATCH, prepare
 from api.routing_state import RoutingState
 from api.schemas import BatchItemOut, BatchOut, EventOut, GridRefOut, ReportIn
 from api.security import allow
 from api.settings import Settings
-from gis.errors import GridmapError, InvalidInput, LimitExceeded, NotFound
-from gis.store import events as event_store
+from gis.errors import GridmapError, InvalidInput, LimitExceeded
 from gis.store.events import StoredEvent
-from gis.store.models import EventTransitionRow, WorkerAssignmentRow
 from gis.store.users import User
+from services import workflow as workflow_service
+from services.intake import Intake, Outcome, Submitter, process
+from services.workflow import Clock
 
 router = APIRouter(tags=["events"])
 
@@ -31,8 +30,10 @@ REPORTERS = ("reporter", "worker", "dispatcher")
 READERS = ("dispatcher", "worker", "reporter", "planner")
 
 
-def event_out(event: StoredEvent, state: RoutingState | None = None) -> EventOut:
-    """The public shape of a stored event."""
+def event_out(
+    event: StoredEvent, state: RoutingState | None = None, allowed: list[str] | None = None
+) -> EventOut:
+    """The public shape of a stored event; ``allowed`` lists the caller's actions now."""
     grids: list[GridRefOut] = []
     current = state.latest if state is not None else None
     if current is not None and event.grid_code and current.version_id == event.boundary_version_id:
@@ -66,6 +67,11 @@ def event_out(event: StoredEvent, state: RoutingState | None = None) -> EventOut
         routing_reason=event.routing_reason,
         quarantine_reason=event.quarantine_reason,
         due_at=event.due_at,
+        overdue=event.overdue,
+        row_version=event.row_version,
+        postponement_until=event.postponement_until,
+        rating=event.rating,
+        allowed_actions=allowed or [],
     )
 
 
@@ -81,14 +87,15 @@ def _problem_dict(exc: GridmapError) -> dict[str, object]:
 
 def _run(request: Request, settings: Settings, user: User, intakes: list[Intake]) -> list[Outcome]:
     """Route, dispatch and store in one transaction; blocking, so run in the threadpool."""
+    now: datetime = request.app.state.clock()
+    clock = Clock(now, settings.timezone, getattr(request.app.state, "calendar", None))
     with open_session(request) as session:
         return process(
             session,
             request.app.state.routing,
             intakes,
-            actor=user.username,
-            timezone=settings.timezone,
-            now=datetime.now(UTC),
+            submitter=Submitter.of(session, user),
+            clock=clock,
         )
 
 
@@ -135,7 +142,8 @@ async def post_event(
     if outcome.problem is not None:
         raise outcome.problem
     assert outcome.event is not None
-    body = event_out(outcome.event, request.app.state.routing).model_dump(mode="json")
+    allowed = workflow_service.allowed_for(user, outcome.event)
+    body = event_out(outcome.event, request.app.state.routing, allowed).model_dump(mode="json")
     headers = {"Location": f"/api/v1/events/{outcome.event.id}"}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -208,29 +216,6 @@ async def post_batch(
     return JSONResponse(body)
 
 
-def _may_read(session: Session, user: User, event: StoredEvent) -> bool:
-    if user.role in ("admin", "dispatcher", "planner"):
-        return True
-    if user.role == "worker":
-        if user.worker_id is None:
-            return False
-        if event.worker_id == user.worker_id:
-            return True
-        grids = session.scalars(
-            select(WorkerAssignmentRow.grid_code).where(
-                WorkerAssignmentRow.worker_id == user.worker_id
-            )
-        ).all()
-        return event.grid_code in set(grids)
-    # A reporting system reads back what it submitted itself.
-    submitter = session.scalars(
-        select(EventTransitionRow.actor)
-        .where(EventTransitionRow.event_id == event.id, EventTransitionRow.from_status.is_(None))
-        .limit(1)
-    ).first()
-    return submitter == user.username
-
-
 @router.get("/events/{event_id}", response_model=EventOut)
 def get_event(
     request: Request,
@@ -238,8 +223,9 @@ def get_event(
     user: Annotated[User, allow(*READERS)],
     event_id: Annotated[int, Path(ge=1, le=2**62)],
 ) -> EventOut:
-    """One event with its routing. Workers see only events of their grids or their own."""
-    event = event_store.get_event(session, event_id)
-    if not _may_read(session, user, event):
-        raise NotFound(f"Event {event_id} does not exist.")
-    return event_out(event, request.app.state.routing)
+    """One event with its routing and the actions the caller may take on it now.
+
+    Workers see only events of their grids, assigned to them, or reported by them.
+    """
+    event = workflow_service.visible_event(session, user, event_id)
+    return event_out(event, request.app.state.routing, workflow_service.allowed_for(user, event))

@@ -35,13 +35,14 @@ from api.routes.feed import CrsQ, event_features
 from api.security import allow, public
 from api.settings import Settings
 from gis.errors import InvalidInput, NotFound
-from gis.store import boundaries, publishing, roster
+from gis.store import boundaries, roster
 from gis.store import event_stats as stats
 from gis.store.events import feed_horizon
 from gis.store.models import EVENT_STATUSES
 from maps import layers, pages, styles
 from maps.assets import STATIC_DIR, STATIC_URL
 from maps.tiles import TileSource
+from services import publishing
 
 pages_router = APIRouter(tags=["maps"], include_in_schema=True)
 router = APIRouter(prefix="/maps", tags=["maps"])

@@ -6,7 +6,7 @@ version's range at the new one's ``effective_from``, so ranges never overlap and
 leave a hole: there is never a moment with no active version once one was published.
 
 Drafts may be invalid: a planner imports a file, sees its problems on the map and fixes them
-grid by grid; only publishing is refused (see :mod:`gis.store.publishing`). What a grid row
+grid by grid; only publishing is refused (see :mod:`services.publishing`). What a grid row
 cannot hold at all (a line where a polygon belongs, a ring of three points, a second feature
 with the same code, a level that is not one of the three) is not forced into the table: the
 feature is stored without geometry, or not stored, and the problem is kept with the version
@@ -471,7 +471,7 @@ def publish_version(
 ) -> BoundaryVersion:
     """Publish a draft, effective now or later, closing the range of the version before it.
 
-    Validation is the caller's duty (:func:`gis.store.publishing.publish` refuses invalid
+    Validation is the caller's duty (:func:`services.publishing.publish` refuses invalid
     drafts); this function only keeps the version timeline consistent. Rows are locked so two
     concurrent publishes serialise.
     """

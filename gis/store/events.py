@@ -1,9 +1,10 @@
 """Events and their audit trail in PostGIS.
 
-Inserts are idempotent on ``client_event_id``: ``INSERT … ON CONFLICT DO NOTHING`` decides
-atomically, so concurrent retries of one report store exactly one row, and the caller
-compares ``request_hash`` to tell a retry (same body) from a misuse of the key (another
-body). Batches are written with one multi-row statement per table.
+Inserts are idempotent on the submitting account's ``client_event_id`` (keys are scoped per
+account, so one caller's key never reaches another's event): ``INSERT … ON CONFLICT DO
+NOTHING`` decides atomically, so concurrent retries of one report store exactly one row,
+and the caller compares ``request_hash`` to tell a retry (same body) from a misuse of the
+key (another body). Batches are written with one multi-row statement per table.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ class NewEvent:
     actor: str
     transition_note: str
     transition_data: dict[str, Any] = field(default_factory=dict)
+    #: The event log's columns of the creation row (action ``report``).
+    actor_role: str | None = None
+    actor_worker_no: str | None = None
+    worker_no: str | None = None
+    #: The worker whose account posted the report (they may verify it later).
+    reporter_worker_id: int | None = None
+    #: The account that posts; its idempotency keys are its own.
+    submitted_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,14 @@ class StoredEvent:
     quarantine_reason: str | None
     due_at: datetime | None
     updated_at: datetime
+    # Workflow state (migration 0005); defaults describe a report just stored.
+    row_version: int = 0
+    overdue: bool = False
+    postponement_until: datetime | None = None
+    postponement_note: str | None = None
+    reporter_worker_id: int | None = None
+    handler_worker_id: int | None = None
+    rating: int | None = None
 
 
 #: One statement, one round trip, for any number of events: the rows travel as one JSON
@@ -108,27 +125,31 @@ _INSERT_SQL = text(
             grid_code text, boundary_version_id int, worker_id int, status text, queue text,
             routing_flag text, routing_candidates varchar[], routing_distance_m float8,
             routing_reason text, quarantine_reason text, due_at timestamptz, actor text,
-            transition_note text, transition_data jsonb)
+            transition_note text, transition_data jsonb, actor_role text,
+            actor_worker_no text, worker_no text, reporter_worker_id int, submitted_by text)
     ),
     inserted AS (
         INSERT INTO events (client_event_id, request_hash, category_code, description,
             reported_lon, reported_lat, reported_crs, location, accuracy_m, reported_at,
             reporter, grid_code, boundary_version_id, worker_id, status, queue, routing_flag,
-            routing_candidates, routing_distance_m, routing_reason, quarantine_reason, due_at)
+            routing_candidates, routing_distance_m, routing_reason, quarantine_reason, due_at,
+            reporter_worker_id, submitted_by)
         SELECT client_event_id, request_hash, category_code, description, reported_lon,
             reported_lat, reported_crs,
             CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
                  ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
             accuracy_m, reported_at, reporter, grid_code, boundary_version_id, worker_id,
             status, queue, routing_flag, routing_candidates, routing_distance_m,
-            routing_reason, quarantine_reason, due_at
+            routing_reason, quarantine_reason, due_at, reporter_worker_id, submitted_by
         FROM rows
-        ON CONFLICT (client_event_id) DO NOTHING
+        ON CONFLICT (submitted_by, client_event_id) DO NOTHING
         RETURNING id, client_event_id, status, received_at, updated_at
     ),
     audit AS (
-        INSERT INTO event_transitions (event_id, from_status, to_status, actor, note, data)
-        SELECT i.id, NULL, i.status, r.actor, r.transition_note, r.transition_data
+        INSERT INTO event_transitions (event_id, from_status, to_status, actor, note, data,
+            action, actor_role, actor_worker_no, worker_no, due_at, grid_code)
+        SELECT i.id, NULL, i.status, r.actor, r.transition_note, r.transition_data,
+            'report', r.actor_role, r.actor_worker_no, r.worker_no, r.due_at, r.grid_code
         FROM inserted i JOIN rows r USING (client_event_id)
     )
     SELECT id, client_event_id, received_at, updated_at FROM inserted
@@ -158,6 +179,11 @@ _JSON_FIELDS = (
     "actor",
     "transition_note",
     "transition_data",
+    "actor_role",
+    "actor_worker_no",
+    "worker_no",
+    "reporter_worker_id",
+    "submitted_by",
 )
 
 
@@ -191,7 +217,8 @@ def insert_events(
     if missing:
         for eid, cid in session.execute(
             select(EventRow.id, EventRow.client_event_id).where(
-                EventRow.client_event_id.in_(missing)
+                EventRow.client_event_id.in_(missing),
+                EventRow.submitted_by.in_({e.submitted_by for e in events}),
             )
         ):
             out[cid] = (eid, False)
@@ -204,7 +231,8 @@ def store_events(
     """Store events and return them as stored, with whether each was created now.
 
     A created event is described from what was written (no second read); one that already
-    existed is read back, so a retry is answered with the event as first stored.
+    existed is read back, so a retry is answered with the event as first stored. The events
+    of one call come from one submitter (keys are looked up in its scope).
     """
     if not events:
         return {}
@@ -219,7 +247,10 @@ def store_events(
         rows = session.execute(
             select(*_columns())
             .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
-            .where(EventRow.client_event_id.in_(missing))
+            .where(
+                EventRow.client_event_id.in_(missing),
+                EventRow.submitted_by.in_({e.submitted_by for e in events}),
+            )
         ).all()
         for r in rows:
             out[r.client_event_id] = (_stored(r), False)
@@ -255,6 +286,7 @@ def _as_stored(e: NewEvent, row: Any, worker_nos: dict[int, str]) -> StoredEvent
         quarantine_reason=e.quarantine_reason,
         due_at=e.due_at,
         updated_at=row.updated_at,
+        reporter_worker_id=e.reporter_worker_id,
     )
 
 
@@ -287,6 +319,13 @@ def _columns() -> list[Any]:
         EventRow.quarantine_reason,
         EventRow.due_at,
         EventRow.updated_at,
+        EventRow.row_version,
+        EventRow.overdue,
+        EventRow.postponement_until,
+        EventRow.postponement_note,
+        EventRow.reporter_worker_id,
+        EventRow.handler_worker_id,
+        EventRow.rating,
     ]
 
 

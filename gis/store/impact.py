@@ -8,7 +8,7 @@ For a draft (or a scheduled version) against the version in force, per grid code
   events inside the area that changed can move, so they are found by joining the changed
   pieces to ``events`` through its GiST index, then routed against both versions with the
   rules of :mod:`gis.store.routing_sql`;
-- open events that publishing would re-route, exactly as :mod:`gis.store.publishing` would
+- open events that publishing would re-route, exactly as :mod:`services.publishing` would
   (their current grid against their route in the new version);
 
 and the open-event load of each worker before and after: the open events in the grids the

@@ -211,6 +211,8 @@ class EventRow(Base):
     __tablename__ = "events"
     __table_args__ = (
         CheckConstraint(_in("status", EVENT_STATUSES), name="status"),
+        # Idempotency keys are scoped per submitting account (migration 0006).
+        UniqueConstraint("submitted_by", "client_event_id"),
         Index("ix_events_location", "location", postgresql_using="gist"),
         Index("ix_events_status_grid", "status", "grid_code"),
         Index("ix_events_received_at", "received_at"),
@@ -229,7 +231,9 @@ class EventRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    client_event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    client_event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    #: The account that posted the report: its idempotency keys are its own.
+    submitted_by: Mapped[str] = mapped_column(Text, default="", server_default="")
     request_hash: Mapped[str] = mapped_column(String(64))
     category_code: Mapped[str] = mapped_column(ForeignKey("event_categories.code"))
     description: Mapped[str | None] = mapped_column(Text)

@@ -1,21 +1,22 @@
-"""Importing, validating, publishing and activating boundary versions; re-routing events.
+"""The planner's use cases: import, validate, publish and activate versions; re-route events.
 
 The planner's workflow (PRODUCT.md): draft → validate → review impact → publish (now or at a
 scheduled time) → active. A draft may be stored with problems (the planner fixes them);
 publishing refuses a draft with any validation problem. When a version takes effect, the
 open events whose grid changes follow it:
 
-1. one set-based query routes every open event not yet routed by the version against its
-   leaf grids (:mod:`gis.store.routing_sql`: covers, lowest code on shared edges, snapped
-   within 50 m, else the unrouted queue) and keeps those whose grid differs;
-2. each of those is dispatched again with :func:`gis.dispatch.choose_worker` (duty schedules
-   read in Asia/Shanghai local time), loads counted as the batch goes, so one worker does
-   not receive every moved event;
-3. one UPDATE and one multi-row INSERT write the new routing and a transition per event,
-   naming the publisher and the version.
+1. one set-based query (:func:`gis.store.rerouting.find_moving`) routes every open event
+   not yet routed by the version against its leaf grids (:mod:`gis.store.routing_sql`:
+   covers, lowest code on shared edges, snapped within 50 m, else the unrouted queue) and
+   keeps those whose grid differs;
+2. each of those is placed again with :func:`gis.placement.place` (the rule intake and
+   dispatch use; duty schedules read in local time), loads counted as the batch goes, so
+   one worker does not receive every moved event;
+3. one UPDATE and one multi-row INSERT write the new routing and a ``reroute`` transition
+   per event (the event log's columns filled), naming the publisher and the version.
 
-Handled, verified, closed and voided events keep their grid: their history is what happened.
-Events whose grid does not change are not touched at all.
+Handled, verified, closed, evaluated and voided events keep their grid: their history is
+what happened. Events whose grid does not change are not touched at all.
 
 Activation is idempotent: ``boundary_versions.rerouted_at`` records that a version's
 re-routing ran, and :func:`apply_due_versions` only handles versions in force without it. It
@@ -26,7 +27,6 @@ version a moment later) are swept up by the next runs for a few minutes.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -36,26 +36,24 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from gis.dispatch import OPEN_EVENT_STATUSES, OPEN_FOR_WORKER, WorkerOnGrid, choose_worker
+from gis.dispatch import WorkerOnGrid
 from gis.errors import Conflict, InvalidBoundaries, InvalidInput
 from gis.io.boundary_files import read_boundary_file
+from gis.placement import RouteOutcome, place, team_of
 from gis.problems import ValidationReport, sort_problems
-from gis.store import boundaries
+from gis.store import boundaries, rerouting
 from gis.store import events as event_store
+from gis.store import workflow as workflow_store
 from gis.store.boundaries import BoundaryVersion
-from gis.store.models import EventTransitionRow
 from gis.store.routing_sql import (
     NEAR_BOUNDARY_M,
     SNAP_DISTANCE_M,
-    flag_sql,
-    routed_points_sql,
     rule_text,
 )
 from gis.validation import validate_boundaries
+from gis.workflow import OPEN_TASK_STATUSES
 
 #: Duty schedules are local times of the city (China has one time zone); callers pass the
 #: configured zone.
@@ -222,6 +220,7 @@ def publish(
     effective_from: datetime | None = None,
     now: datetime | None = None,
     timezone: str = DEFAULT_TIMEZONE,
+    actor_role: str = "system",
 ) -> PublishResult:
     """Validate and publish a draft; re-route open events at once when it is in force now.
 
@@ -258,7 +257,9 @@ def publish(
     published = boundaries.publish_version(
         session, version_id, effective_from=effective_from, now=now
     )
-    activations = apply_due_versions(session, now, actor=actor, timezone=timezone)
+    activations = apply_due_versions(
+        session, now, actor=actor, timezone=timezone, actor_role=actor_role
+    )
     return PublishResult(boundaries.get_version(session, published.id), activations)
 
 
@@ -268,6 +269,7 @@ def apply_due_versions(
     *,
     actor: str = "gridmap scheduler",
     timezone: str = DEFAULT_TIMEZONE,
+    actor_role: str = "system",
 ) -> list[Activation]:
     """Take into force every version whose effective time has come; idempotent.
 
@@ -281,7 +283,9 @@ def apply_due_versions(
     done: list[Activation] = []
     for version in boundaries.due_versions(session, now):
         if version.is_active(now):
-            moves = reroute_open_events(session, version, actor=actor, now=now, timezone=timezone)
+            moves = reroute_open_events(
+                session, version, actor=actor, now=now, timezone=timezone, actor_role=actor_role
+            )
             outcome = "rerouted"
         else:
             moves, outcome = [], "superseded"
@@ -303,6 +307,7 @@ def apply_due_versions(
             now=now,
             received_after=active.effective_from - STRAGGLER_WINDOW,
             timezone=timezone,
+            actor_role=actor_role,
         )
         if moves:
             done.append(Activation(active.id, "rerouted", moves))
@@ -310,20 +315,6 @@ def apply_due_versions(
 
 
 # --- re-routing -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Moving:
-    id: int
-    old_code: str | None
-    status: str
-    worker_id: int | None
-    category: str
-    code: str | None
-    candidates: tuple[str, ...]
-    distance_m: float | None
-    flag: str
-    tolerance_m: float
 
 
 def reroute_open_events(
@@ -336,9 +327,14 @@ def reroute_open_events(
     snap_m: float = SNAP_DISTANCE_M,
     near_m: float = NEAR_BOUNDARY_M,
     timezone: str = DEFAULT_TIMEZONE,
+    actor_role: str = "system",
 ) -> list[EventMove]:
-    """Re-route the open events whose grid differs under ``version``; return the moves."""
-    moving = _find_moving(session, version.id, received_after, snap_m, near_m)
+    """Re-route the open events whose grid differs under ``version``; return the moves.
+
+    Each move is placed by :func:`gis.placement.place` (the rule intake and dispatch use)
+    and logged as a ``reroute`` transition naming ``actor`` in ``actor_role``.
+    """
+    moving = rerouting.find_moving(session, version.id, received_after, snap_m, near_m)
     if not moving:
         return []
     parent_of = boundaries.hierarchy(session, version.id)
@@ -360,178 +356,84 @@ def reroute_open_events(
             load[w.worker_id] = w.open_tasks
     # Events leaving a worker no longer count against them.
     for m in moving:
-        if m.worker_id is not None and m.status in OPEN_FOR_WORKER and m.worker_id in load:
+        if m.worker_id is not None and m.status in OPEN_TASK_STATUSES and m.worker_id in load:
             load[m.worker_id] -= 1
     roles = {
         code: role for code, (role, _hours, _hazard) in event_store.categories(session).items()
     }
-    moment = now.astimezone(ZoneInfo(timezone))
+    moment = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
 
     def current(listed: Sequence[WorkerOnGrid]) -> list[WorkerOnGrid]:
         return [replace(w, open_tasks=load.get(w.worker_id, w.open_tasks)) for w in listed]
 
     updates: list[dict[str, Any]] = []
-    transitions: list[dict[str, Any]] = []
+    entries: list[workflow_store.LogEntry] = []
     moves: list[EventMove] = []
     for m in moving:
         rule = rule_text(m.flag, len(m.candidates), m.tolerance_m, snap_m)
         arrow = f"{m.old_code or 'unrouted'} → {m.code or 'unrouted queue'}"
         note = f"re-routed on publish of boundary version {version.id}: {arrow}"
-        worker_id: int | None = None
-        worker_no: str | None = None
-        tier: str | None = None
-        queue: str | None
         if m.code is None:
-            status, queue = "registered", "unrouted"
-            reason = f"unrouted: {rule} (boundary version {version.id})"
+            placement = place(
+                RouteOutcome(None, m.flag, rule), [], None, [], required_role=None, moment=None
+            )
         else:
             parent = parent_of.get(m.code)
-            team: dict[int, WorkerOnGrid] = {}
-            if parent:
-                for code in (parent, *children.get(parent, ())):
-                    for w in workers.get(code, ()):
-                        team.setdefault(w.worker_id, w)
-            choice = choose_worker(
-                m.code,
+            team_codes = [parent, *children.get(parent, ())] if parent else []
+            placement = place(
+                RouteOutcome(m.code, m.flag, rule),
                 current(workers.get(m.code, ())),
                 parent,
-                current(list(team.values())),
+                current(team_of(parent, team_codes, workers)),
                 required_role=roles.get(m.category),
                 moment=moment,
             )
-            worker_id, worker_no, tier = choice.worker_id, choice.worker_no, choice.tier
-            if worker_id is not None:
-                load[worker_id] = load.get(worker_id, 0) + 1
-            status = "dispatched" if worker_id is not None else "registered"
-            queue = None if worker_id is not None else "dispatcher"
-            reason = f"{m.flag}: {rule} (boundary version {version.id}); {choice.reason}"
-            note = f"{note}; {choice.reason}"
+            note = f"{note}; {placement.reason.split('; ', 1)[-1]}"
+        if placement.worker_id is not None:
+            load[placement.worker_id] = load.get(placement.worker_id, 0) + 1
         updates.append(
             {
                 "id": m.id,
                 "grid_code": m.code,
-                "worker_id": worker_id,
-                "status": status,
-                "queue": queue,
+                "worker_id": placement.worker_id,
+                "status": placement.status,
+                "queue": placement.queue,
                 "flag": m.flag,
                 "candidates": list(m.candidates),
                 "distance_m": m.distance_m,
-                "reason": reason,
+                "reason": f"{placement.reason} (boundary version {version.id})",
             }
         )
-        transitions.append(
-            {
-                "event_id": m.id,
-                "from_status": m.status,
-                "to_status": status,
-                "actor": actor,
-                "note": note,
-                "data": {
+        entries.append(
+            workflow_store.LogEntry(
+                event_id=m.id,
+                action="reroute",
+                from_status=m.status,
+                to_status=placement.status,
+                actor=actor,
+                actor_role=actor_role,
+                actor_worker_no=None,
+                worker_no=placement.worker_no,
+                due_at=m.due_at,
+                grid_code=m.code,
+                note=note,
+                data={
                     "from_grid": m.old_code,
                     "to_grid": m.code,
                     "version": version.id,
                     "flag": m.flag,
-                    "worker": worker_no,
-                    "tier": tier,
+                    "worker": placement.worker_no,
+                    "tier": placement.tier,
                 },
-            }
+            )
         )
-        moves.append(EventMove(m.id, m.old_code, m.code, m.status, status, worker_no, m.flag))
+        moves.append(
+            EventMove(
+                m.id, m.old_code, m.code, m.status, placement.status, placement.worker_no, m.flag
+            )
+        )
     for start in range(0, len(updates), _WRITE_CHUNK):
-        _write_moves(session, version.id, updates[start : start + _WRITE_CHUNK])
-        session.execute(
-            insert(EventTransitionRow).values(transitions[start : start + _WRITE_CHUNK])
-        )
+        rerouting.write_moves(session, version.id, updates[start : start + _WRITE_CHUNK])
+        workflow_store.log(session, entries[start : start + _WRITE_CHUNK])
     session.flush()
     return moves
-
-
-def _find_moving(
-    session: Session,
-    version_id: int,
-    received_after: datetime | None,
-    snap_m: float,
-    near_m: float,
-) -> list[_Moving]:
-    """Route the candidate open events in one query; keep those whose grid changes.
-
-    The candidate rows are locked (``FOR UPDATE OF e``), and the outer conditions are
-    re-checked on the latest row version, so an event closed meanwhile is left alone.
-    """
-    window = "AND e.received_at >= :received_after" if received_after is not None else ""
-    points = f"""(
-        SELECT e.id, e.location
-        FROM events e
-        WHERE e.status = ANY(CAST(:open AS text[]))
-          AND e.location IS NOT NULL
-          AND e.quarantine_reason IS NULL
-          AND e.boundary_version_id IS DISTINCT FROM :version_id
-          {window}
-    )"""
-    routed = routed_points_sql(points, version="version_id", parents="parents")
-    tolerance = "greatest(:near_m, coalesce(e.accuracy_m, 0.0))"
-    flag = flag_sql("r", "g.geom", "e.location", tolerance)
-    sql = f"""
-        WITH routed AS MATERIALIZED ({routed})
-        SELECT e.id, e.grid_code, e.status, e.worker_id, e.category_code,
-               r.code, r.candidates, r.distance_m, {flag} AS flag, {tolerance} AS tolerance_m
-        FROM routed r
-        JOIN events e ON e.id = r.id
-        LEFT JOIN grids g ON g.version_id = :version_id AND g.code = r.code
-        WHERE r.code IS DISTINCT FROM e.grid_code
-          AND e.status = ANY(CAST(:open AS text[]))
-          AND e.boundary_version_id IS DISTINCT FROM :version_id
-        ORDER BY e.id
-        FOR UPDATE OF e
-    """
-    params: dict[str, Any] = {
-        "version_id": version_id,
-        "parents": boundaries.leaf_parents(session, version_id),
-        "open": list(OPEN_EVENT_STATUSES),
-        "snap_m": snap_m,
-        "near_m": near_m,
-    }
-    if received_after is not None:
-        params["received_after"] = received_after
-    rows = session.execute(text(sql), params).all()
-    return [
-        _Moving(
-            id=int(r.id),
-            old_code=r.grid_code,
-            status=r.status,
-            worker_id=r.worker_id,
-            category=r.category_code,
-            code=r.code,
-            candidates=tuple(r.candidates or ()),
-            distance_m=None if r.code is None else float(r.distance_m),
-            flag=r.flag,
-            tolerance_m=float(r.tolerance_m),
-        )
-        for r in rows
-    ]
-
-
-def _write_moves(session: Session, version_id: int, rows: list[dict[str, Any]]) -> None:
-    """Write a chunk of moves with one UPDATE joined to the rows as a JSON record set."""
-    session.execute(
-        text(
-            """
-            UPDATE events e SET
-                grid_code = u.grid_code,
-                boundary_version_id = :version_id,
-                worker_id = u.worker_id,
-                status = u.status,
-                queue = u.queue,
-                routing_flag = u.flag,
-                routing_candidates = u.candidates,
-                routing_distance_m = u.distance_m,
-                routing_reason = u.reason
-            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u(
-                id bigint, grid_code text, worker_id integer, status text, queue text,
-                flag text, candidates text[], distance_m double precision, reason text
-            )
-            WHERE e.id = u.id
-            """
-        ),
-        {"version_id": version_id, "rows": json.dumps(rows, ensure_ascii=False)},
-    )

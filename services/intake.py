@@ -1,0 +1,487 @@
+"""Event intake, the use case: from a parsed report to a stored, routed and placed event.
+
+One code path serves a single report and a batch of 1,000: coordinates are checked and
+converted as arrays, routed in one call to the in-memory index, workers are read in one
+query for all grids involved, and events and their first transitions are written with one
+statement each. A well-formed report is always stored — quarantined, unrouted or routed —
+and never twice (see :mod:`gis.store.events`). Where each goes (status, queue, worker,
+reason) is decided by :func:`gis.placement.place`, the rule re-routing and dispatch share.
+
+Parsing the HTTP body (``ReportIn``) stays in ``api/intake.py``; this module receives plain
+:class:`Report` values and the routing state through the :class:`RoutingSource` protocol.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.orm import Session
+
+from gis.coords import classify_coordinates, to_wgs84
+from gis.dispatch import WorkerOnGrid
+from gis.errors import GridmapError, IdempotencyConflict, InvalidInput
+from gis.placement import Placement, RouteOutcome, place, quarantine, team_of
+from gis.routing import FLAGS, UNROUTED, Route
+from gis.store import events as event_store
+from gis.store import workflow as workflow_store
+from gis.store.events import NewEvent, StoredEvent
+from gis.store.users import User
+from services import deadlines
+from services.workflow import Clock, self_handle
+
+QUARANTINE_REASONS = {2: "null_island", 3: "coordinates_swapped"}
+
+
+@dataclass(frozen=True)
+class SelfHandled:
+    """A worker's report of what they handled on the spot (自行处置)."""
+
+    result: str
+    photos: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Report:
+    """A parsed report: coordinates as sent, in a known coordinate system."""
+
+    category: str
+    lon: float
+    lat: float
+    crs: str
+    description: str | None = None
+    accuracy_m: float | None = None
+    reported_at: datetime | None = None
+    reporter: str | None = None
+    self_handled: SelfHandled | None = None
+
+    def lon_lat(self) -> tuple[float, float]:
+        """The reported coordinates, as sent."""
+        return self.lon, self.lat
+
+
+@dataclass(frozen=True)
+class Intake:
+    """A report that passed schema validation, with its idempotency key and body hash."""
+
+    index: int
+    report: Report
+    client_event_id: uuid.UUID
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """Who posts: the account (or a system job such as the demo history) and its worker."""
+
+    username: str
+    role: str
+    worker_id: int | None = None
+    worker_no: str | None = None
+    user: User | None = None
+
+    @classmethod
+    def of(cls, session: Session, user: User) -> Submitter:
+        """The submitter for a signed-in account."""
+        worker_id = user.worker_id if user.role == "worker" else None
+        return cls(
+            user.username,
+            user.role,
+            worker_id,
+            workflow_store.worker_no_of(session, worker_id),
+            user,
+        )
+
+
+class GridInfo(Protocol):
+    """A grid as the routing state describes it."""
+
+    @property
+    def parent_code(self) -> str | None:
+        """The parent grid's code."""
+
+
+class VersionRoutingLike(Protocol):
+    """One boundary version's routing (``api.routing_state.VersionRouting``)."""
+
+    @property
+    def version_id(self) -> int:
+        """The boundary version routed by."""
+
+    @property
+    def service_bounds(self) -> Any:
+        """The bounds used to tell swapped coordinates."""
+
+    @property
+    def grids(self) -> Mapping[str, Any]:
+        """Grids by code (each with a ``parent_code``)."""
+
+    def team_codes(self, parent_code: str) -> tuple[str, ...]:
+        """The parent grid and its children: the escalation team's grids."""
+
+    def route(
+        self, session: Session, lon: float, lat: float, accuracy_m: float | None = None
+    ) -> Route:
+        """Route one point."""
+
+    def route_many(
+        self,
+        session: Session,
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        accuracy_m: NDArray[np.float64] | None = None,
+    ) -> list[Route]:
+        """Route many points."""
+
+
+class RoutingSource(Protocol):
+    """Where intake gets the routing, roster and categories (``api.routing_state``)."""
+
+    def current(self, session: Session) -> VersionRoutingLike | None:
+        """The routing of the version active now."""
+
+    def roster(self, session: Session) -> dict[str, list[event_store.RosterEntry]]:
+        """Worker assignments by grid."""
+
+    def categories(self, session: Session) -> dict[str, tuple[str | None, float, bool]]:
+        """Category code → (required role, time limit hours, hazard)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one report: 201 routed, 202 queued, or a problem (4xx)."""
+
+    index: int
+    status: int
+    event: StoredEvent | None = None
+    problem: GridmapError | None = None
+    replayed: bool = False
+
+
+def _status_code(event: StoredEvent) -> int:
+    return 202 if event.queue in ("quarantine", "unrouted") else 201
+
+
+@dataclass
+class _Pending:
+    intake: Intake
+    new: NewEvent
+
+
+def process(
+    session: Session,
+    state: RoutingSource,
+    intakes: list[Intake],
+    *,
+    submitter: Submitter,
+    clock: Clock,
+) -> list[Outcome]:
+    """Route, place and store prepared reports; outcomes in input order.
+
+    A self-handled report (only from a worker's account) is stored assigned to that worker
+    and then claimed and handled at once, each step in the event log.
+    """
+    outcomes: dict[int, Outcome] = {}
+    categories = state.categories(session)
+    first_of_key: dict[uuid.UUID, Intake] = {}
+    todo: list[Intake] = []
+    for it in intakes:
+        if it.report.category not in categories:
+            outcomes[it.index] = Outcome(
+                it.index,
+                422,
+                problem=InvalidInput(
+                    "category: unknown category code; GET /api/v1/categories lists them."
+                ),
+            )
+            continue
+        if it.report.self_handled is not None and submitter.worker_id is None:
+            outcomes[it.index] = Outcome(
+                it.index,
+                422,
+                problem=InvalidInput(
+                    "self_handled: only a worker's account reports what it handled itself."
+                ),
+            )
+            continue
+        first = first_of_key.get(it.client_event_id)
+        if first is None:
+            first_of_key[it.client_event_id] = it
+            todo.append(it)
+    routing = state.current(session)
+    bad = invalid_rows(todo, routing)
+    for index in bad:
+        outcomes[index] = Outcome(
+            index,
+            422,
+            problem=InvalidInput(
+                "location: longitude must be within ±180 and latitude within ±90 degrees."
+            ),
+        )
+    todo = [it for it in todo if it.index not in bad]
+    limits = workflow_store.category_limits(session) if todo else {}
+    pending, workers = _route_and_place(
+        session, state, routing, todo, categories, limits, submitter, clock
+    )
+    worker_nos = {w.worker_id: w.worker_no for ws in workers.values() for w in ws}
+    if submitter.worker_id is not None and submitter.worker_no is not None:
+        worker_nos[submitter.worker_id] = submitter.worker_no
+    stored = event_store.store_events(session, [p.new for p in pending], worker_nos)
+    for p in pending:
+        event, created = stored[p.intake.client_event_id]
+        if not created and event.request_hash != p.intake.request_hash:
+            outcomes[p.intake.index] = Outcome(p.intake.index, 422, problem=_reused_key())
+            continue
+        done = p.intake.report.self_handled
+        if created and done is not None:
+            event = self_handle(
+                session,
+                submitter.username,
+                submitter.role,
+                event,
+                done.result,
+                list(done.photos),
+                clock,
+            )
+        outcomes[p.intake.index] = Outcome(
+            p.intake.index, _status_code(event), event, replayed=not created
+        )
+    # Later reports of a batch that repeat a key: a retry inside the batch, or a misuse.
+    for it in intakes:
+        if it.index in outcomes:
+            continue
+        first = first_of_key[it.client_event_id]
+        if first.request_hash != it.request_hash:
+            outcomes[it.index] = Outcome(it.index, 422, problem=_reused_key())
+        else:
+            outcomes[it.index] = replace(outcomes[first.index], index=it.index, replayed=True)
+    return [outcomes[it.index] for it in intakes]
+
+
+def _reused_key() -> IdempotencyConflict:
+    return IdempotencyConflict(
+        "This client_event_id / Idempotency-Key was already used for a different report; "
+        "mint a new UUID for a new report."
+    )
+
+
+#: The coordinate systems :func:`gis.coords.to_wgs84` converts (the others are WGS84 alike).
+_CONVERTED = ("gcj02", "bd09")
+
+
+def _route_and_place(
+    session: Session,
+    state: RoutingSource,
+    routing: VersionRoutingLike | None,
+    intakes: list[Intake],
+    categories: dict[str, tuple[str | None, float, bool]],
+    limits: dict[str, tuple[float, str]],
+    submitter: Submitter,
+    clock: Clock,
+) -> tuple[list[_Pending], dict[str, list[WorkerOnGrid]]]:
+    if not intakes:
+        return [], {}
+    n = len(intakes)
+    raw_lon = np.array([it.report.lon for it in intakes], dtype=np.float64)
+    raw_lat = np.array([it.report.lat for it in intakes], dtype=np.float64)
+    bounds = routing.service_bounds if routing else None
+    checks = classify_coordinates(raw_lon, raw_lat, bounds)
+    lon = raw_lon.copy()
+    lat = raw_lat.copy()
+    crs = np.array([it.report.crs for it in intakes])
+    for system in set(crs.tolist()) & set(_CONVERTED):
+        rows = (crs == system) & (checks == 0)
+        if rows.any():
+            lon[rows], lat[rows] = to_wgs84(lon[rows], lat[rows], system)
+    accuracy = np.array(
+        [it.report.accuracy_m if it.report.accuracy_m is not None else math.nan for it in intakes]
+    )
+    routes: list[Route | None] = [None] * n
+    ok_rows = np.flatnonzero(checks == 0)
+    if routing is not None and ok_rows.size:
+        if ok_rows.size == 1:
+            r = int(ok_rows[0])
+            acc = None if math.isnan(accuracy[r]) else float(accuracy[r])
+            routes[r] = routing.route(session, float(lon[r]), float(lat[r]), acc)
+        else:
+            many = routing.route_many(session, lon[ok_rows], lat[ok_rows], accuracy[ok_rows])
+            for r, route in zip(ok_rows.tolist(), many, strict=True):
+                routes[r] = route
+    workers = _workers_needed(session, state, routing, routes)
+    pending = []
+    added: dict[int, int] = {}
+    for i, it in enumerate(intakes):
+        check = int(checks[i])
+        if check == 1:
+            continue  # the caller answered these with a 422 before routing
+        placement = _placement(it, check, routes[i], routing, categories, workers, added, clock)
+        if it.report.self_handled is not None and submitter.worker_id is not None:
+            placement = Placement(
+                "dispatched",
+                None,
+                submitter.worker_id,
+                submitter.worker_no,
+                None,
+                f"self-handled by {submitter.worker_no}, who reported it; {placement.reason}",
+            )
+        if placement.worker_id is not None:
+            added[placement.worker_id] = added.get(placement.worker_id, 0) + 1
+        hours, unit = limits.get(it.report.category, (categories[it.report.category][1], "working"))
+        due = deadlines.due_at(clock.now, hours, unit, clock.calendar)
+        new = _new_event(
+            it, check, routes[i], routing, placement, submitter, due, float(lon[i]), float(lat[i])
+        )
+        pending.append(_Pending(it, new))
+    return pending, workers
+
+
+def invalid_rows(intakes: list[Intake], routing: VersionRoutingLike | None) -> set[int]:
+    """Indices of reports whose coordinates are out of range and not a plausible swap."""
+    if not intakes:
+        return set()
+    lon = np.array([it.report.lon for it in intakes], dtype=np.float64)
+    lat = np.array([it.report.lat for it in intakes], dtype=np.float64)
+    checks = classify_coordinates(lon, lat, routing.service_bounds if routing else None)
+    return {it.index for it, c in zip(intakes, checks.tolist(), strict=True) if c == 1}
+
+
+def _workers_needed(
+    session: Session,
+    state: RoutingSource,
+    routing: VersionRoutingLike | None,
+    routes: Sequence[Route | None],
+) -> dict[str, list[WorkerOnGrid]]:
+    if routing is None:
+        return {}
+    codes: set[str] = set()
+    for route in routes:
+        if route is None or route.grid_code is None:
+            continue
+        codes.add(route.grid_code)
+        parent = routing.grids[route.grid_code].parent_code
+        if parent:
+            codes.update(routing.team_codes(parent))
+    return event_store.workers_for_grids(session, sorted(codes), assignments=state.roster(session))
+
+
+def _placement(
+    it: Intake,
+    check: int,
+    route: Route | None,
+    routing: VersionRoutingLike | None,
+    categories: dict[str, tuple[str | None, float, bool]],
+    workers: dict[str, list[WorkerOnGrid]],
+    added: dict[int, int],
+    clock: Clock,
+) -> Placement:
+    if check in QUARANTINE_REASONS:
+        return quarantine(QUARANTINE_REASONS[check])
+    if route is None or route.grid_code is None or routing is None:
+        outcome = None if route is None else RouteOutcome(None, route.flag, route.rule)
+        return place(outcome, [], None, [], required_role=None, moment=None)
+    grid = route.grid_code
+    parent = routing.grids[grid].parent_code
+    team_codes = routing.team_codes(parent) if parent else ()
+    return place(
+        RouteOutcome(grid, route.flag, route.rule),
+        workers.get(grid, []),
+        parent,
+        team_of(parent, team_codes, workers),
+        required_role=categories[it.report.category][0],
+        moment=clock.local,
+        extra_load=added,
+    )
+
+
+def _new_event(
+    it: Intake,
+    check: int,
+    route: Route | None,
+    routing: VersionRoutingLike | None,
+    placement: Placement,
+    submitter: Submitter,
+    due: datetime,
+    lon: float,
+    lat: float,
+) -> NewEvent:
+    report = it.report
+    version_id = routing.version_id if routing else None
+    base: dict[str, Any] = {
+        "client_event_id": it.client_event_id,
+        "request_hash": it.request_hash,
+        "category_code": report.category,
+        "description": report.description,
+        "reported_lon": report.lon,
+        "reported_lat": report.lat,
+        "reported_crs": report.crs,
+        "accuracy_m": report.accuracy_m,
+        "reported_at": report.reported_at,
+        "reporter": report.reporter,
+        "actor": submitter.username,
+        "submitted_by": submitter.username,
+        "actor_role": submitter.role,
+        "actor_worker_no": submitter.worker_no,
+        "reporter_worker_id": submitter.worker_id,
+        "due_at": due,
+        "boundary_version_id": version_id,
+        "worker_id": placement.worker_id,
+        "worker_no": placement.worker_no,
+        "status": placement.status,
+        "queue": placement.queue,
+    }
+    if check in QUARANTINE_REASONS:
+        reason = QUARANTINE_REASONS[check]
+        return NewEvent(
+            **base,
+            lon=None,
+            lat=None,
+            grid_code=None,
+            routing_flag=None,
+            routing_candidates=(),
+            routing_distance_m=None,
+            routing_reason=placement.reason,
+            quarantine_reason=reason,
+            transition_note=placement.reason,
+            transition_data={"quarantine_reason": reason, "worker": placement.worker_no},
+        )
+    if route is None or route.grid_code is None or routing is None:
+        flag = route.flag if route is not None else FLAGS[UNROUTED]
+        return NewEvent(
+            **base,
+            lon=lon,
+            lat=lat,
+            grid_code=None,
+            routing_flag=flag,
+            routing_candidates=(),
+            routing_distance_m=None,
+            routing_reason=placement.reason,
+            quarantine_reason=None,
+            transition_note=placement.reason,
+            transition_data={"flag": flag, "version": version_id, "worker": placement.worker_no},
+        )
+    grid = route.grid_code
+    return NewEvent(
+        **base,
+        lon=lon,
+        lat=lat,
+        grid_code=grid,
+        routing_flag=route.flag,
+        routing_candidates=route.candidates,
+        routing_distance_m=None if math.isnan(route.distance_m) else route.distance_m,
+        routing_reason=placement.reason,
+        quarantine_reason=None,
+        transition_note=f"routed to {grid}: {placement.reason}",
+        transition_data={
+            "flag": route.flag,
+            "candidates": list(route.candidates),
+            "version": routing.version_id,
+            "worker": placement.worker_no,
+            "tier": placement.tier,
+        },
+    )
