@@ -74,3 +74,9 @@ class EmbeddedDatabaseError(GridmapError):
     """The embedded PostgreSQL + PostGIS cluster cannot be set up on this machine."""
 
     kind = "embedded-database"
+
+
+class CalendarError(InvalidInput):
+    """A working-hours calendar file breaks its format (periods, weekdays, dates, zone)."""
+
+    kind = "invalid-calendar"
