@@ -80,3 +80,9 @@ class CalendarError(InvalidInput):
     """A working-hours calendar file breaks its format (periods, weekdays, dates, zone)."""
 
     kind = "invalid-calendar"
+
+
+class UnsupportedPhoto(InvalidInput):
+    """An upload that is not a JPEG, PNG or WebP photo by its content (or cannot be decoded)."""
+
+    kind = "unsupported-photo"
