@@ -354,3 +354,12 @@ def test_photo_files_refuse_bad_names(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidInput):
         PhotoFiles(tmp_path).path("../../etc/passwd", "image/png", "original")
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import gis.photos
+
+    result = doctest.testmod(gis.photos)
+    assert result.attempted >= 3 and result.failed == 0

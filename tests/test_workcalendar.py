@@ -364,3 +364,12 @@ def test_cli_calendar_setting(tmp_path: Path) -> None:
         assert deadline("2026-09-30T16:30:00+08:00", "2", "working", None) == (
             "2026-10-05T09:30:00+08:00"
         )
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import gis.workcalendar
+
+    result = doctest.testmod(gis.workcalendar)
+    assert result.attempted > 5 and result.failed == 0

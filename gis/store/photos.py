@@ -133,8 +133,8 @@ def photo_visible_to(
 
     Admins and dispatchers see every photo, and the uploader sees their own. Anyone else
     sees a photo attached to an event they may see, by the rule of ``GET /events/{id}``:
-    planners every event; a worker the events assigned to them or in their grids; a
-    reporting system the events it reported.
+    planners every event; a worker the events of their grids and those they are assigned,
+    reported or handled; a reporting system the events it reported.
     """
     photo = session.get(PhotoRow, sha256)
     if photo is None:
@@ -153,7 +153,12 @@ def photo_visible_to(
         )
         condition = and_(
             EventRow.id.in_(linked),
-            or_(EventRow.worker_id == worker_id, EventRow.grid_code.in_(grids)),
+            or_(
+                EventRow.worker_id == worker_id,
+                EventRow.reporter_worker_id == worker_id,
+                EventRow.handler_worker_id == worker_id,
+                EventRow.grid_code.in_(grids),
+            ),
         )
     elif role == "reporter":
         reported = select(EventTransitionRow.event_id).where(
