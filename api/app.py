@@ -19,7 +19,19 @@ from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.overdue import overdue_task
-from api.routes import auth, categories, docs, events, feed, grids, health, lookup, maps, workflow
+from api.routes import (
+    auth,
+    categories,
+    docs,
+    events,
+    feed,
+    grids,
+    health,
+    lookup,
+    maps,
+    photos,
+    workflow,
+)
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
 from api.security import ApiKeyCache
@@ -48,8 +60,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.clock = clock or (lambda: datetime.now(UTC))
-        # The working-hours calendar due times count on (data/calendar.toml once it exists).
-        app.state.calendar = deadlines.load_calendar(None)
+        # The working-hours calendar due times count on (GRIDMAP_CALENDAR).
+        app.state.calendar = deadlines.load_calendar(settings.calendar)
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
@@ -94,6 +106,7 @@ def create_app(
     app.include_router(workflow.router, prefix=API_PREFIX)
     app.include_router(categories.router, prefix=API_PREFIX)
     app.include_router(maps.router, prefix=API_PREFIX)
+    app.include_router(photos.router, prefix=API_PREFIX)
     app.include_router(maps.pages_router)
     app.include_router(boundary_routes.router, prefix=API_PREFIX)
     app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")

@@ -27,6 +27,7 @@ RETRY_AFTER_S = 5
 
 #: Domain error class → HTTP status. The most specific class listed wins.
 STATUS_FOR: dict[type[e.GridmapError], int] = {
+    e.UnsupportedPhoto: 415,
     e.UnsafeArchive: 422,
     e.UnreadableFile: 422,
     e.InvalidInput: 422,

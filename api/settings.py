@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gis.store.embedded import EmbeddedCluster
 
+#: The project's data folder (resolved from the package, not the working directory).
+PROJECT_DATA = Path(__file__).resolve().parents[1] / "data"
+
 
 class Settings(BaseSettings):
     """Configuration; every field is ``GRIDMAP_<NAME>`` in the environment."""
@@ -43,6 +46,10 @@ class Settings(BaseSettings):
     timezone: str = Field(default="Asia/Shanghai", description="Local time of duty schedules.")
     due_soon_hours: float = Field(
         default=2.0, gt=0, le=240, description="The due_soon queue's window, in working hours."
+    )
+    calendar: Path = Field(
+        default=PROJECT_DATA / "calendar.toml",
+        description="Working-hours calendar (TOML) on which time limits are counted.",
     )
     max_event_bytes: int = Field(default=64 * 1024, ge=1024, description="One report's body.")
     max_batch_bytes: int = Field(

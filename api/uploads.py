@@ -8,7 +8,8 @@ deleted with the folder. A declared ``Content-Length`` above the limit is refuse
 reading anything.
 
 The stored file is named ``upload`` plus the suffix of the client's file name (only known
-boundary-file suffixes are kept), so nothing the client sent becomes a path.
+boundary-file suffixes are kept), so nothing the client sent becomes a path. Callers that
+judge a file by its content (photos) pass ``suffixes=None``: the name is then ignored.
 """
 
 from __future__ import annotations
@@ -72,12 +73,18 @@ class _Receiver:
     """python-multipart callbacks writing the file part to disk and keeping the fields."""
 
     def __init__(
-        self, folder: Path, file_field: str, suffixes: tuple[str, ...], max_bytes: int
+        self,
+        folder: Path,
+        file_field: str | tuple[str, ...],
+        suffixes: tuple[str, ...] | None,
+        max_bytes: int,
+        too_large_hint: str,
     ) -> None:
         self.folder = folder
-        self.file_field = file_field
+        self.file_fields = (file_field,) if isinstance(file_field, str) else file_field
         self.suffixes = suffixes
         self.max_bytes = max_bytes
+        self.too_large_hint = too_large_hint
         self.upload: Upload | None = None
         self.fields: dict[str, str] = {}
         self.parts = 0
@@ -114,14 +121,14 @@ class _Receiver:
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" not in options:
             return
-        if self._name != self.file_field:
-            raise InvalidInput(f"Send the file in the form field '{self.file_field}'.")
+        if self._name not in self.file_fields:
+            raise InvalidInput(f"Send the file in the form field '{self.file_fields[0]}'.")
         if self.upload is not None:
             raise InvalidInput("Send one file per upload.")
         raw_name = options[b"filename"].decode("utf-8", "replace")
         filename = PurePath(raw_name.replace("\\", "/")).name
-        suffix = PurePath(filename).suffix.lower()
-        if suffix not in self.suffixes:
+        suffix = PurePath(filename).suffix.lower() if self.suffixes is not None else ""
+        if self.suffixes is not None and suffix not in self.suffixes:
             raise InvalidInput(
                 "The file type is not accepted: upload GeoJSON (.geojson, .json), GeoPackage "
                 "(.gpkg) or a zipped Shapefile (.zip) holding the .shp with its sidecar files."
@@ -136,8 +143,8 @@ class _Receiver:
             self.upload.size += end - start
             if self.upload.size > self.max_bytes:
                 raise LimitExceeded(
-                    f"The file is larger than the upload limit of {self.max_bytes:,} bytes; "
-                    "import bigger files with `gridmap boundaries import` on the server.",
+                    f"The file is larger than the upload limit of {self.max_bytes:,} bytes"
+                    + (f"; {self.too_large_hint}" if self.too_large_hint else "."),
                     limit=self.max_bytes,
                 )
             self._file.write(data[start:end])
@@ -171,11 +178,16 @@ async def receive_upload(
     request: Request,
     folder: Path,
     *,
-    file_field: str = "file",
-    suffixes: tuple[str, ...],
+    file_field: str | tuple[str, ...] = "file",
+    suffixes: tuple[str, ...] | None,
     max_bytes: int = MAX_UPLOAD_BYTES,
+    too_large_hint: str = "import bigger files with `gridmap boundaries import` on the server.",
 ) -> Upload:
-    """Stream a ``multipart/form-data`` body into ``folder``; return the file and fields."""
+    """Stream a ``multipart/form-data`` body into ``folder``; return the file and fields.
+
+    ``file_field`` may name several accepted field names (the first is the documented one);
+    ``suffixes=None`` accepts any file name.
+    """
     content_type = request.headers.get("content-type", "")
     media, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
@@ -188,7 +200,7 @@ async def receive_upload(
         raise LimitExceeded(
             f"The upload is larger than the limit of {max_bytes:,} bytes.", limit=max_bytes
         )
-    receiver = _Receiver(folder, file_field, suffixes, max_bytes)
+    receiver = _Receiver(folder, file_field, suffixes, max_bytes, too_large_hint)
     parser = MultipartParser(
         boundary,
         {
@@ -212,6 +224,7 @@ async def receive_upload(
     if receiver.upload is not None and not receiver.file_complete:
         raise MalformedBody("The multipart body ended before the file did.")
     if receiver.upload is None:
-        raise InvalidInput(f"The upload holds no file; send it in the form field '{file_field}'.")
+        first = file_field if isinstance(file_field, str) else file_field[0]
+        raise InvalidInput(f"The upload holds no file; send it in the form field '{first}'.")
     receiver.upload.fields = receiver.fields
     return receiver.upload

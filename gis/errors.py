@@ -86,3 +86,15 @@ class IdempotencyConflict(GridmapError):
     """An idempotency key was reused with a different body."""
 
     kind = "idempotency-key-reused"
+
+
+class CalendarError(InvalidInput):
+    """A working-hours calendar file breaks its format (periods, weekdays, dates, zone)."""
+
+    kind = "invalid-calendar"
+
+
+class UnsupportedPhoto(InvalidInput):
+    """An upload that is not a JPEG, PNG or WebP photo by its content (or cannot be decoded)."""
+
+    kind = "unsupported-photo"

@@ -121,7 +121,11 @@ class WorkerRecord:
 
 @dataclass(frozen=True)
 class CategoryRecord:
-    """An event category: its time limit in working hours, the role it needs, hazard or not."""
+    """An event category: its time limit and its unit, the role it needs, hazard or not.
+
+    ``time_unit`` is ``working`` (hours on the working-hours calendar) or ``calendar``
+    (elapsed hours, for emergencies that cannot wait for Monday).
+    """
 
     code: str
     big_class: str
@@ -131,3 +135,4 @@ class CategoryRecord:
     time_limit_hours: float
     required_role: str | None
     hazard: bool
+    time_unit: str = "working"

@@ -34,6 +34,7 @@ from gis.store import workflow as store
 from gis.store.events import StoredEvent
 from gis.store.routing_sql import route_points
 from gis.store.users import User
+from gis.workcalendar import WorkCalendar
 from gis.workflow import Actor, EventState
 from services import deadlines
 from services.access import may_read, not_visible
@@ -136,7 +137,7 @@ class Clock:
 
     now: datetime
     timezone: str = "Asia/Shanghai"
-    calendar: object = None
+    calendar: WorkCalendar | None = None
 
     @property
     def local(self) -> datetime:

@@ -233,6 +233,9 @@ def test_categories() -> None:
         assert category["required_role"] in ROLES | {""}
         assert category["hazard"] in {"true", "false"}
         assert float(category["time_limit_hours"]) > 0
+        # Emergencies (突发事件) run on the clock; everything else on working hours.
+        expected_unit = "calendar" if category["big_class"] == "04" else "working"
+        assert category["time_unit"] == expected_unit
         if category["big_class"] == "04":
             assert category["hazard"] == "true"
             assert float(category["time_limit_hours"]) <= 4

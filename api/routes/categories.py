@@ -14,7 +14,10 @@ router = APIRouter(tags=["events"])
 
 
 class CategoryOut(BaseModel):
-    """One category: its big class, time limit, the role it needs, hazard or not."""
+    """One category: its big class, time limit and unit, the role it needs, hazard or not.
+
+    ``time_unit`` is ``working`` (hours on the working-hours calendar) or ``calendar``.
+    """
 
     code: str
     big_class: str
@@ -24,6 +27,7 @@ class CategoryOut(BaseModel):
     time_limit_hours: float
     required_role: str | None
     hazard: bool
+    time_unit: str
 
 
 @router.get("/categories", response_model=list[CategoryOut], dependencies=[allow(*ANY_ROLE)])

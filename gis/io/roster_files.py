@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gis.errors import InvalidInput, UnreadableFile
 from gis.roster import WORKER_ROLES, CategoryRecord, WorkerRecord, parse_duty
+from gis.workcalendar import TIME_UNITS
 
 WORKER_COLUMNS = ("worker_id", "name", "role", "grid_codes", "duty")
 CATEGORY_COLUMNS = (
@@ -58,9 +59,18 @@ def read_workers(path: Path) -> list[WorkerRecord]:
 
 
 def read_categories(path: Path) -> list[CategoryRecord]:
-    """Read ``categories.csv``; the category table is data, not code."""
+    """Read ``categories.csv``; the category table is data, not code.
+
+    The ``time_unit`` column (``working`` or ``calendar``) is optional: a file without it
+    counts every limit in working hours.
+    """
     records = []
     for line, row in _rows(path, CATEGORY_COLUMNS):
+        unit = row.get("time_unit") or "working"
+        if unit not in TIME_UNITS:
+            raise UnreadableFile(
+                f"{path.name} line {line}: time_unit must be one of {', '.join(TIME_UNITS)}."
+            )
         role = row["required_role"] or None
         if role is not None and role not in WORKER_ROLES:
             raise UnreadableFile(f"{path.name} line {line}: unknown required_role {role!r}.")
@@ -80,6 +90,7 @@ def read_categories(path: Path) -> list[CategoryRecord]:
                 time_limit_hours=hours,
                 required_role=role,
                 hazard=row["hazard"].lower() in ("true", "1", "yes"),
+                time_unit=unit,
             )
         )
     return records

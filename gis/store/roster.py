@@ -24,6 +24,7 @@ def upsert_categories(session: Session, records: Sequence[CategoryRecord]) -> in
             "time_limit_hours": r.time_limit_hours,
             "required_role": r.required_role,
             "hazard": r.hazard,
+            "time_unit": r.time_unit,
         }
         stmt = insert(EventCategoryRow).values(**values)
         session.execute(
