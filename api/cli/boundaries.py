@@ -198,6 +198,9 @@ def _validate(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(report.to_dict()))
+        if report.warnings:
+            # stdout carries exactly the documented report; warnings go beside it.
+            print(json.dumps(report.warnings_to_dict()), file=sys.stderr)
     else:
         _print_report(boundary_file, report)
 
@@ -235,6 +238,7 @@ def _print_report(boundary_file: BoundaryFile, report: ValidationReport) -> None
     for note in boundary_file.notes:
         print(f"  note: {note}")
     _print_problems(report)
+    _print_warnings(report, sys.stdout)
 
 
 def _print_problems(report: ValidationReport, out: Any = None) -> None:
@@ -259,12 +263,29 @@ def _print_problem_table(problems: list[Problem], out: Any) -> None:
         print(f"{'':<19}{problem.message}", file=out)
 
 
+#: Degrees GeoJSON output is rounded to (7 decimals, about 1 cm; RFC 7946 writer default).
+_GEOJSON_GRID_SIZE: Final = 1e-7
+
+
 def _write_fixed_copy(boundary_file: BoundaryFile, args: argparse.Namespace, out: Any) -> None:
+    """Write the repaired copy, then read it back and validate it as written."""
     features = boundary_file.features
-    repairs = propose_repairs(features)
+    fmt = format_for_path(args.fix)
+    repairs = propose_repairs(
+        features,
+        tolerance_m2=args.tolerance_m2,
+        grid_size=_GEOJSON_GRID_SIZE if fmt == "geojson" else None,
+    )
     fixed = apply_repairs(features, repairs)
-    target = write_boundary_file(fixed, args.fix, format_for_path(args.fix))
-    after = validate_boundaries(fixed, tolerance_m2=args.tolerance_m2, min_area_m2=args.min_area_m2)
+    target = write_boundary_file(fixed, args.fix, fmt)
+    # The summary describes the file on disk, rounding included, not the copy in memory.
+    written = read_boundary_file(target)
+    after = validate_boundaries(
+        written.features,
+        tolerance_m2=args.tolerance_m2,
+        min_area_m2=args.min_area_m2,
+        read_problems=written.problems,
+    )
 
     print(file=out)
     print(f"repaired copy written to {target}", file=out)
@@ -275,15 +296,24 @@ def _write_fixed_copy(boundary_file: BoundaryFile, args: argparse.Namespace, out
         print(f"  {repair.kind}: {repair.description}{area}", file=out)
     if not repairs and not boundary_file.problems:
         print("  no repairs were needed", file=out)
+    print(f"{target.name} read back and validated as written:", file=out)
     if after.valid:
-        print("the repaired copy is valid", file=out)
+        print(f"the repaired copy {target.name} is valid", file=out)
     else:
         left = ", ".join(f"{kind} {n}" for kind, n in after.count_by_kind().items())
         print(
-            f"the repaired copy still has {len(after.problems)} problem(s) that need a "
-            f"planner's decision: {left}",
+            f"the repaired copy {target.name} still has {len(after.problems)} problem(s) that "
+            f"need a planner's decision: {left}",
             file=out,
         )
+        _print_problem_table(after.problems, out)
+    _print_warnings(after, out)
+
+
+def _print_warnings(report: ValidationReport, out: Any) -> None:
+    """Print the findings below the tolerances that still affect routing."""
+    for warning in report.warnings:
+        print(f"warning: {warning.kind} {' '.join(warning.codes)}: {warning.message}", file=out)
 
 
 # --- database-backed actions ------------------------------------------------------------------
