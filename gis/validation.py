@@ -625,3 +625,34 @@ def _type_name(geom: shapely.Geometry) -> str:
 def _anchor(geom: shapely.Geometry) -> shapely.Geometry:
     """Return a point on ``geom`` to name in messages (inside it when it has an area)."""
     return shapely.point_on_surface(geom)
+
+
+def overlapping_pairs(
+    codes: Sequence[str], geoms: Sequence[shapely.Geometry]
+) -> list[tuple[str, str, float]]:
+    """Return ``(code, code, area_m2)`` for every pair of grids whose interiors share area.
+
+    Any area counts, however small: a point inside it has two grids to choose from.
+
+    Examples
+    --------
+    >>> overlapping_pairs(["a", "b"], [shapely.box(0, 0, 1, 1), shapely.box(0.5, 0, 2, 1)])[0][:2]
+    ('a', 'b')
+    """
+    arr = np.asarray(list(geoms), dtype=object)
+    if arr.size < 2:
+        return []
+    tree = shapely.STRtree(arr)
+    left, right = tree.query(arr, predicate="intersects")
+    keep = left < right
+    left, right = left[keep], right[keep]
+    overlapping = shapely.relate_pattern(arr[left], arr[right], "2********")
+    left, right = left[overlapping], right[overlapping]
+    if left.size == 0:
+        return []
+    areas = geodesic_areas_m2(_overlay(shapely.intersection, arr[left], arr[right]))
+    pairs = [
+        (min(codes[i], codes[j]), max(codes[i], codes[j]), float(area))
+        for i, j, area in zip(left.tolist(), right.tolist(), areas, strict=True)
+    ]
+    return sorted(pairs)

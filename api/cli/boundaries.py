@@ -13,8 +13,8 @@ take scheduled versions into force at once (the server does it every 30 s), ``li
 ``export``, ``copy`` and ``withdraw``. Other refusals (unknown version, not a draft, database
 unreachable) exit 2 with the reason on stderr.
 
-Subcommands that read a boundary file share :func:`_add_file_options` and
-:func:`_read_boundaries`, so every one of them understands the same field, CRS, encoding and
+Subcommands that read a boundary file share :func:`add_file_options` and
+:func:`read_boundaries`, so every one of them understands the same field, CRS, encoding and
 layer options.
 """
 
@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="GeoJSON (.geojson), GeoPackage (.gpkg), zipped Shapefile (.zip) or .shp; "
         "an integer is a stored boundary version",
     )
-    _add_file_options(validate)
+    add_file_options(validate)
     _add_tolerance_options(validate)
     validate.add_argument(
         "--json",
@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _register_database_actions(sub)
 
 
-def _add_file_options(parser: argparse.ArgumentParser) -> None:
+def add_file_options(parser: argparse.ArgumentParser) -> None:
     """Add the options that say how to read a boundary file (fields, CRS, encoding, layer)."""
     fields = parser.add_argument_group("reading the file")
     fields.add_argument("--code-field", default="code", help="field with the grid code")
@@ -142,10 +142,10 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _read_boundaries(args: argparse.Namespace) -> BoundaryFile:
-    """Read ``args.file`` with the options added by :func:`_add_file_options`."""
+def read_boundaries(args: argparse.Namespace, path: Path | None = None) -> BoundaryFile:
+    """Read ``path`` (default ``args.file``) with the options of :func:`add_file_options`."""
     return read_boundary_file(
-        args.file,
+        path if path is not None else args.file,
         code_field=args.code_field,
         parent_field=args.parent_field,
         level_field=args.level_field,
@@ -186,7 +186,7 @@ def _validate(args: argparse.Namespace) -> int:
         if args.fix is not None:
             format_for_path(args.fix)
             _refuse_input_as_output(args.file, args.fix)
-        boundary_file = _read_boundaries(args)
+        boundary_file = read_boundaries(args)
     except GridmapError as exc:
         return _fail(exc, as_json=args.json)
 
@@ -394,7 +394,7 @@ def _register_database_actions(
     imp.add_argument("--label", help="a name for the version (default: the file name)")
     imp.add_argument("--author", default=getpass.getuser(), help="who drew it (default: you)")
     imp.add_argument("--notes", help="free text kept with the version")
-    _add_file_options(imp)
+    add_file_options(imp)
     imp.add_argument("--json", action="store_true", help="print the result as JSON")
     imp.set_defaults(func=_with_database(_import))
 

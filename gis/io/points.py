@@ -1,13 +1,15 @@
 """Point files for batch routing: CSV (``id,lon,lat``) or GeoJSON Points in, CSV out.
 
-Files of millions of rows are read in chunks, so memory stays flat. A bad value never aborts
-a file: a row whose coordinates are missing, unparseable ("abc") or out of range simply gets
-NaN or the value as written, and routing flags it ``invalid``; nothing is dropped.
+Files of millions of rows are read in chunks, so memory stays flat; CSV is parsed by Arrow's
+multi-threaded reader (pyarrow). A bad value never aborts a file or leaves the fast path: a
+row whose coordinates are missing, unparseable ("abc") or out of range simply gets NaN or the
+value as written, and routing flags it ``invalid``; nothing is dropped.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -80,11 +82,48 @@ def _find(header: Sequence[str], names: Sequence[str]) -> int | None:
 
 
 def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[PointChunk]:
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
+    """Read the CSV in byte blocks cut at line ends, each parsed by Arrow's CSV reader.
+
+    A block Arrow cannot take as it is (a row with too few or too many fields, text that is
+    not UTF-8) is parsed again by the standard library, which keeps every row in place; a
+    bad *value* (``abc``, an empty field) stays on the fast path and becomes NaN.
+    """
+    with path.open("rb") as f:
+        first = f.readline()
+        header = next(csv.reader([first.decode("utf-8-sig", errors="replace")]), None)
+        if not header:
             return
+        columns = _CsvColumns.find(header, path)
+        buffer = _ChunkBuffer(chunk_rows, with_accuracy=columns.acc is not None)
+        rows = 0
+        while block := f.read(CSV_BLOCK_BYTES):
+            if not block.endswith(b"\n"):
+                block += f.readline()
+            ids, lon, lat, acc = _parse_block(block, columns, rows)
+            rows += len(ids)
+            yield from buffer.add(ids, lon, lat, acc)
+        yield from buffer.flush()
+
+
+#: Bytes of CSV handed to Arrow at once (whole lines): big enough for its parallel parser.
+CSV_BLOCK_BYTES: Final = 16 << 20
+
+#: A number as CSV writes it (after trimming); anything else becomes NaN, then ``invalid``.
+_NUMBER: Final = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+@dataclass(frozen=True)
+class _CsvColumns:
+    """Positions of the columns that matter, and how many fields a row needs to have them."""
+
+    width: int
+    lon: int
+    lat: int
+    id: int | None
+    acc: int | None
+
+    @classmethod
+    def find(cls, header: Sequence[str], path: Path) -> _CsvColumns:
         i_lon, i_lat = _find(header, LON_FIELDS), _find(header, LAT_FIELDS)
         if i_lon is None or i_lat is None:
             raise UnreadableFile(
@@ -92,36 +131,141 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[PointChunk]:
                 "columns); expected id,lon,lat"
             )
         i_id, i_acc = _find(header, ID_FIELDS), _find(header, ACCURACY_FIELDS)
-        width = max(i for i in (i_id, i_lon, i_lat, i_acc, 0) if i is not None) + 1
-        pad = [""] * width
-        ids: list[str] = []
-        lons: list[str] = []
-        lats: list[str] = []
-        accs: list[str] = []
-        for number, row in enumerate(reader, start=1):
-            if not row:
-                continue  # a blank line is no record
-            if len(row) < width:
-                row = row + pad
-            ids.append(row[i_id] if i_id is not None else str(number))
-            lons.append(row[i_lon])
-            lats.append(row[i_lat])
-            if i_acc is not None:
-                accs.append(row[i_acc])
-            if len(ids) >= chunk_rows:
-                yield _chunk(ids, lons, lats, accs if i_acc is not None else None)
-                ids, lons, lats, accs = [], [], [], []
-        if ids:
-            yield _chunk(ids, lons, lats, accs if i_acc is not None else None)
+        return cls(len(header), i_lon, i_lat, i_id, i_acc)
 
 
-def _chunk(ids: list[str], lons: list[str], lats: list[str], accs: list[str] | None) -> PointChunk:
-    return PointChunk(
-        ids=ids,
-        lon=parse_floats(lons),
-        lat=parse_floats(lats),
-        accuracy_m=parse_floats(accs) if accs is not None else None,
+_Block = tuple[list[str], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]
+
+
+def _parse_block(block: bytes, columns: _CsvColumns, offset: int) -> _Block:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    refused: list[str] = []
+
+    def refuse(row: Any) -> str:
+        refused.append(row.text)
+        return "skip"
+
+    names = [f"c{k}" for k in range(columns.width)]
+    wanted = [k for k in (columns.id, columns.lon, columns.lat, columns.acc) if k is not None]
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(block),
+            read_options=pacsv.ReadOptions(column_names=names),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=refuse),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=[names[k] for k in wanted],
+                column_types={names[k]: pa.string() for k in wanted},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        refused.append("")
+    if refused:
+        return _parse_block_slowly(block, columns, offset)
+    n = table.num_rows
+    ids = (
+        [str(v) for v in table.column(names[columns.id]).to_pylist()]
+        if columns.id is not None
+        else [str(offset + k) for k in range(1, n + 1)]
     )
+    acc = _arrow_floats(table.column(names[columns.acc])) if columns.acc is not None else None
+    return (
+        ids,
+        _arrow_floats(table.column(names[columns.lon])),
+        _arrow_floats(table.column(names[columns.lat])),
+        acc,
+    )
+
+
+def _arrow_floats(column: Any) -> NDArray[np.float64]:
+    """Convert an Arrow text column to floats, vectorised even when some values are bad."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        cast = pc.cast(column, pa.float64())
+    except pa.ArrowInvalid:
+        trimmed = pc.utf8_trim_whitespace(column)
+        numeric = pc.match_substring_regex(trimmed, _NUMBER)
+        cast = pc.cast(pc.if_else(numeric, trimmed, pa.scalar(None, pa.string())), pa.float64())
+    out: NDArray[np.float64] = np.asarray(cast.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return out
+
+
+def _parse_block_slowly(block: bytes, columns: _CsvColumns, offset: int) -> _Block:
+    """Parse a block row by row, padding short rows: every row keeps its place."""
+    reader = csv.reader(io.StringIO(block.decode("utf-8", errors="replace"), newline=""))
+    pad = [""] * columns.width
+    ids: list[str] = []
+    lons: list[str] = []
+    lats: list[str] = []
+    accs: list[str] = []
+    for row in reader:
+        if not row or row == [""]:
+            continue  # a blank line is no record
+        if len(row) < columns.width:
+            row = row + pad
+        ids.append(row[columns.id] if columns.id is not None else str(offset + len(ids) + 1))
+        lons.append(row[columns.lon])
+        lats.append(row[columns.lat])
+        if columns.acc is not None:
+            accs.append(row[columns.acc])
+    acc = parse_floats(accs) if columns.acc is not None else None
+    return ids, parse_floats(lons), parse_floats(lats), acc
+
+
+class _ChunkBuffer:
+    """Regroup parsed blocks into chunks of exactly ``chunk_rows`` rows (the last shorter)."""
+
+    def __init__(self, chunk_rows: int, *, with_accuracy: bool) -> None:
+        self.chunk_rows = max(1, chunk_rows)
+        self.with_accuracy = with_accuracy
+        self.ids: list[str] = []
+        self.lon: list[NDArray[np.float64]] = []
+        self.lat: list[NDArray[np.float64]] = []
+        self.acc: list[NDArray[np.float64]] = []
+
+    def add(
+        self,
+        ids: list[str],
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        acc: NDArray[np.float64] | None,
+    ) -> Iterator[PointChunk]:
+        self.ids += ids
+        self.lon.append(lon)
+        self.lat.append(lat)
+        if acc is not None:
+            self.acc.append(acc)
+        if len(self.ids) < self.chunk_rows:
+            return
+        lon_all, lat_all = np.concatenate(self.lon), np.concatenate(self.lat)
+        acc_all = np.concatenate(self.acc) if self.with_accuracy else None
+        n = self.chunk_rows
+        start = 0
+        while len(self.ids) - start >= n:
+            yield PointChunk(
+                self.ids[start : start + n],
+                lon_all[start : start + n],
+                lat_all[start : start + n],
+                acc_all[start : start + n] if acc_all is not None else None,
+            )
+            start += n
+        self.ids = self.ids[start:]
+        self.lon, self.lat = [lon_all[start:]], [lat_all[start:]]
+        self.acc = [acc_all[start:]] if acc_all is not None else []
+
+    def flush(self) -> Iterator[PointChunk]:
+        if self.ids:
+            yield PointChunk(
+                self.ids,
+                np.concatenate(self.lon),
+                np.concatenate(self.lat),
+                np.concatenate(self.acc) if self.with_accuracy else None,
+            )
 
 
 def parse_floats(values: Sequence[Any]) -> NDArray[np.float64]:
