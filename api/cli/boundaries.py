@@ -298,12 +298,12 @@ def _write_fixed_copy(boundary_file: BoundaryFile, args: argparse.Namespace, out
         print("  no repairs were needed", file=out)
     print(f"{target.name} read back and validated as written:", file=out)
     if after.valid:
-        print(f"the repaired copy {target.name} is valid", file=out)
+        print(f"the repaired copy is valid ({target.name} as written)", file=out)
     else:
         left = ", ".join(f"{kind} {n}" for kind, n in after.count_by_kind().items())
         print(
-            f"the repaired copy {target.name} still has {len(after.problems)} problem(s) that "
-            f"need a planner's decision: {left}",
+            f"the repaired copy still has {len(after.problems)} problem(s) that need a "
+            f"planner's decision ({target.name} as written): {left}",
             file=out,
         )
         _print_problem_table(after.problems, out)
