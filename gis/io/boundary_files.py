@@ -210,14 +210,16 @@ def read_boundary_file(
 
     features = _to_features(file_path, geoms, columns, fields, mapping)
     if source.driver == "GeoJSON":
-        cut = _json_nul_features(file_path)
+        cut = _json_cut_features(file_path)
         if cut:
+            first, reason = cut[0]
+            code = features[first].code
             raise UnreadableFile(
-                f"{file_path.name}: feature #{cut[0]}"
-                + (f" (code {features[cut[0]].code})" if features[cut[0]].code else "")
-                + f" has a NUL character in its properties ({len(cut)} feature(s) in all); "
-                "such text would be stored cut short: remove it from the file",
-                feature=cut[0],
+                f"{file_path.name}: feature #{first}"
+                + (f" (code {code})" if code else "")
+                + f" has {reason} in its properties ({len(cut)} feature(s) in all); such "
+                "text would be stored mangled: fix it in the file",
+                feature=first,
             )
     _check_text(file_path, encoding, features, mapping)
     return BoundaryFile(
@@ -300,8 +302,9 @@ _BAD_TEXT: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffd]")
 #: In free-text attributes tabs and line breaks are fine; the rest is refused as above.
 _BAD_ATTRIBUTE_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffd]")
 
-#: A JSON ``\u0000`` escape that is not itself an escaped backslash followed by ``u0000``.
-_JSON_NUL: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+#: A JSON escape of NUL or of a surrogate (``\u0000``, ``\ud800``), not preceded by an
+#: escaped backslash (``\\u0000`` is the plain text ``\u0000``).
+_JSON_SUSPECT: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f])", re.IGNORECASE)
 
 
 def _bad_text_reason(text: str) -> str:
@@ -355,13 +358,14 @@ def _check_text(
                 )
 
 
-def _json_nul_features(path: Path) -> list[int]:
-    """Return the features of a GeoJSON file with a NUL in a property (GDAL cuts text there).
+def _json_cut_features(path: Path) -> list[tuple[int, str]]:
+    """Return the GeoJSON features whose properties GDAL would cut or mangle, with the reason.
 
-    The whole file is only parsed by Python when a ``\u0000`` escape occurs at all.
+    GDAL ends text at a NUL and turns a lone surrogate into U+FFFD. The file is only parsed
+    by Python when such an escape of NUL or of a surrogate occurs at all.
     """
     data = path.read_bytes()
-    if b"\x00" not in data and not _JSON_NUL.search(data):
+    if b"\x00" not in data and not _JSON_SUSPECT.search(data):
         return []
     try:
         body = json.loads(data.decode("utf-8-sig", errors="replace"))
@@ -370,21 +374,35 @@ def _json_nul_features(path: Path) -> list[int]:
     features = body.get("features") if isinstance(body, dict) else None
     if not isinstance(features, list):
         return []
-    return [
-        i
-        for i, feature in enumerate(features)
-        if isinstance(feature, dict) and _holds_nul(feature.get("properties"))
-    ]
+    found = []
+    for i, feature in enumerate(features):
+        if isinstance(feature, dict):
+            reason = _cut_reason(feature.get("properties"))
+            if reason:
+                found.append((i, reason))
+    return found
 
 
-def _holds_nul(value: Any) -> bool:
+def _cut_reason(value: Any) -> str | None:
     if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False
+        bad = _CUT_TEXT.search(value)
+        return None if bad is None else _bad_text_reason(bad.group(0))
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        reason = (_cut_reason(key) if isinstance(key, str) else None) or _cut_reason(item)
+        if reason:
+            return reason
+    return None
+
+
+#: What GDAL cannot carry through: NUL and lone surrogates.
+_CUT_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 # --- archives -----------------------------------------------------------------------------
