@@ -112,3 +112,46 @@ def widths_m(geoms: NDArray[np.object_]) -> NDArray[np.float64]:
     metric = to_local_metric(arr)
     width: NDArray[np.float64] = 2.0 * shapely.length(shapely.maximum_inscribed_circle(metric))
     return np.nan_to_num(width, nan=0.0)
+
+
+#: How far beyond ±180° / ±90° a coordinate may lie and still be taken as on the limit:
+#: real files carry 180.00000000000006 from a float round trip (Natural Earth's Russia).
+LONLAT_SLACK_DEG: Final = 1e-9
+
+
+def clamp_lonlat(geoms: NDArray[np.object_]) -> tuple[NDArray[np.object_], int]:
+    """Return the geometries with coordinates a hair beyond the limits put on them.
+
+    Only geometries whose bounds exceed ±180/±90 by at most :data:`LONLAT_SLACK_DEG` are
+    changed; anything farther out is left for validation to refuse (a projected CRS or
+    swapped axes). Also returns how many geometries were changed.
+
+    Examples
+    --------
+    >>> import shapely
+    >>> [g], n = clamp_lonlat(np.array([shapely.box(179, 0, 180.00000000000006, 1)]))
+    >>> shapely.bounds(g)[2], n
+    (np.float64(180.0), 1)
+    """
+    arr = np.asarray(geoms, dtype=object)
+    if arr.size == 0:
+        return arr, 0
+    bounds = shapely.bounds(arr)
+    with np.errstate(invalid="ignore"):
+        over = np.maximum.reduce(
+            [
+                -180.0 - bounds[:, 0],
+                bounds[:, 2] - 180.0,
+                -90.0 - bounds[:, 1],
+                bounds[:, 3] - 90.0,
+            ]
+        )
+    hair = (over > 0) & (over <= LONLAT_SLACK_DEG)
+    if not hair.any():
+        return arr, 0
+    out = arr.copy()
+    out[hair] = shapely.transform(
+        arr[hair],
+        lambda xy: np.column_stack([np.clip(xy[:, 0], -180, 180), np.clip(xy[:, 1], -90, 90)]),
+    )
+    return out, int(hair.sum())

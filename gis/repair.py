@@ -214,14 +214,14 @@ def _withdraw_harmful(
     fixed, edits = repairs[:shape_repairs], repairs[shape_repairs:]
     if not edits:
         return repairs
-    before = _extents(validate_boundaries(_as_written(feats, grid_size), tolerance_m2=tolerance_m2))
+    before = _extents(validate_boundaries(feats, tolerance_m2=tolerance_m2))
     withdrawn: set[int] = set()
     while True:
         kept = [r for r in edits if r.index not in withdrawn]
         if not kept:
             return fixed
         result = apply_repairs(feats, [*fixed, *kept])
-        report = validate_boundaries(_as_written(result, grid_size), tolerance_m2=tolerance_m2)
+        report = validate_boundaries(as_written(result, grid_size), tolerance_m2=tolerance_m2)
         worse = [
             p
             for p in (*report.problems, *report.warnings)
@@ -259,15 +259,45 @@ def _extents(report: ValidationReport) -> dict[tuple[str, frozenset[str]], float
     return totals
 
 
-def _as_written(feats: list[GridFeature], grid_size: float | None) -> list[GridFeature]:
-    """Return the features with coordinates rounded as the writer will round them."""
+def as_written(feats: Sequence[GridFeature], grid_size: float | None) -> list[GridFeature]:
+    """Return the features on the coordinate grid a writer rounds to (None: unchanged).
+
+    Rounding each coordinate on its own (as a GeoJSON writer prints 7 decimals) can make a
+    polygon self-intersect, and its repaired form then overlaps a neighbour; rounding each
+    polygon with GEOS's snap rounding keeps it valid, but not in step with its neighbours.
+    So each level is rounded as one coverage: snap-rounded polygon by polygon, then noded
+    together with ``coverage_clean`` so neighbours share every vertex again, then put on the
+    grid once more (shared vertices round alike, so shared edges stay shared).
+    """
     if not grid_size:
-        return feats
+        return list(feats)
     geoms = np.array([f.geometry for f in feats], dtype=object)
-    ok = ~shapely.is_missing(geoms)
+    usable = np.array([_is_usable(g) for g in geoms], dtype=bool)
     rounded = geoms.copy()
-    rounded[ok] = shapely.set_precision(geoms[ok], grid_size, mode="pointwise")
-    return [replace(f, geometry=g) for f, g in zip(feats, rounded, strict=True)]
+    if usable.any():
+        rounded[usable] = shapely.set_precision(geoms[usable], grid_size, mode="valid_output")
+    levels: dict[str, list[int]] = {}
+    for i in np.flatnonzero(usable).tolist():
+        levels.setdefault(feats[i].level, []).append(i)
+    for members in levels.values():
+        group = rounded[members]
+        if len(members) < 2 or shapely.coverage_is_valid(group):
+            continue
+        cleaned = shapely.coverage_clean(  # type: ignore[attr-defined,unused-ignore]
+            group, gap_width=0.0, snapping_distance=2.0 * grid_size
+        )
+        cleaned = shapely.set_precision(
+            np.array([polygonal_part(g) for g in cleaned], dtype=object),
+            grid_size,
+            mode="pointwise",
+        )
+        ok = shapely.is_valid(cleaned) & ~shapely.is_empty(cleaned)
+        for k in np.flatnonzero(ok):
+            rounded[members[k]] = cleaned[k]
+    return [
+        f if g is f.geometry else replace(f, geometry=g)
+        for f, g in zip(feats, rounded, strict=True)
+    ]
 
 
 def apply_repairs(features: Sequence[GridFeature], repairs: Iterable[Repair]) -> list[GridFeature]:

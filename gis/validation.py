@@ -40,7 +40,7 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
-from gis.geodesy import geodesic_areas_m2
+from gis.geodesy import clamp_lonlat, geodesic_areas_m2
 from gis.grids import LEVELS, GridFeature, by_code, child_level, level_rank
 from gis.problems import (
     Problem,
@@ -141,7 +141,7 @@ def _check_shapes(
     feats: list[GridFeature],
 ) -> tuple[NDArray[np.object_], list[Problem]]:
     """Pass 1: return the 2-D polygonal shape usable for pass 3 (or None) and the problems."""
-    geoms = np.array([f.geometry for f in feats], dtype=object)
+    geoms, _ = clamp_lonlat(np.array([f.geometry for f in feats], dtype=object))
     problems: list[Problem] = []
     shapes = np.full(len(feats), None, dtype=object)
 

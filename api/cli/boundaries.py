@@ -45,7 +45,7 @@ from gis.io.boundary_files import (
     write_boundary_file,
 )
 from gis.problems import Problem, ValidationReport
-from gis.repair import apply_repairs, propose_repairs
+from gis.repair import apply_repairs, as_written, propose_repairs
 from gis.validation import validate_boundaries
 
 EXIT_VALID: Final = 0
@@ -271,12 +271,9 @@ def _write_fixed_copy(boundary_file: BoundaryFile, args: argparse.Namespace, out
     """Write the repaired copy, then read it back and validate it as written."""
     features = boundary_file.features
     fmt = format_for_path(args.fix)
-    repairs = propose_repairs(
-        features,
-        tolerance_m2=args.tolerance_m2,
-        grid_size=_GEOJSON_GRID_SIZE if fmt == "geojson" else None,
-    )
-    fixed = apply_repairs(features, repairs)
+    grid_size = _GEOJSON_GRID_SIZE if fmt == "geojson" else None
+    repairs = propose_repairs(features, tolerance_m2=args.tolerance_m2, grid_size=grid_size)
+    fixed = as_written(apply_repairs(features, repairs), grid_size)
     target = write_boundary_file(fixed, args.fix, fmt)
     # The summary describes the file on disk, rounding included, not the copy in memory.
     written = read_boundary_file(target)

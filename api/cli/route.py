@@ -21,6 +21,7 @@ from typing import Final
 
 import numpy as np
 import shapely
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from api.cli.boundaries import add_file_options, read_boundaries
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         leaves = _routable_leaves(read_boundaries(args, args.file))
         _warn_overlaps(leaves)
+        overlaps = _Overlaps(leaves)
         index = RoutingIndex.build(
             [f.code for f in leaves],
             [f.geometry for f in leaves],
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             near_boundary_m=args.near_boundary_m,
         )
         read_s = time.perf_counter() - started
-        counts = _route_points(args, index, points_crs)
+        counts = _route_points(args, index, points_crs, overlaps)
     except GridmapError as exc:
         print(f"gridmap route: {exc.message}", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -159,6 +161,46 @@ def _with_geometry(feature: GridFeature, geom: shapely.Geometry) -> GridFeature:
     return replace(feature, geometry=geom)
 
 
+class _Overlaps:
+    """The areas where leaves overlap, to list every covering grid for points inside them.
+
+    Checked exactly with shapely (covers), whatever the router answers; points are only
+    built for files that have overlaps at all.
+    """
+
+    def __init__(self, leaves: list[GridFeature]) -> None:
+        geoms = np.array([f.geometry for f in leaves], dtype=object)
+        self.codes = np.array([f.code for f in leaves], dtype=object)
+        tree = shapely.STRtree(geoms)
+        left, right = tree.query(geoms, predicate="intersects")
+        keep = left < right
+        left, right = left[keep], right[keep]
+        keep = shapely.relate_pattern(geoms[left], geoms[right], "2********")
+        left, right = left[keep], right[keep]
+        self.regions = shapely.intersection(geoms[left], geoms[right])
+        self.region_tree = shapely.STRtree(self.regions) if left.size else None
+        self.grids = geoms
+        self.grid_tree = tree
+
+    def covering(self, lon: NDArray[np.float64], lat: NDArray[np.float64]) -> dict[int, list[str]]:
+        """Return, for the rows that fall in an overlap, every grid covering them (sorted)."""
+        if self.region_tree is None:
+            return {}
+        ok = np.isfinite(lon) & np.isfinite(lat)
+        rows = np.flatnonzero(ok)
+        points = shapely.points(lon[rows], lat[rows])
+        hit, _ = self.region_tree.query(points, predicate="intersects")
+        rows = np.unique(rows[hit])
+        if rows.size == 0:
+            return {}
+        points = shapely.points(lon[rows], lat[rows])
+        which, grid = self.grid_tree.query(points, predicate="covered_by")
+        found: dict[int, list[str]] = {}
+        for k, g in zip(which.tolist(), grid.tolist(), strict=True):
+            found.setdefault(int(rows[k]), []).append(str(self.codes[g]))
+        return {row: sorted(codes) for row, codes in found.items()}
+
+
 def _warn_overlaps(leaves: list[GridFeature]) -> None:
     pairs = overlapping_pairs([f.code for f in leaves], [f.geometry for f in leaves])
     if not pairs:
@@ -173,7 +215,10 @@ def _warn_overlaps(leaves: list[GridFeature]) -> None:
 
 
 def _route_points(
-    args: argparse.Namespace, index: RoutingIndex, points_crs: CoordinateSystem
+    args: argparse.Namespace,
+    index: RoutingIndex,
+    points_crs: CoordinateSystem,
+    overlaps: _Overlaps,
 ) -> Counter[str]:
     counts: Counter[str] = Counter()
     chunks = iter_point_chunks(args.points)
@@ -192,7 +237,7 @@ def _route_points(
         for chunk in chunks:
             lon, lat = to_wgs84(chunk.lon, chunk.lat, points_crs)
             batch = index.locate_many(lon, lat, chunk.accuracy_m)
-            writer.write(chunk.ids, batch)
+            writer.write(chunk.ids, batch, overlaps.covering(lon, lat))
             flags = np.bincount(batch.flag, minlength=len(FLAGS)).tolist()
             counts.update(dict(zip(FLAGS, flags, strict=True)))
             bar.update(len(chunk))

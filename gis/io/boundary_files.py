@@ -44,6 +44,7 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
 from gis.errors import LimitExceeded, UnreadableFile, UnsafeArchive
+from gis.geodesy import clamp_lonlat
 from gis.grids import GridFeature
 from gis.problems import Problem
 
@@ -207,6 +208,12 @@ def read_boundary_file(
     geoms, problems = _parse_geometries(raw_geoms, refused, columns.get(mapping["code"]), notes)
     if transformer is not None:
         geoms = _reproject(geoms, transformer)
+    geoms, clamped = clamp_lonlat(geoms)
+    if clamped:
+        notes.append(
+            f"coordinates a hair beyond ±180°/±90° (float noise) put on the limit on {clamped} "
+            f"feature{'s' if clamped > 1 else ''}"
+        )
 
     features = _to_features(file_path, geoms, columns, fields, mapping)
     if source.driver == "GeoJSON":

@@ -341,14 +341,26 @@ class RouteCsvWriter:
         self._writer = csv.writer(stream, lineterminator="\n")
         self._writer.writerow(OUTPUT_COLUMNS)
 
-    def write(self, ids: Sequence[str], batch: RouteBatch) -> None:
-        """Append one chunk's rows; ``candidates`` is ``;``-separated, distances in metres."""
+    def write(
+        self,
+        ids: Sequence[str],
+        batch: RouteBatch,
+        overlaps: dict[int, list[str]] | None = None,
+    ) -> None:
+        """Append one chunk's rows; ``candidates`` is ``;``-separated, distances in metres.
+
+        ``overlaps`` gives, by row, every grid covering a point that lies in an overlap
+        (sorted): the row goes to the lowest code and lists them all.
+        """
         codes = np.array([*batch.codes, ""], dtype=object)
         grid_codes = codes[batch.grid].tolist()  # index -1 picks the trailing ""
         candidates = list(grid_codes)
         for k, row in enumerate(batch.boundary_rows.tolist()):
             lo, hi = batch.boundary_offsets[k], batch.boundary_offsets[k + 1]
             candidates[row] = ";".join(codes[batch.boundary_grids[lo:hi]].tolist())
+        for row, covering in (overlaps or {}).items():
+            grid_codes[row] = covering[0]
+            candidates[row] = ";".join(covering)
         flags = np.array(FLAGS, dtype=object)[batch.flag].tolist()
         distances = [
             "" if math.isnan(d) else f"{d:.3f}" for d in np.round(batch.distance_m, 3).tolist()
