@@ -5,7 +5,8 @@ as ``gridmap boundaries validate``), an in-memory :class:`~gis.routing.RoutingIn
 over its leaf grids, and the points are streamed through it chunk by chunk.
 
 Exit codes: 0 routed, 2 an input cannot be used (unreadable file, duplicate leaf codes, a leaf
-without a polygon), with the reason on stderr and never a traceback. Leaves that overlap are
+without a polygon), 1 an internal error (a defect, named with its module); the reason goes to
+stderr, never a traceback. Leaves that overlap are
 routed anyway (covers, lowest code, every candidate listed) after a warning naming them.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +37,7 @@ from gis.validation import overlapping_pairs, polygonal_part
 
 EXIT_OK: Final = 0
 EXIT_UNUSABLE: Final = 2
+EXIT_INTERNAL: Final = 1
 
 #: Overlapping pairs named one by one in the warning; the rest are counted.
 _MAX_NAMED_PAIRS: Final = 20
@@ -100,6 +103,15 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"gridmap route: cannot use {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_UNUSABLE
+    except Exception as exc:  # a defect, not bad input: say where, without a traceback
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = Path(frames[-1].filename) if frames else None
+        place = f" in {where.parent.name}/{where.name}" if where else ""
+        print(
+            f"gridmap route: internal error{place}: {type(exc).__name__}: {exc}; please report it",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     if not args.quiet:
         total = sum(counts.values())
         summary = ", ".join(f"{flag} {counts[flag]:,}" for flag in FLAGS if counts[flag])
