@@ -371,3 +371,16 @@ def test_route_on_a_world_wide_file(
     assert rows[str(len(lon) - 5)]["grid_code"] == by_name["Peru"].code
     assert rows[str(len(lon) - 4)]["grid_code"] == by_name["Indonesia"].code
     assert rows[str(len(lon) - 3)]["grid_code"] == by_name["Fiji"].code
+
+
+def test_route_output_quotes_ids_only_when_needed(tmp_path: Path) -> None:
+    grids = write_boundary_file(_two_communities(bump_m2=0.0), tmp_path / "g.geojson", "geojson")
+    points = tmp_path / "p.csv"
+    points.write_text('id,lon,lat\n"a,b",117.975,37.385\n"say ""hi""",117.985,37.385\nc,x,1\n')
+    out = tmp_path / "o.csv"
+    assert main(["route", str(grids), str(points), "--out", str(out), "--quiet"]) == 0
+    rows = _read_rows(out)
+    assert rows["a,b"]["grid_code"] == "371602005001001"
+    assert rows['say "hi"']["grid_code"] == "371602005002001"
+    assert (rows["c"]["flag"], rows["c"]["distance_m"]) == ("invalid", "")
+    assert rows["a,b"]["distance_m"] == "0.000"

@@ -167,7 +167,7 @@ def _parse_block(block: bytes, columns: _CsvColumns, offset: int) -> _Block:
         return _parse_block_slowly(block, columns, offset)
     n = table.num_rows
     ids = (
-        [str(v) for v in table.column(names[columns.id]).to_pylist()]
+        table.column(names[columns.id]).to_pylist()
         if columns.id is not None
         else [str(offset + k) for k in range(1, n + 1)]
     )
@@ -335,9 +335,14 @@ def _feature_point(feature: Any, number: int) -> tuple[str, Any, Any, Any]:
 
 
 class RouteCsvWriter:
-    """Write routing results as CSV with the columns of :data:`OUTPUT_COLUMNS`."""
+    """Write routing results as CSV with the columns of :data:`OUTPUT_COLUMNS`.
+
+    Columns are built with Arrow's vectorised kernels and written by its CSV writer; a chunk
+    whose ids need quoting (a comma, quote or line break) goes through :mod:`csv` instead.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
         self._writer = csv.writer(stream, lineterminator="\n")
         self._writer.writerow(OUTPUT_COLUMNS)
 
@@ -352,17 +357,90 @@ class RouteCsvWriter:
         ``overlaps`` gives, by row, every grid covering a point that lies in an overlap
         (sorted): the row goes to the lowest code and lists them all.
         """
-        codes = np.array([*batch.codes, ""], dtype=object)
-        grid_codes = codes[batch.grid].tolist()  # index -1 picks the trailing ""
-        candidates = list(grid_codes)
-        for k, row in enumerate(batch.boundary_rows.tolist()):
-            lo, hi = batch.boundary_offsets[k], batch.boundary_offsets[k + 1]
-            candidates[row] = ";".join(codes[batch.boundary_grids[lo:hi]].tolist())
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+
+        codes = pa.array([*batch.codes, ""], type=pa.string())
+        grid_index = np.where(batch.grid < 0, len(batch.codes), batch.grid)
+        grid_codes = codes.take(pa.array(grid_index, type=pa.int64()))
+        candidates = grid_codes
+        changed: dict[int, str] = {}
+        boundary = batch.boundary_rows.tolist()
+        if boundary:
+            names = np.array(batch.codes, dtype=object)
+            for k, row in enumerate(boundary):
+                lo, hi = batch.boundary_offsets[k], batch.boundary_offsets[k + 1]
+                changed[row] = ";".join(names[batch.boundary_grids[lo:hi]].tolist())
+        chosen: dict[int, str] = {}
         for row, covering in (overlaps or {}).items():
-            grid_codes[row] = covering[0]
-            candidates[row] = ";".join(covering)
-        flags = np.array(FLAGS, dtype=object)[batch.flag].tolist()
-        distances = [
-            "" if math.isnan(d) else f"{d:.3f}" for d in np.round(batch.distance_m, 3).tolist()
-        ]
-        self._writer.writerows(zip(ids, grid_codes, candidates, flags, distances, strict=True))
+            chosen[row] = covering[0]
+            changed[row] = ";".join(covering)
+        if changed:
+            candidates = _replace_rows(grid_codes, changed)
+        if chosen:
+            grid_codes = _replace_rows(grid_codes, chosen)
+        flags = pa.array(FLAGS, type=pa.string()).take(pa.array(batch.flag, type=pa.int64()))
+        id_column = pa.array(ids, type=pa.string())
+        if pc.any(pc.match_substring_regex(id_column, '[,"\r\n]')).as_py():
+            self._write_slowly(id_column.to_pylist(), grid_codes, candidates, flags, batch)
+            return
+        table = pa.table(
+            [id_column, grid_codes, candidates, flags, _distance_text(batch.distance_m)],
+            names=list(OUTPUT_COLUMNS),
+        )
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(
+            table,
+            sink,
+            write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
+        )
+        raw = getattr(self._stream, "buffer", None)
+        if raw is not None:  # a text file: hand the bytes to its binary buffer directly
+            self._stream.flush()
+            raw.write(sink.getvalue())
+        else:
+            self._stream.write(sink.getvalue().to_pybytes().decode("utf-8"))
+
+    def _write_slowly(
+        self, ids: list[str], grid_codes: Any, candidates: Any, flags: Any, batch: RouteBatch
+    ) -> None:
+        distances = _distance_text(batch.distance_m).to_pylist()
+        self._writer.writerows(
+            zip(
+                ids,
+                grid_codes.to_pylist(),
+                candidates.to_pylist(),
+                flags.to_pylist(),
+                distances,
+                strict=True,
+            )
+        )
+
+
+def _replace_rows(column: Any, values: dict[int, str]) -> Any:
+    """Return ``column`` with the given rows replaced (Arrow arrays are immutable)."""
+    import pyarrow as pa
+
+    rows = np.fromiter(values, dtype=np.int64, count=len(values))
+    extra = pa.array(list(values.values()), type=pa.string())
+    combined = pa.concat_arrays([column, extra])
+    index = np.arange(len(column), dtype=np.int64)
+    index[rows] = len(column) + np.arange(len(rows), dtype=np.int64)
+    return combined.take(pa.array(index))
+
+
+def _distance_text(distance_m: NDArray[np.float64]) -> Any:
+    """Return distances as text with 3 decimals (millimetres), "" where there is none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    finite = np.isfinite(distance_m)
+    mm = np.zeros(len(distance_m), dtype=np.int64)
+    mm[finite] = np.round(np.abs(distance_m[finite]) * 1000.0).astype(np.int64)
+    sign = np.where(finite & (distance_m < 0) & (mm > 0), "-", "")
+    whole = pc.cast(pa.array(mm // 1000), pa.string())
+    frac = pc.utf8_lpad(pc.cast(pa.array(mm % 1000), pa.string()), width=3, padding="0")
+    text = pc.binary_join_element_wise(pa.array(sign, type=pa.string()), whole, "", "")
+    text = pc.binary_join_element_wise(text, frac, ".")
+    return pc.if_else(pa.array(finite), text, "")
