@@ -21,15 +21,14 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
 import shapely
 from numpy.typing import NDArray
-from pyproj import Geod
-
-from gis.projection import MetricFrame
+from pyproj import Geod, Transformer
 
 #: The ellipsoid GPS coordinates (and EPSG:4326, CGCS2000 within cm) are given on.
 GEOD: Final = Geod(ellps="WGS84")
@@ -96,12 +95,27 @@ def to_local_metric(geoms: NDArray[np.object_]) -> NDArray[np.object_]:
     lat = (bounds[:, 1] + bounds[:, 3]) / 2.0
     zone = (np.floor((lon + 180.0) / 6.0).astype(np.int64) % 60) * 2 + (lat < 0)
     positions = np.flatnonzero(usable)
-    for z in np.unique(zone):
+    for z in np.unique(zone).tolist():
         members = positions[zone == z]
-        pick = zone == z
-        frame = MetricFrame.around(float(lon[pick][0]), float(lat[pick][0]))
-        out[members] = frame.to_metric(arr[members])
+        out[members] = shapely.transform(arr[members], _to_utm(int(z)))
     return out
+
+
+def _to_utm(zone_key: int) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+    transformer = _utm(zone_key)
+
+    def project(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return project
+
+
+@lru_cache(maxsize=120)
+def _utm(zone_key: int) -> Transformer:
+    """Return the WGS84 → UTM transformer of a zone key (zone index × 2 + southern)."""
+    epsg = (32700 if zone_key % 2 else 32600) + zone_key // 2 + 1
+    return Transformer.from_crs(4326, epsg, always_xy=True)
 
 
 def widths_m(geoms: NDArray[np.object_]) -> NDArray[np.float64]:

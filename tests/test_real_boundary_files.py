@@ -83,6 +83,18 @@ def test_geodesic_area_of_a_degree_square_matches_the_ellipsoid() -> None:
     assert geodesic_areas_m2([None, shapely.Polygon(), shapely.Point(1, 1)]).tolist() == [0, 0, 0]
 
 
+def test_widths_are_metric_wherever_the_piece_lies() -> None:
+    from gis.geodesy import widths_m
+
+    # A strip 10 m wide (north-south) at the equator, in China, in Peru, beside the antimeridian
+    # and far north: the same width in the UTM zone of each piece.
+    geod = Geod(ellps="WGS84")
+    for lon, lat in ((0.0, 0.0), (117.9, 37.3), (-75.0, -12.0), (179.99, -17.0), (30.0, 70.0)):
+        _, north, _ = geod.fwd(lon, lat, 0.0, 10.0)
+        strip = shapely.box(lon - 0.005, lat, lon + 0.005, north)
+        assert widths_m(np.array([strip]))[0] == pytest.approx(10.0, rel=2e-3), (lon, lat)
+
+
 def test_every_country_gets_its_true_area(countries: list[GridFeature]) -> None:
     """Validation measures each polygon on the ellipsoid: never NaN, never skipped."""
     report = validate_boundaries(countries, min_area_m2=1e15)  # every country is "too small"
