@@ -75,9 +75,15 @@ class Problem:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """The outcome of validating a boundary set: valid exactly when there are no problems."""
+    """The outcome of validating a boundary set: valid exactly when there are no problems.
+
+    ``warnings`` are located findings below the stated tolerances that do not make the set
+    invalid but that a planner should still see, e.g. an overlap of 0.9 m² when the
+    tolerance is 1 m²: a point inside it has two grids, so it affects routing.
+    """
 
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -94,6 +100,10 @@ class ValidationReport:
     def to_dict(self) -> dict[str, Any]:
         """Return ``{"valid": bool, "problems": [...]}``, the documented JSON contract."""
         return {"valid": self.valid, "problems": [p.to_dict() for p in self.problems]}
+
+    def warnings_to_dict(self) -> dict[str, Any]:
+        """Return ``{"warnings": [...]}``, each warning in the form of a problem."""
+        return {"warnings": [w.to_dict() for w in self.warnings]}
 
 
 def sort_problems(problems: Iterable[Problem]) -> list[Problem]:

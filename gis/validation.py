@@ -13,9 +13,16 @@ Pass 3 is built to scale to a city (tens of thousands of grids): sibling groups 
 confirms as a valid coverage (``coverage_is_valid``, one near-linear pass) cannot overlap and
 are skipped; only the other groups go through an STRtree query whose candidate pairs are
 filtered with one vectorised ``relate_pattern`` call. Containment is tested with prepared
-parents, and the gaps are ``parent − coverage_union(children)``. Areas are measured in the
-local metric frame of :mod:`gis.projection`; anything smaller than ``tolerance_m2`` is float
-noise, not a planning problem, and is not reported.
+parents, and the gaps are ``parent − coverage_union(children)``. Leaves (the grids events
+are routed to) are also checked across parents: two leaves of different parents that share
+area are an ``overlap`` naming both parents, even when each stays inside its own parent up to
+the tolerance.
+
+Every area, of a grid or of an overlap, gap or sliver, is geodesic (:mod:`gis.geodesy`), so
+tolerances in m² mean the same on a county and on a world-wide file. Gaps and parts outside
+a parent smaller than ``tolerance_m2`` are float noise, not a planning problem, and are not
+reported. Overlaps smaller than that are still reported, as *warnings* with their location:
+a point inside one has two grids, so it changes routing.
 
 An invalid polygon still takes part in pass 3 through its ``make_valid`` version, so that it
 does not show up a second time as a spurious gap in its parent.
@@ -33,6 +40,7 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
+from gis.geodesy import clamp_lonlat, geodesic_areas_m2
 from gis.grids import LEVELS, GridFeature, by_code, child_level, level_rank
 from gis.problems import (
     Problem,
@@ -41,7 +49,6 @@ from gis.problems import (
     format_lonlat,
     sort_problems,
 )
-from gis.projection import MetricFrame, areas_m2
 
 __all__ = ["Problem", "ProblemKind", "ValidationReport", "validate_boundaries"]
 
@@ -86,8 +93,9 @@ def validate_boundaries(
     features
         The whole boundary set (all levels), geometries in EPSG:4326.
     tolerance_m2
-        Overlaps, gaps and parts outside the parent smaller than this are not reported:
-        shared edges digitised twice never match to the last bit.
+        Gaps and parts outside the parent smaller than this are not reported: shared edges
+        digitised twice never match to the last bit. Overlaps smaller than this are reported
+        as warnings (the set stays valid), because they change where points are routed.
     min_area_m2
         A polygon smaller than this is reported as ``too_small`` (usually a digitising slip).
     read_problems
@@ -109,13 +117,14 @@ def validate_boundaries(
     shapes, shape_problems = _check_shapes(feats)
     problems += shape_problems
     usable = np.array([s is not None for s in shapes], dtype=bool)
-    frame = MetricFrame.for_geometries(shapes[usable]) if usable.any() else None
-    if frame is not None:
-        problems += _check_small(feats, shapes, usable, frame, min_area_m2)
+    warnings: list[Problem] = []
+    if usable.any():
+        problems += _check_small(feats, shapes, usable, min_area_m2)
     problems += _check_codes(feats, shapes)
-    if frame is not None:
-        problems += _Hierarchy.build(feats, shapes, frame, tolerance_m2).problems()
-    return ValidationReport(sort_problems(problems))
+    if usable.any():
+        found, warnings = _Hierarchy.build(feats, shapes, tolerance_m2).problems()
+        problems += found
+    return ValidationReport(sort_problems(problems), sort_problems(warnings))
 
 
 def _label(feature: GridFeature) -> str:
@@ -132,7 +141,7 @@ def _check_shapes(
     feats: list[GridFeature],
 ) -> tuple[NDArray[np.object_], list[Problem]]:
     """Pass 1: return the 2-D polygonal shape usable for pass 3 (or None) and the problems."""
-    geoms = np.array([f.geometry for f in feats], dtype=object)
+    geoms, _ = clamp_lonlat(np.array([f.geometry for f in feats], dtype=object))
     problems: list[Problem] = []
     shapes = np.full(len(feats), None, dtype=object)
 
@@ -239,11 +248,10 @@ def _check_small(
     feats: list[GridFeature],
     shapes: NDArray[np.object_],
     usable: NDArray[np.bool_],
-    frame: MetricFrame,
     min_area_m2: float,
 ) -> list[Problem]:
     areas = np.full(len(feats), np.nan)
-    areas[usable] = areas_m2(shapes[usable], frame)
+    areas[usable] = geodesic_areas_m2(shapes[usable])
     problems = []
     for i in np.flatnonzero(usable & (areas < min_area_m2)):
         feature = feats[i]
@@ -371,7 +379,6 @@ class _Hierarchy:
 
     feats: list[GridFeature]
     shapes: NDArray[np.object_]
-    frame: MetricFrame
     tolerance_m2: float
     #: Positions of the features that have a usable polygon.
     usable_idx: NDArray[np.intp]
@@ -385,7 +392,6 @@ class _Hierarchy:
         cls,
         feats: list[GridFeature],
         shapes: NDArray[np.object_],
-        frame: MetricFrame,
         tolerance_m2: float,
     ) -> _Hierarchy:
         usable = np.array([s is not None for s in shapes], dtype=bool)
@@ -403,12 +409,13 @@ class _Hierarchy:
         )
         keys = np.array([f.parent_code or "" for f in feats], dtype=object)
         group_of = np.unique(keys, return_inverse=True)[1].astype(np.intp)
-        return cls(feats, shapes, frame, tolerance_m2, np.flatnonzero(usable), parent_of, group_of)
+        return cls(feats, shapes, tolerance_m2, np.flatnonzero(usable), parent_of, group_of)
 
-    def problems(self) -> list[Problem]:
-        """Return overlaps, parts outside parents and gaps, in that order."""
+    def problems(self) -> tuple[list[Problem], list[Problem]]:
+        """Return the problems (overlaps, parts outside parents, gaps) and the warnings."""
         coverage_ok = self._coverage_groups()
-        return self._overlaps(coverage_ok) + self._outside_parent() + self._gaps(coverage_ok)
+        overlaps, warnings = self._overlaps(coverage_ok)
+        return overlaps + self._outside_parent() + self._gaps(coverage_ok), warnings
 
     def _coverage_groups(self) -> dict[int, bool]:
         """Return, per sibling group, whether GEOS sees an exact valid coverage."""
@@ -422,40 +429,72 @@ class _Hierarchy:
             ok[int(sorted_groups[start])] = bool(shapely.coverage_is_valid(self.shapes[members]))
         return ok
 
-    def _overlaps(self, coverage_ok: dict[int, bool]) -> list[Problem]:
-        suspects = np.array(
-            [i for i in self.usable_idx if not coverage_ok[int(self.group_of[i])]], dtype=np.intp
+    def _overlaps(self, coverage_ok: dict[int, bool]) -> tuple[list[Problem], list[Problem]]:
+        """Return overlaps at or above the tolerance (problems) and below it (warnings).
+
+        Siblings are compared within sibling groups GEOS could not confirm as a coverage;
+        leaves of different parents are always compared, since no per-group check sees them.
+        """
+        is_parent = self.parent_of[self.parent_of >= 0]
+        leaf = np.ones(len(self.feats), dtype=bool)
+        leaf[is_parent] = False
+        suspect = np.zeros(len(self.feats), dtype=bool)
+        suspect[self.usable_idx] = [not coverage_ok[int(self.group_of[i])] for i in self.usable_idx]
+        candidates = np.flatnonzero(suspect | leaf)
+        candidates = candidates[np.isin(candidates, self.usable_idx)]
+        if candidates.size < 2:
+            return [], []
+        tree = shapely.STRtree(self.shapes[candidates])
+        left, right = tree.query(self.shapes[candidates], predicate="intersects")
+        a, b = candidates[left], candidates[right]
+        same_group = self.group_of[a] == self.group_of[b]
+        keep = (a < b) & (
+            (same_group & suspect[a] & suspect[b]) | (~same_group & leaf[a] & leaf[b])
         )
-        if suspects.size < 2:
-            return []
-        tree = shapely.STRtree(self.shapes[suspects])
-        left, right = tree.query(self.shapes[suspects], predicate="intersects")
-        a, b = suspects[left], suspects[right]
-        keep = (a < b) & (self.group_of[a] == self.group_of[b])
         a, b = a[keep], b[keep]
         # Interiors meeting in an area (not just a shared edge or corner) means an overlap.
         overlapping = shapely.relate_pattern(self.shapes[a], self.shapes[b], "2********")
         a, b = a[overlapping], b[overlapping]
         if a.size == 0:
-            return []
+            return [], []
         parts = _overlay(shapely.intersection, self.shapes[a], self.shapes[b])
         areas = self._areas(parts)
-        problems = []
+        problems: list[Problem] = []
+        warnings: list[Problem] = []
         for i, j, part, area in zip(a, b, parts, areas, strict=True):
-            if area < self.tolerance_m2:
+            if shapely.is_empty(part):
                 continue
-            fi, fj = self.feats[i], self.feats[j]
-            problems.append(
-                Problem(
-                    "overlap",
-                    (_label(fi), _label(fj)),
-                    float(area),
-                    f"{_describe(fi)} and {_describe(fj)} overlap by {area:,.1f} m² around "
-                    f"{format_lonlat(_anchor(part))}; siblings must not share area",
-                    part,
-                )
+            problem = self._overlap_problem(int(i), int(j), part, float(area))
+            (problems if area >= self.tolerance_m2 else warnings).append(problem)
+        return problems, warnings
+
+    def _overlap_problem(self, i: int, j: int, part: shapely.Geometry, area: float) -> Problem:
+        fi, fj = self.feats[i], self.feats[j]
+        where = f"around {format_lonlat(_anchor(part))}"
+        size = f"{area:,.1f} m²" if area >= 0.05 else f"{area:.3g} m²"
+        below = (
+            f" (below the tolerance of {self.tolerance_m2:g} m², but a point there has two grids)"
+            if area < self.tolerance_m2
+            else ""
+        )
+        if self.group_of[i] == self.group_of[j]:
+            return Problem(
+                "overlap",
+                (_label(fi), _label(fj)),
+                area,
+                f"{_describe(fi)} and {_describe(fj)} overlap by {size} {where}{below}; "
+                "siblings must not share area",
+                part,
             )
-        return problems
+        pi, pj = fi.parent_code or "(none)", fj.parent_code or "(none)"
+        return Problem(
+            "overlap",
+            (_label(fi), _label(fj), pi, pj),
+            area,
+            f"{_describe(fi)} (in parent {pi}) and {_describe(fj)} (in parent {pj}) overlap by "
+            f"{size} {where}{below}; grids of different parents must not share area",
+            part,
+        )
 
     def _outside_parent(self) -> list[Problem]:
         child = np.array(
@@ -537,7 +576,7 @@ class _Hierarchy:
         return problems
 
     def _areas(self, geoms: NDArray[np.object_]) -> NDArray[np.float64]:
-        return areas_m2(geoms, self.frame)
+        return geodesic_areas_m2(geoms)
 
 
 def polygonal_part(geom: shapely.Geometry) -> shapely.Geometry:
@@ -586,3 +625,34 @@ def _type_name(geom: shapely.Geometry) -> str:
 def _anchor(geom: shapely.Geometry) -> shapely.Geometry:
     """Return a point on ``geom`` to name in messages (inside it when it has an area)."""
     return shapely.point_on_surface(geom)
+
+
+def overlapping_pairs(
+    codes: Sequence[str], geoms: Sequence[shapely.Geometry]
+) -> list[tuple[str, str, float]]:
+    """Return ``(code, code, area_m2)`` for every pair of grids whose interiors share area.
+
+    Any area counts, however small: a point inside it has two grids to choose from.
+
+    Examples
+    --------
+    >>> overlapping_pairs(["a", "b"], [shapely.box(0, 0, 1, 1), shapely.box(0.5, 0, 2, 1)])[0][:2]
+    ('a', 'b')
+    """
+    arr = np.asarray(list(geoms), dtype=object)
+    if arr.size < 2:
+        return []
+    tree = shapely.STRtree(arr)
+    left, right = tree.query(arr, predicate="intersects")
+    keep = left < right
+    left, right = left[keep], right[keep]
+    overlapping = shapely.relate_pattern(arr[left], arr[right], "2********")
+    left, right = left[overlapping], right[overlapping]
+    if left.size == 0:
+        return []
+    areas = geodesic_areas_m2(_overlay(shapely.intersection, arr[left], arr[right]))
+    pairs = [
+        (min(codes[i], codes[j]), max(codes[i], codes[j]), float(area))
+        for i, j, area in zip(left.tolist(), right.tolist(), areas, strict=True)
+    ]
+    return sorted(pairs)

@@ -225,7 +225,7 @@ def test_gbk_shapefile_without_cpg_in_a_zip(tmp_path: Path) -> None:
 
 
 def test_unknown_encoding_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(UnreadableFile, match="unknown encoding"):
+    with pytest.raises(UnreadableFile, match="encoding parameter"):
         read_boundary_file(_gbk_shapefile(tmp_path, keep_cpg=False), encoding="klingon")
 
 

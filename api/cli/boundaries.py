@@ -13,8 +13,8 @@ take scheduled versions into force at once (the server does it every 30 s), ``li
 ``export``, ``copy`` and ``withdraw``. Other refusals (unknown version, not a draft, database
 unreachable) exit 2 with the reason on stderr.
 
-Subcommands that read a boundary file share :func:`_add_file_options` and
-:func:`_read_boundaries`, so every one of them understands the same field, CRS, encoding and
+Subcommands that read a boundary file share :func:`add_file_options` and
+:func:`read_boundaries`, so every one of them understands the same field, CRS, encoding and
 layer options.
 """
 
@@ -45,7 +45,7 @@ from gis.io.boundary_files import (
     write_boundary_file,
 )
 from gis.problems import Problem, ValidationReport
-from gis.repair import apply_repairs, propose_repairs
+from gis.repair import apply_repairs, as_written, propose_repairs
 from gis.validation import validate_boundaries
 
 EXIT_VALID: Final = 0
@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="GeoJSON (.geojson), GeoPackage (.gpkg), zipped Shapefile (.zip) or .shp; "
         "an integer is a stored boundary version",
     )
-    _add_file_options(validate)
+    add_file_options(validate)
     _add_tolerance_options(validate)
     validate.add_argument(
         "--json",
@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _register_database_actions(sub)
 
 
-def _add_file_options(parser: argparse.ArgumentParser) -> None:
+def add_file_options(parser: argparse.ArgumentParser) -> None:
     """Add the options that say how to read a boundary file (fields, CRS, encoding, layer)."""
     fields = parser.add_argument_group("reading the file")
     fields.add_argument("--code-field", default="code", help="field with the grid code")
@@ -142,10 +142,10 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _read_boundaries(args: argparse.Namespace) -> BoundaryFile:
-    """Read ``args.file`` with the options added by :func:`_add_file_options`."""
+def read_boundaries(args: argparse.Namespace, path: Path | None = None) -> BoundaryFile:
+    """Read ``path`` (default ``args.file``) with the options of :func:`add_file_options`."""
     return read_boundary_file(
-        args.file,
+        path if path is not None else args.file,
         code_field=args.code_field,
         parent_field=args.parent_field,
         level_field=args.level_field,
@@ -186,7 +186,7 @@ def _validate(args: argparse.Namespace) -> int:
         if args.fix is not None:
             format_for_path(args.fix)
             _refuse_input_as_output(args.file, args.fix)
-        boundary_file = _read_boundaries(args)
+        boundary_file = read_boundaries(args)
     except GridmapError as exc:
         return _fail(exc, as_json=args.json)
 
@@ -198,6 +198,9 @@ def _validate(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps(report.to_dict()))
+        if report.warnings:
+            # stdout carries exactly the documented report; warnings go beside it.
+            print(json.dumps(report.warnings_to_dict()), file=sys.stderr)
     else:
         _print_report(boundary_file, report)
 
@@ -235,6 +238,7 @@ def _print_report(boundary_file: BoundaryFile, report: ValidationReport) -> None
     for note in boundary_file.notes:
         print(f"  note: {note}")
     _print_problems(report)
+    _print_warnings(report, sys.stdout)
 
 
 def _print_problems(report: ValidationReport, out: Any = None) -> None:
@@ -259,12 +263,26 @@ def _print_problem_table(problems: list[Problem], out: Any) -> None:
         print(f"{'':<19}{problem.message}", file=out)
 
 
+#: Degrees GeoJSON output is rounded to (7 decimals, about 1 cm; RFC 7946 writer default).
+_GEOJSON_GRID_SIZE: Final = 1e-7
+
+
 def _write_fixed_copy(boundary_file: BoundaryFile, args: argparse.Namespace, out: Any) -> None:
+    """Write the repaired copy, then read it back and validate it as written."""
     features = boundary_file.features
-    repairs = propose_repairs(features)
-    fixed = apply_repairs(features, repairs)
-    target = write_boundary_file(fixed, args.fix, format_for_path(args.fix))
-    after = validate_boundaries(fixed, tolerance_m2=args.tolerance_m2, min_area_m2=args.min_area_m2)
+    fmt = format_for_path(args.fix)
+    grid_size = _GEOJSON_GRID_SIZE if fmt == "geojson" else None
+    repairs = propose_repairs(features, tolerance_m2=args.tolerance_m2, grid_size=grid_size)
+    fixed = as_written(apply_repairs(features, repairs), grid_size)
+    target = write_boundary_file(fixed, args.fix, fmt)
+    # The summary describes the file on disk, rounding included, not the copy in memory.
+    written = read_boundary_file(target)
+    after = validate_boundaries(
+        written.features,
+        tolerance_m2=args.tolerance_m2,
+        min_area_m2=args.min_area_m2,
+        read_problems=written.problems,
+    )
 
     print(file=out)
     print(f"repaired copy written to {target}", file=out)
@@ -275,15 +293,24 @@ def _write_fixed_copy(boundary_file: BoundaryFile, args: argparse.Namespace, out
         print(f"  {repair.kind}: {repair.description}{area}", file=out)
     if not repairs and not boundary_file.problems:
         print("  no repairs were needed", file=out)
+    print(f"{target.name} read back and validated as written:", file=out)
     if after.valid:
-        print("the repaired copy is valid", file=out)
+        print(f"the repaired copy is valid ({target.name} as written)", file=out)
     else:
         left = ", ".join(f"{kind} {n}" for kind, n in after.count_by_kind().items())
         print(
             f"the repaired copy still has {len(after.problems)} problem(s) that need a "
-            f"planner's decision: {left}",
+            f"planner's decision ({target.name} as written): {left}",
             file=out,
         )
+        _print_problem_table(after.problems, out)
+    _print_warnings(after, out)
+
+
+def _print_warnings(report: ValidationReport, out: Any) -> None:
+    """Print the findings below the tolerances that still affect routing."""
+    for warning in report.warnings:
+        print(f"warning: {warning.kind} {' '.join(warning.codes)}: {warning.message}", file=out)
 
 
 # --- database-backed actions ------------------------------------------------------------------
@@ -364,7 +391,7 @@ def _register_database_actions(
     imp.add_argument("--label", help="a name for the version (default: the file name)")
     imp.add_argument("--author", default=getpass.getuser(), help="who drew it (default: you)")
     imp.add_argument("--notes", help="free text kept with the version")
-    _add_file_options(imp)
+    add_file_options(imp)
     imp.add_argument("--json", action="store_true", help="print the result as JSON")
     imp.set_defaults(func=_with_database(_import))
 

@@ -21,6 +21,8 @@ had to do (``notes``) and what it found wrong (``problems``, merged into validat
 
 from __future__ import annotations
 
+import codecs
+import json
 import os
 import re
 import sys
@@ -42,6 +44,7 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
 from gis.errors import LimitExceeded, UnreadableFile, UnsafeArchive
+from gis.geodesy import clamp_lonlat
 from gis.grids import GridFeature
 from gis.problems import Problem
 
@@ -180,6 +183,7 @@ def read_boundary_file(
             f"{file_path.name} is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} bytes",
             limit=MAX_FILE_BYTES,
         )
+    encoding = accepted_encoding(encoding)
     source = _source_for(file_path, layer)
     notes: list[str] = []
     read_encoding = _encoding_for(source, encoding, notes)
@@ -204,8 +208,27 @@ def read_boundary_file(
     geoms, problems = _parse_geometries(raw_geoms, refused, columns.get(mapping["code"]), notes)
     if transformer is not None:
         geoms = _reproject(geoms, transformer)
+    geoms, clamped = clamp_lonlat(geoms)
+    if clamped:
+        notes.append(
+            f"coordinates a hair beyond ±180°/±90° (float noise) put on the limit on {clamped} "
+            f"feature{'s' if clamped > 1 else ''}"
+        )
 
     features = _to_features(file_path, geoms, columns, fields, mapping)
+    if source.driver == "GeoJSON":
+        cut = _json_cut_features(file_path)
+        if cut:
+            first, reason = cut[0]
+            code = features[first].code
+            raise UnreadableFile(
+                f"{file_path.name}: feature #{first}"
+                + (f" (code {code})" if code else "")
+                + f" has {reason} in its properties ({len(cut)} feature(s) in all); such "
+                "text would be stored mangled: fix it in the file",
+                feature=first,
+            )
+    _check_text(file_path, encoding, features, mapping)
     return BoundaryFile(
         path=file_path,
         features=features,
@@ -216,6 +239,177 @@ def read_boundary_file(
         notes=notes,
         problems=problems,
     )
+
+
+# --- text ---------------------------------------------------------------------------------
+
+#: The encodings a Shapefile's attributes may be declared in (``--encoding``, the upload's
+#: ``encoding`` field), by Python codec name, with the name given to GDAL. Anything else is
+#: refused: some codecs decode any bytes into empty or garbled text (``utf-7`` turns GBK
+#: names into ``''``), others are no text encodings at all (``undefined``, ``rot13``).
+ACCEPTED_ENCODINGS: Final = {
+    "utf-8": "UTF-8",
+    "gbk": "GBK",  # also cp936
+    "gb18030": "GB18030",
+    "gb2312": "GB2312",
+    "big5": "BIG5",
+    "big5hkscs": "BIG5-HKSCS",
+    "cp950": "CP950",
+    "iso8859-1": "ISO-8859-1",  # latin-1
+    "cp1252": "CP1252",
+    "ascii": "ASCII",
+    "shift_jis": "SHIFT_JIS",
+    "euc_kr": "EUC-KR",
+}
+
+
+def accepted_encoding(encoding: str | None) -> str | None:
+    """Return the GDAL name of an accepted encoding (None stays None); refuse any other.
+
+    Examples
+    --------
+    >>> accepted_encoding("cp936"), accepted_encoding("latin-1")
+    ('GBK', 'ISO-8859-1')
+    """
+    if encoding is None:
+        return None
+    try:
+        name = codecs.lookup(encoding.strip()).name
+    except (LookupError, ValueError, TypeError):
+        name = ""
+    gdal_name = ACCEPTED_ENCODINGS.get(name)
+    if gdal_name is None:
+        raise UnreadableFile(
+            "the encoding parameter (--encoding, or the upload's 'encoding' field) is not an "
+            f"accepted encoding; use one of: {', '.join(_ENCODING_NAMES)}",
+            field="encoding",
+        )
+    return gdal_name
+
+
+_ENCODING_NAMES: Final = (
+    "utf-8",
+    "gbk",
+    "gb18030",
+    "gb2312",
+    "big5",
+    "big5hkscs",
+    "cp950",
+    "latin-1",
+    "cp1252",
+    "ascii",
+    "shift_jis",
+    "euc-kr",
+)
+
+#: Characters no grid code, level or name holds: they come from a wrong encoding (U+FFFD,
+#: C0/C1 controls), a broken file (NUL, lone surrogates) or text GDAL would cut short.
+_BAD_TEXT: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffd]")
+
+#: In free-text attributes tabs and line breaks are fine; the rest is refused as above.
+_BAD_ATTRIBUTE_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffd]")
+
+#: A JSON escape of NUL or of a surrogate (``\u0000``, ``\ud800``), not preceded by an
+#: escaped backslash (``\\u0000`` is the plain text ``\u0000``).
+_JSON_SUSPECT: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f])", re.IGNORECASE)
+
+
+def _bad_text_reason(text: str) -> str:
+    bad = _BAD_TEXT.search(text) or _BAD_ATTRIBUTE_TEXT.search(text)
+    char = bad.group(0) if bad else ""
+    if char == "\x00":
+        return "a NUL character"
+    if "\ud800" <= char <= "\udfff":
+        return "a lone surrogate (broken UTF-16)"
+    if char == "\ufffd":
+        return "the replacement character U+FFFD (text that could not be decoded)"
+    return f"the control character U+{ord(char):04X}" if char else "unusable text"
+
+
+def _check_text(
+    path: Path,
+    encoding: str | None,
+    features: list[GridFeature],
+    mapping: dict[str, str],
+) -> None:
+    """Refuse text that was garbled by decoding or would be stored mangled, naming the feature.
+
+    ``columns`` maps a field name to its values; the mapped fields (code, parent, level,
+    name) must hold printable text, other text attributes may also hold tabs and newlines.
+    """
+    codes = [f.code for f in features]
+    columns: dict[str, tuple[list[Any], bool]] = {
+        mapping["code"]: (codes, True),
+        mapping["parent"]: ([f.parent_code for f in features], True),
+        mapping["level"]: ([f.level for f in features], True),
+        mapping["name"]: ([f.name for f in features], True),
+    }
+    for key in dict.fromkeys(k for f in features for k in f.attributes):
+        columns[key] = ([f.attributes.get(key) for f in features], False)
+    hint = (
+        f"; the file's text is probably not {encoding}: pass the right --encoding"
+        if encoding
+        else "; fix the text in the file (or pass the right --encoding for a Shapefile)"
+    )
+    for field_name, (values, strict) in columns.items():
+        pattern = _BAD_TEXT if strict else _BAD_ATTRIBUTE_TEXT
+        for i, value in enumerate(values):
+            if isinstance(value, str) and pattern.search(value):
+                named = codes[i] and field_name != mapping["code"]
+                who = f"feature #{i}" + (f" (code {codes[i]})" if named else "")
+                raise UnreadableFile(
+                    f"{path.name}: {who} has {_bad_text_reason(value)} in the field "
+                    f"{field_name!r}; such text would be stored mangled{hint}",
+                    field=field_name,
+                    feature=i,
+                )
+
+
+def _json_cut_features(path: Path) -> list[tuple[int, str]]:
+    """Return the GeoJSON features whose properties GDAL would cut or mangle, with the reason.
+
+    GDAL ends text at a NUL and turns a lone surrogate into U+FFFD. The file is only parsed
+    by Python when such an escape of NUL or of a surrogate occurs at all.
+    """
+    data = path.read_bytes()
+    if b"\x00" not in data and not _JSON_SUSPECT.search(data):
+        return []
+    try:
+        body = json.loads(data.decode("utf-8-sig", errors="replace"))
+    except (json.JSONDecodeError, RecursionError):
+        return []
+    features = body.get("features") if isinstance(body, dict) else None
+    if not isinstance(features, list):
+        return []
+    found = []
+    for i, feature in enumerate(features):
+        if isinstance(feature, dict):
+            reason = _cut_reason(feature.get("properties"))
+            if reason:
+                found.append((i, reason))
+    return found
+
+
+def _cut_reason(value: Any) -> str | None:
+    if isinstance(value, str):
+        bad = _CUT_TEXT.search(value)
+        return None if bad is None else _bad_text_reason(bad.group(0))
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        reason = (_cut_reason(key) if isinstance(key, str) else None) or _cut_reason(item)
+        if reason:
+            return reason
+    return None
+
+
+#: What GDAL cannot carry through: NUL and lone surrogates.
+_CUT_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 # --- archives -----------------------------------------------------------------------------
@@ -325,10 +519,6 @@ def _encoding_for(source: _Source, encoding: str | None, notes: list[str]) -> st
             notes.append(f"--encoding {encoding} ignored: {source.driver} files are always UTF-8")
         return None
     if encoding is not None:
-        try:
-            "".encode(encoding)
-        except LookupError as exc:
-            raise UnreadableFile(f"unknown encoding {encoding!r} given with --encoding") from exc
         return encoding
     if ".cpg" in source.sidecars:
         return None  # GDAL honours the .cpg.
