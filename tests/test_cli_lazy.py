@@ -12,7 +12,8 @@ SCRIPT = """
 import sys
 from api.cli import main
 code = main(["deadline", "2026-09-30T16:30:00+08:00", "--hours", "3"])
-heavy = sorted(m for m in ("geopandas", "sqlalchemy", "fastapi", "api.cli.demo") if m in sys.modules)
+heavy = ("geopandas", "sqlalchemy", "fastapi", "api.cli.demo")
+heavy = sorted(m for m in heavy if m in sys.modules)
 print("HEAVY", heavy)
 sys.exit(code)
 """
