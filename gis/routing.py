@@ -207,28 +207,17 @@ def routable_geometries(
 ) -> tuple[NDArray[np.object_], NDArray[np.bool_]]:
     """Return the geometries routing uses, and which of them had to be repaired.
 
-    Longitudes within :data:`LON_SLACK_DEG` beyond ±180° are clamped; an invalid grid is
-    replaced by the polygonal part of ``shapely.make_valid`` (possibly empty). Valid grids
-    are kept as given, so routing decides covers on the stored coordinates.
+    An invalid grid is replaced by the polygonal part of ``shapely.make_valid`` (possibly
+    empty). Valid grids are kept exactly as given, a vertex at 180.00000000000006 included,
+    so that routing decides covers on the stored coordinates (only points are normalised).
     """
-    geoms = np.asarray(list(geometries), dtype=object)
+    geoms = np.array(list(geometries), dtype=object)
     if not geoms.size:
         return geoms, np.zeros(0, dtype=bool)
-    lon = shapely.get_coordinates(geoms)[:, 0]
-    if ((np.abs(lon) > 180.0) & (np.abs(lon) <= 180.0 + LON_SLACK_DEG)).any():
-        geoms = shapely.transform(geoms, _clamp_hair)
     invalid = ~shapely.is_valid(geoms)
     for k in np.flatnonzero(invalid).tolist():
         geoms[k] = polygonal_part(shapely.make_valid(geoms[k]))
     return geoms, invalid
-
-
-def _clamp_hair(xy: NDArray[np.float64]) -> NDArray[np.float64]:
-    lon = xy[:, 0]
-    hair = (np.abs(lon) > 180.0) & (np.abs(lon) <= 180.0 + LON_SLACK_DEG)
-    out = xy.copy()
-    out[:, 0] = np.where(hair, np.sign(lon) * 180.0, lon)
-    return out
 
 
 def polygonal_part(geom: shapely.Geometry) -> shapely.MultiPolygon:
@@ -731,9 +720,7 @@ def _view(arr: NDArray[Any], fmt: str) -> memoryview:
 
 
 def _wrap_lon(d: NDArray[np.float64]) -> NDArray[np.float64]:
-    out: NDArray[np.float64] = np.where(
-        np.abs(d) > 180.0, d - 360.0 * np.round(d / 360.0), d
-    )
+    out: NDArray[np.float64] = np.where(np.abs(d) > 180.0, d - 360.0 * np.round(d / 360.0), d)
     return out
 
 
