@@ -61,6 +61,7 @@ processes with :meth:`RoutingIndex.load`: the raster, the segments and their buc
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -256,6 +257,9 @@ class RoutingIndex:
     repaired: tuple[str, ...]
     snap_distance_m: float
     near_boundary_m: float
+    _geoms: NDArray[np.object_]
+    _arrays: dict[str, Any]
+    _meta: dict[str, Any]
 
     def __init__(self) -> None:
         raise TypeError("use RoutingIndex.build(...) or RoutingIndex.load(...)")
@@ -304,7 +308,7 @@ class RoutingIndex:
         self.repaired = tuple(c for c, r in zip(self.codes, repaired.tolist(), strict=True) if r)
         self._geoms = fixed
         self._arrays = _build_arrays(fixed, self.snap_distance_m, self.near_boundary_m, max_cells)
-        self._meta = self._arrays.pop("meta")  # type: ignore[assignment]
+        self._meta = self._arrays.pop("meta")
         self._setup()
         return self
 
@@ -366,7 +370,7 @@ class RoutingIndex:
         try:
             for name, arr in self._arrays.items():
                 np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-            wkb = shapely.to_wkb(self._geoms, output_dimension=2)
+            wkb = np.asarray(shapely.to_wkb(self._geoms, output_dimension=2), dtype=object)
             sizes = np.array([len(w) for w in wkb.tolist()], dtype=np.int64)
             np.save(tmp / "wkb_offsets.npy", np.concatenate(([0], np.cumsum(sizes))))
             (tmp / "geometries.wkb").write_bytes(b"".join(wkb.tolist()))
@@ -412,7 +416,7 @@ class RoutingIndex:
         self._arrays = {n: np.load(path / f"{n}.npy", mmap_mode="r") for n in names}
         offsets = np.load(path / "wkb_offsets.npy")
         blob = (path / "geometries.wkb").read_bytes()
-        wkb = [blob[int(a) : int(b)] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        wkb = [blob[int(a) : int(b)] for a, b in itertools.pairwise(offsets.tolist())]
         self._geoms = np.asarray(shapely.from_wkb(wkb), dtype=object).reshape(-1)
         self._setup()
         return self
@@ -713,10 +717,10 @@ class RoutingIndex:
         )
 
 
-def _view(arr: NDArray[Any], fmt: str) -> memoryview:
+def _view(arr: NDArray[Any], fmt: str) -> Any:
     """A flat memoryview whose items index as plain Python numbers (fast scalar access)."""
     flat = np.ascontiguousarray(arr).reshape(-1)
-    return memoryview(flat).cast("B").cast(fmt)
+    return memoryview(flat.data).cast("B").cast(fmt)  # type: ignore[call-overload]
 
 
 def _wrap_lon(d: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -1064,43 +1068,37 @@ def _grow(
 ) -> NDArray[np.bool_]:
     """Cells within ``reach_m`` (local tangent frame) of a touched cell, conservatively.
 
-    A point ``d`` rows away from every touched cell is at least ``(d - 1)`` rows of latitude
-    away from any boundary point, i.e. at least that times the smallest meridional radius;
-    likewise for columns with the prime-vertical radius at the row's highest latitude.
+    A point more than ``d`` rows from every touched cell is more than ``d`` rows of latitude
+    from any boundary point, i.e. at least ``d`` times the row height times the smallest
+    meridional radius; likewise for columns with the prime-vertical radius at the row's
+    highest latitude. Box dilation is separable: rows first, then columns with the width of
+    the target row, as sliding-window sums over prefix sums.
     """
     ny, nx = touched.shape
-    d_lat = math.ceil(reach_m / (_M_MIN * ch * _DEG))
-    c = np.zeros((ny + 1, nx), dtype=np.int32)
-    np.cumsum(touched, axis=0, out=c[1:])
-    rows = np.arange(ny)
-    lo = np.clip(rows - d_lat, 0, ny)
-    hi = np.clip(rows + d_lat + 1, 0, ny)
-    vertical = (c[hi] - c[lo]) > 0
-    del c
-    d_lon = np.ceil(_lon_reach_deg(reach_m, row_abs_lat) / cw).astype(np.int64)
+    d_lat = min(ny, math.ceil(reach_m / (_M_MIN * ch * _DEG)))
+    vertical = _window_any(touched.T, d_lat, wrap=False).T
+    d_lon = np.minimum(np.ceil(_lon_reach_deg(reach_m, row_abs_lat) / cw), nx).astype(np.int64)
     out = np.empty_like(touched)
-    cols = np.arange(nx)
-    step = max(1, (1 << 22) // max(nx, 1))
-    for r0 in range(0, ny, step):
-        r1 = min(ny, r0 + step)
-        v = vertical[r0:r1]
-        cc = np.zeros((r1 - r0, nx + 1), dtype=np.int32)
-        np.cumsum(v, axis=1, out=cc[:, 1:])
-        d = d_lon[r0:r1, None]
-        lo_c = cols[None, :] - d
-        hi_c = cols[None, :] + d + 1
-        if wrap:
-            whole = (2 * d + 1 >= nx)[:, 0]
-            a_lo, a_hi = np.clip(lo_c, 0, nx), np.clip(hi_c, 0, nx)
-            s = np.take_along_axis(cc, a_hi, 1) - np.take_along_axis(cc, a_lo, 1)
-            over = np.clip(hi_c - nx, 0, nx)
-            s += np.take_along_axis(cc, over, 1)
-            under = np.clip(lo_c + nx, 0, nx)
-            s += np.where(lo_c < 0, cc[:, nx : nx + 1] - np.take_along_axis(cc, under, 1), 0)
-            block = s > 0
-            block[whole] = v[whole].any(axis=1)[:, None]
-        else:
-            lo_c, hi_c = np.clip(lo_c, 0, nx), np.clip(hi_c, 0, nx)
-            block = (np.take_along_axis(cc, hi_c, 1) - np.take_along_axis(cc, lo_c, 1)) > 0
-        out[r0:r1] = block
+    for d in np.unique(d_lon).tolist():
+        rows = np.flatnonzero(d_lon == d)
+        step = max(1, (1 << 22) // (nx + 2 * d + 1))
+        for k in range(0, rows.shape[0], step):
+            r = rows[k : k + step]
+            out[r] = _window_any(vertical[r], int(d), wrap=wrap)
+    return out
+
+
+def _window_any(v: NDArray[np.bool_], d: int, *, wrap: bool) -> NDArray[np.bool_]:
+    """Per row, whether any of the columns within ``d`` of each column is set."""
+    rows, n = v.shape
+    if wrap and 2 * d + 1 >= n:
+        any_row: NDArray[np.bool_] = np.asarray(v.any(axis=1))
+        return np.broadcast_to(any_row[:, None], v.shape).copy()
+    ext = np.zeros((rows, n + 2 * d + 1), dtype=np.int32)
+    if wrap and d:
+        ext[:, 1 : d + 1] = v[:, n - d :]
+        ext[:, n + d + 1 :] = v[:, :d]
+    ext[:, d + 1 : d + 1 + n] = v
+    np.cumsum(ext, axis=1, out=ext)
+    out: NDArray[np.bool_] = (ext[:, 2 * d + 1 : 2 * d + 1 + n] - ext[:, :n]) > 0
     return out

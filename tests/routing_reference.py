@@ -1,10 +1,11 @@
 """A routing reference written from the contract alone, independent of ``gis/routing.py``.
 
 Covers: a plain shapely ``STRtree`` query with ``covered_by`` on the lon/lat points, against
-the grids as given, or ``make_valid``'s polygons for an invalid grid. Distances: exact
-azimuthal equidistant projection (pyproj) centred on the point, on edges densified in lon/lat
-and clipped around it, so they are geodesic distances to the stored straight edges. Only
-points whose distance is not settled by cheap bounds are projected.
+the grids as given, or ``make_valid``'s polygons for an invalid grid. Distances: the point's
+UTM zone (pyproj), corrected by the zone's scale factor at the point, on edges clipped around
+it and densified in lon/lat, so they are geodesic distances to the stored straight edges to
+well under a millimetre within 100 m. Only points whose distance is not settled by cheap
+bounds are projected.
 
 Because the reference and a router measure in different (both metre-exact) ways, answers
 within 1 cm of a threshold, or snapped points with two grids within 1 cm of the nearest, are
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import shapely
 from numpy.typing import NDArray
-from pyproj import Transformer
+from pyproj import Proj, Transformer
 
 #: Answers this close (metres) to a threshold or to a tie are ambiguous between routers.
 SLACK_M = 0.01
@@ -54,21 +57,59 @@ def _clamp(lon: float) -> float:
     return min(180.0, max(-180.0, lon))
 
 
-def _aeqd_distance(lon: float, lat: float, boundary: shapely.Geometry, metres: float) -> float:
-    """Geodesic distance (m) from the point to ``boundary``, or inf when beyond ``metres``."""
+def _utm_epsg(lon: float, lat: float) -> int:
+    zone = int((lon + 180.0) // 6.0) % 60 + 1
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+@lru_cache(maxsize=128)
+def _utm(epsg: int) -> tuple[Transformer, Proj]:
+    return Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True), Proj(f"EPSG:{epsg}")
+
+
+def _projector(forward: Transformer) -> Any:
+    def project(xy: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.column_stack(forward.transform(xy[:, 0], xy[:, 1]))
+
+    return project
+
+
+def distances_m(
+    lon: NDArray[np.float64],
+    lat: NDArray[np.float64],
+    boundaries: NDArray[np.object_],
+    metres: float,
+) -> NDArray[np.float64]:
+    """Geodesic distance (m) from each point to its boundary, inf when beyond ``metres``.
+
+    Each boundary is clipped around its point, densified in lon/lat (so its straight lon/lat
+    edges stay straight to a micrometre after projecting), projected to the point's UTM zone
+    and the planar distance divided by the zone's scale factor at the point.
+    """
+    out = np.full(lon.shape[0], np.inf)
+    if not lon.shape[0]:
+        return out
     dlat = metres / _LOW_M_PER_DEG + 1e-7
-    cos = math.cos(math.radians(min(90.0, abs(lat) + dlat)))
-    dlon = 360.0 if cos < 1e-6 else min(360.0, metres / (_LOW_M_PER_DEG * cos) + 1e-7)
-    box = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
-    near = shapely.intersection(boundary, box)
-    if near.is_empty:
-        return math.inf
-    near = shapely.segmentize(near, 0.00002)
-    aeqd = Transformer.from_crs(
-        "EPSG:4326", f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m", always_xy=True
+    cos = np.cos(np.radians(np.minimum(90.0, np.abs(lat) + dlat)))
+    dlon = np.where(
+        cos < 1e-6,
+        360.0,
+        np.minimum(360.0, metres / (_LOW_M_PER_DEG * np.maximum(cos, 1e-6)) + 1e-7),
     )
-    projected = shapely.transform(near, lambda xy: np.column_stack(aeqd.transform(*xy.T)))
-    return float(shapely.distance(projected, shapely.Point(0.0, 0.0)))
+    boxes = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+    near = shapely.segmentize(shapely.intersection(boundaries, boxes), 0.00002)
+    epsg = np.array([_utm_epsg(x, y) for x, y in zip(lon.tolist(), lat.tolist(), strict=True)])
+    for code in np.unique(epsg).tolist():
+        rows = np.flatnonzero((epsg == code) & ~shapely.is_empty(near))
+        if not rows.size:
+            continue
+        forward, proj = _utm(code)
+        projected = shapely.transform(near[rows], _projector(forward))
+        px, py = forward.transform(lon[rows], lat[rows])
+        scale = np.asarray(proj.get_factors(lon[rows], lat[rows]).meridional_scale)
+        d = shapely.distance(projected, shapely.points(px, py)) / scale
+        out[rows] = np.where(d <= metres, d, np.inf)
+    return out
 
 
 def expected_routes(
@@ -90,10 +131,41 @@ def expected_routes(
     covering: list[list[int]] = [[] for _ in range(lon.shape[0])]
     for p, g in zip(hit_pt.tolist(), hit_grid.tolist(), strict=True):
         covering[p].append(g)
+    count = np.array([len(c) for c in covering])
+    # Degree distances of the covered-once points to their grid's boundary, vectorised.
+    one = np.flatnonzero(count == 1)
+    deg_one = np.zeros(lon.shape[0])
+    if one.size:
+        own = np.array([covering[k][0] for k in one.tolist()])
+        deg_one[one] = shapely.distance(boundaries[own], pts[one])
+    d_one = np.zeros(lon.shape[0])
+    if one.size:
+        settled = np.array(
+            [_settled(float(deg_one[k]), float(lat[k]), float(tol[k])) for k in one.tolist()],
+            dtype=object,
+        )
+        todo = one[np.array([v is None for v in settled.tolist()], dtype=bool)]
+        d_one[one] = [math.nan if v is None else v for v in settled.tolist()]
+        if todo.size:
+            own_todo = np.array([covering[k][0] for k in todo.tolist()])
+            d_one[todo] = distances_m(
+                lon[todo], lat[todo], boundaries[own_todo], float(tol[todo].max()) + 1.0
+            )
+    # Grids possibly within the snap distance (+1 m) of each uncovered point.
+    zero = np.flatnonzero(count == 0)
+    near: list[list[tuple[int, float]]] = [[] for _ in range(lon.shape[0])]
+    if zero.size:
+        reach = (snap + 1.0) / (_LOW_M_PER_DEG * _cos_bound(0.0, np.abs(lat[zero]) + 0.01))
+        zp, zg = shapely.STRtree(boundaries).query(
+            pts[zero], predicate="dwithin", distance=np.minimum(reach, 360.0)
+        )
+        pair_d = distances_m(lon[zero[zp]], lat[zero[zp]], boundaries[zg], snap + 1.0)
+        for p, g, d in zip(zp.tolist(), zg.tolist(), pair_d.tolist(), strict=True):
+            near[int(zero[p])].append((g, d))
     out = Expected([], [], [], [])
     for k in range(lon.shape[0]):
         cov = sorted(covering[k])
-        x, y, t = float(lon[k]), float(lat[k]), float(tol[k])
+        t = float(tol[k])
         if len(cov) > 1:
             cands = tuple(codes_s[g] for g in cov)
             out.candidates.append(cands)
@@ -103,9 +175,7 @@ def expected_routes(
             continue
         if len(cov) == 1:
             g = cov[0]
-            deg = float(shapely.distance(boundaries[g], pts[k]))
-            settled = _settled(deg, y, t)
-            d = _aeqd_distance(x, y, boundaries[g], t + 1.0) if settled is None else settled
+            d = float(d_one[k])
             out.candidates.append((codes_s[g],))
             out.code.append(codes_s[g])
             out.flag.append("near_boundary" if d <= t else "inside")
@@ -116,10 +186,9 @@ def expected_routes(
                 else None
             )
             continue
-        degs = shapely.distance(boundaries, pts[k])
         dists = np.full(len(codes_s), math.inf)
-        for g in np.flatnonzero(degs * _LOW_M_PER_DEG * _cos_bound(y, degs) <= snap + 1.0):
-            dists[g] = _aeqd_distance(x, y, boundaries[g], snap + 1.0)
+        for g, d_pair in near[k]:
+            dists[g] = d_pair
         best = float(dists.min()) if dists.size else math.inf
         tied = [codes_s[g] for g in np.flatnonzero(dists <= best + 1e-7)]
         close = [codes_s[g] for g in np.flatnonzero(dists <= best + SLACK_M)]

@@ -265,7 +265,11 @@ def test_vertex_shared_by_eight_grids() -> None:
     route = index.locate(117.975, 37.385)
     assert route.flag == "on_boundary"
     wedges = set(codes[-8:])
-    under = [c for c, g in zip(codes, geoms[:8], strict=False) if g.covers(shapely.Point(117.975, 37.385))]
+    under = [
+        c
+        for c, g in zip(codes, geoms[:8], strict=False)
+        if g.covers(shapely.Point(117.975, 37.385))
+    ]
     assert route.candidates == tuple(sorted(wedges | set(under)))  # 8 wedges + the cell below
     assert len(under) == 1
     assert route.grid_code == min(route.candidates)
@@ -284,7 +288,9 @@ def test_hair_beyond_180_is_normalised() -> None:
     only_east = RoutingIndex.build(["e"], [east])
     route = only_east.locate(-180.0 + 0.00005, -16.795)
     assert (route.grid_code, route.flag) == ("e", "snapped")
-    assert route.distance_m == pytest.approx(0.00005 * 111_320 * math.cos(math.radians(16.795)), rel=1e-2)
+    assert route.distance_m == pytest.approx(
+        0.00005 * 111_320 * math.cos(math.radians(16.795)), rel=1e-2
+    )
 
 
 # --- real data: Natural Earth countries (pyogrio's test fixtures) --------------------------

@@ -61,7 +61,8 @@ def box_sql(location: str, metres: str) -> str:
     """Return a lon/lat box around ``location`` that holds every point within ``metres``."""
     dlat = f"(({metres}) / {_M_PER_DEG_MIN} + 1e-9)"
     cos = f"cos(radians(least(90.0, abs(ST_Y({location})) + {dlat})))"
-    dlon = f"(CASE WHEN {cos} > 1e-6 THEN least(360.0, ({metres}) / ({_M_PER_DEG_MIN} * {cos})) ELSE 360.0 END)"
+    wide = f"({metres}) / ({_M_PER_DEG_MIN} * {cos})"
+    dlon = f"(CASE WHEN {cos} > 1e-6 THEN least(360.0, {wide}) ELSE 360.0 END)"
     return f"ST_Expand({location}, {dlon} + 1e-9, {dlat})"
 
 
