@@ -21,8 +21,12 @@ metres on a long edge of a world-wide file. So the boundary is first clipped to 
 the point just larger than the distance asked about, and split into pieces of at most
 :data:`PIECE_DEG` (about 10 m) whose arcs and straight edges agree to well under a millimetre.
 
-Coverage uses the GiST index on ``grids.geom`` (the repaired polygons of an invalid grid lie
-within its bounding box); the snap search first narrows by bounding box too.
+Covers is asked of GEOS through ``ST_Relate`` (not disjoint), not ``ST_Covers``: PostGIS
+answers ``ST_Covers`` of a point with its own point-in-polygon shortcut, whose plain floating
+point disagrees with GEOS (and so with the in-memory index) for points within rounding of an
+edge, such as a computed edge midpoint. Coverage uses the GiST index on ``grids.geom`` first
+(the repaired polygons of an invalid grid lie within its bounding box); the snap search
+narrows by bounding box too.
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ def routed_points_sql(points: str, *, version: str, parents: str) -> str:
         WHERE g.version_id = :{version}
           AND g.code <> ALL(CAST(:{parents} AS text[]))
           AND g.geom && p.location
-          AND ST_Covers({fixed_geom_sql("g.geom")}, p.location)
+          AND NOT ST_Relate({fixed_geom_sql("g.geom")}, p.location, 'FF*FF****')
     ) cov ON true
     LEFT JOIN LATERAL (
         SELECT d.code, d.best AS distance_m
