@@ -489,10 +489,12 @@ class RoutingIndex:
         self, lon: NDArray[np.float64], lat: NDArray[np.float64]
     ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """Return each point's raster cell and whether it lies in the raster at all."""
+        # A point on the raster's top or right edge (latitude 90, longitude 180) belongs to
+        # the last row or column, whose closed cells the boundary marking includes.
         fi = np.floor((lon - self._x0) / self._cw)
         fj = np.floor((lat - self._y0) / self._ch)
-        if self._wrap:
-            fi = np.minimum(fi, self._nx - 1)
+        fi = np.where(fi == self._nx, self._nx - 1, fi)
+        fj = np.where(fj == self._ny, self._ny - 1, fj)
         in_raster = (fi >= 0) & (fi < self._nx) & (fj >= 0) & (fj < self._ny)
         cell = np.where(in_raster, fj * self._nx + fi, 0).astype(np.int64)
         return cell, in_raster
@@ -591,8 +593,8 @@ class RoutingIndex:
         nearest = np.full(n, -1, dtype=np.int32)
         bi = np.floor((lon - self._bx0) / self._bw)
         bj = np.floor((lat - self._by0) / self._bh)
-        if self._wrap:
-            bi = np.minimum(bi, self._nbx - 1)
+        bi = np.where(bi == self._nbx, self._nbx - 1, bi)
+        bj = np.where(bj == self._nby, self._nby - 1, bj)
         ok = (bi >= 0) & (bi < self._nbx) & (bj >= 0) & (bj < self._nby)
         bucket = np.where(ok, bj * self._nbx + bi, 0).astype(np.int64)
         start = self._offsets[bucket]
@@ -647,8 +649,8 @@ class RoutingIndex:
             return self._single(UNROUTED, -1, math.nan, tol)
         fi = math.floor((lon - self._x0) / self._cw)
         fj = math.floor((lat - self._y0) / self._ch)
-        if self._wrap and fi >= self._nx:
-            fi = self._nx - 1
+        fi = self._nx - 1 if fi == self._nx else fi
+        fj = self._ny - 1 if fj == self._ny else fj
         if not (0 <= fi < self._nx and 0 <= fj < self._ny):
             return self._single(UNROUTED, -1, math.nan, tol)
         lab = self._label_view[fj * self._nx + fi]
@@ -682,8 +684,8 @@ class RoutingIndex:
         """Pure-Python :meth:`_kernel` for one point (same arithmetic, no array overhead)."""
         bi = math.floor((lon - self._bx0) / self._bw)
         bj = math.floor((lat - self._by0) / self._bh)
-        if self._wrap and bi >= self._nbx:
-            bi = self._nbx - 1
+        bi = self._nbx - 1 if bi == self._nbx else bi
+        bj = self._nby - 1 if bj == self._nby else bj
         if not (0 <= bi < self._nbx and 0 <= bj < self._nby):
             return math.inf, -1
         bucket = bj * self._nbx + bi

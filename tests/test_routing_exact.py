@@ -294,6 +294,21 @@ def test_hair_beyond_180_is_normalised() -> None:
     )
 
 
+def test_poles_and_degenerate_grids() -> None:
+    """Points at ±90° latitude, a grid reaching the pole, a grid make_valid empties."""
+    cap = shapely.box(-180.0, 89.9, 180.0, 90.0)
+    spike = shapely.Polygon([(10.0, 10.0), (10.001, 10.001), (10.002, 10.002), (10.0, 10.0)])
+    index = RoutingIndex.build(["cap", "flat"], [cap, spike])
+    assert index.repaired == ("flat",)
+    assert index.locate(0.0, 90.0).grid_code == "cap"
+    assert index.locate_many(np.array([0.0, 180.0]), np.array([90.0, 90.0])).grid_codes() == [
+        "cap",
+        "cap",
+    ]
+    assert index.locate(10.001, 10.001).flag == "unrouted"
+    assert len(index.locate_many(np.zeros(0), np.zeros(0))) == 0
+
+
 # --- real data: Natural Earth countries (pyogrio's test fixtures) --------------------------
 
 
