@@ -20,6 +20,8 @@ arcs while grids are stored with lon/lat-straight edges; the two differ by up to
 metres on a long edge of a world-wide file. So the boundary is first clipped to a box around
 the point just larger than the distance asked about, and split into pieces of at most
 :data:`PIECE_DEG` (about 10 m) whose arcs and straight edges agree to well under a millimetre.
+One known difference: the box does not wrap at ±180°, so a point within the snap distance of
+a grid on the other side of the antimeridian is snapped by the in-memory index only.
 
 Covers is asked of GEOS through ``ST_Relate`` (not disjoint), not ``ST_Covers``: PostGIS
 answers ``ST_Covers`` of a point with its own point-in-polygon shortcut, whose plain floating
