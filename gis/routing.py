@@ -47,8 +47,10 @@ How it is fast without giving up exactness:
    that distance of any of its points, so every point in it has the cover set of the cell's
    centre, which a scanline fill computes exactly once per cell. Only two answers come from
    the raster: ``inside`` (exactly one grid covers the cell, no boundary within the default
-   tolerance) and ``unrouted`` (no grid covers it, none within the snap distance). There is
-   no label propagation: a cell's label never comes from another cell.
+   tolerance) and ``unrouted`` (no grid covers it, none within the snap distance). A cell no
+   boundary passes through at all still tells which grid (or none) covers all of it, so its
+   points skip GEOS and only measure their distance. There is no label propagation: a
+   cell's label never comes from another cell.
 2. **Everything else is decided exactly**: covers by GEOS on the (repaired) lon/lat
    geometries, the distances by a vectorised point-segment kernel over the boundary segments
    bucketed near the point, in the point's local frame. Tolerances wider than the buckets'
@@ -112,9 +114,14 @@ _E2: Final = 0.0066943799901413165
 _M_MIN: Final = _A * (1.0 - _E2)
 _N_MIN: Final = _A
 _DEG: Final = math.pi / 180.0
-#: Raster labels below zero.
+#: Raster labels below zero: no grid within the snap distance (-1); unknown, GEOS decides
+#: (-2); no grid covers the cell but one is near (-3); exactly one grid ``g`` covers the whole
+#: cell but its boundary may be near (``-4 - g``). Labels >= 0: ``g`` covers the cell, no
+#: boundary within the default tolerance.
 _NO_GRID: Final = -1
 _EXACT: Final = -2
+_NEAR_NONE: Final = -3
+_NEAR_ONE: Final = -4
 #: Points per chunk of the batch path, so that temporaries stay in cache.
 _BATCH_CHUNK: Final = 1 << 16
 #: Cap on segment buckets (memory of the offsets array).
@@ -517,7 +524,14 @@ class RoutingIndex:
         grid[r] = lab[inside]
         flag[r] = INSIDE
         dist[r] = 0.0
-        rest = np.flatnonzero(~inside & (lab != _NO_GRID))
+        known = np.where(lab >= 0, lab, _NEAR_ONE - lab)
+        one = np.flatnonzero(~inside & ((lab >= 0) | (lab <= _NEAR_ONE)))
+        if one.size:
+            self._finish_one(rows[one], lon[one], lat[one], tol[one], known[one], grid, flag, dist)
+        none = np.flatnonzero(lab == _NEAR_NONE)
+        if none.size:
+            self._finish_none(rows[none], lon[none], lat[none], grid, flag, dist)
+        rest = np.flatnonzero(lab == _EXACT)
         if not rest.size:
             return None
         return self._locate_exact(rows[rest], lon[rest], lat[rest], tol[rest], grid, flag, dist)
@@ -554,28 +568,51 @@ class RoutingIndex:
 
         one = np.flatnonzero(count == 1)
         if one.size:
-            g = first[one]
-            t = tol[one]
-            d = np.full(one.shape[0], np.inf)
-            short = t <= self._reach
-            if short.any():
-                idx = np.flatnonzero(short)
-                d[idx], _ = self._kernel(lon[one[idx]], lat[one[idx]], g[idx])
-            for k in np.flatnonzero(~short).tolist():
-                d[k] = self._grid_distance(float(lon[one[k]]), float(lat[one[k]]), int(g[k]))
-            grid[rows[one]] = g
-            flag[rows[one]] = np.where(d <= t, NEAR_BOUNDARY, INSIDE)
-            dist[rows[one]] = 0.0
-
+            self._finish_one(rows[one], lon[one], lat[one], tol[one], first[one], grid, flag, dist)
         none = np.flatnonzero(count == 0)
         if none.size:
-            d, near = self._kernel(lon[none], lat[none], None)
-            snap = d <= self.snap_distance_m
-            r = rows[none[snap]]
-            grid[r] = near[snap]
-            flag[r] = SNAPPED
-            dist[r] = d[snap]
+            self._finish_none(rows[none], lon[none], lat[none], grid, flag, dist)
         return boundary
+
+    def _finish_one(
+        self,
+        rows: NDArray[np.int64],
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        tol: NDArray[np.float64],
+        g: NDArray[np.int32],
+        grid: NDArray[np.int32],
+        flag: NDArray[np.int8],
+        dist: NDArray[np.float64],
+    ) -> None:
+        """Rows covered by exactly grid ``g``: near its boundary or inside."""
+        d = np.full(rows.shape[0], np.inf)
+        short = tol <= self._reach
+        if short.any():
+            idx = np.flatnonzero(short)
+            d[idx], _ = self._kernel(lon[idx], lat[idx], g[idx])
+        for k in np.flatnonzero(~short).tolist():
+            d[k] = self._grid_distance(float(lon[k]), float(lat[k]), int(g[k]))
+        grid[rows] = g
+        flag[rows] = np.where(d <= tol, NEAR_BOUNDARY, INSIDE)
+        dist[rows] = 0.0
+
+    def _finish_none(
+        self,
+        rows: NDArray[np.int64],
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        grid: NDArray[np.int32],
+        flag: NDArray[np.int8],
+        dist: NDArray[np.float64],
+    ) -> None:
+        """Rows covered by no grid: snapped to the nearest within the snap distance."""
+        d, near = self._kernel(lon, lat, None)
+        snap = d <= self.snap_distance_m
+        r = rows[snap]
+        grid[r] = near[snap]
+        flag[r] = SNAPPED
+        dist[r] = d[snap]
 
     def _kernel(
         self,
@@ -658,6 +695,10 @@ class RoutingIndex:
             return self._single(INSIDE, lab, 0.0, tol)
         if lab == _NO_GRID:
             return self._single(UNROUTED, -1, math.nan, tol)
+        if lab >= 0 or lab <= _NEAR_ONE:
+            return self._single_one(lon, lat, tol, lab if lab >= 0 else _NEAR_ONE - lab)
+        if lab == _NEAR_NONE:
+            return self._single_none(lon, lat, tol)
         hits = self._tree.query(shapely.Point(lon, lat), predicate="intersects")
         if hits.shape[0] > 1:
             cands = sorted(hits.tolist())
@@ -669,12 +710,17 @@ class RoutingIndex:
                 rule=_rule(ON_BOUNDARY, len(cands), tol, self.snap_distance_m),
             )
         if hits.shape[0] == 1:
-            g = int(hits[0])
-            if tol <= self._reach:
-                d, _ = self._kernel_one(lon, lat, g)
-            else:
-                d = self._grid_distance(lon, lat, g)
-            return self._single(NEAR_BOUNDARY if d <= tol else INSIDE, g, 0.0, tol)
+            return self._single_one(lon, lat, tol, int(hits[0]))
+        return self._single_none(lon, lat, tol)
+
+    def _single_one(self, lon: float, lat: float, tol: float, g: int) -> Route:
+        if tol <= self._reach:
+            d, _ = self._kernel_one(lon, lat, g)
+        else:
+            d = self._grid_distance(lon, lat, g)
+        return self._single(NEAR_BOUNDARY if d <= tol else INSIDE, g, 0.0, tol)
+
+    def _single_none(self, lon: float, lat: float, tol: float) -> Route:
         d, near = self._kernel_one(lon, lat, -1)
         if d <= self.snap_distance_m:
             return self._single(SNAPPED, near, d, tol)
@@ -970,6 +1016,9 @@ def _raster_labels(
     row_abs = np.maximum(np.abs(row_lat), np.abs(row_lat + ch))
     label = np.full((ny, nx), _EXACT, dtype=np.int32)
     one = count == 1
+    # No boundary passes through an untouched cell: all of it has its centre's cover set.
+    label[one & ~touched] = _NEAR_ONE - total[one & ~touched]
+    label[(count == 0) & ~touched] = _NEAR_NONE
     band_in = _grow(touched, r_in, ch, cw, row_abs, wrap)
     label[one & ~band_in] = total[one & ~band_in]
     del band_in
