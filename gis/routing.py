@@ -1,63 +1,84 @@
-"""In-memory routing of points to leaf (basic) grids.
+"""In-memory routing of points to leaf (basic) grids, exact on any boundary file.
 
-Semantics, identical for :meth:`RoutingIndex.locate` and :meth:`RoutingIndex.locate_many`:
+Contract, identical for :meth:`RoutingIndex.locate` and :meth:`RoutingIndex.locate_many`
+and for the PostGIS fallback (:mod:`gis.store.routing_sql`): the answer is what plain
+shapely/GEOS ``covers`` gives on the stored lon/lat coordinates, with the lowest-code rule,
+whatever the grids look like (overlaps of any size, gaps, holes and enclaves, multipart
+grids, vertices shared by many grids).
 
 - **covers**: a grid's boundary belongs to the grid (mapit and PostGIS ``ST_Covers``), so no
-  point on a border falls between two grids. Covers is decided on the lon/lat coordinates as
-  stored, exactly as GEOS/PostGIS decide it.
-- ``on_boundary``: the point is covered by several grids (a shared edge or vertex, or an
-  enclave's border). All of them are listed as candidates, sorted by code; the chosen grid is
-  the one with the **lowest code**, a rule anyone can re-check by hand.
+  point on a border falls between two grids. Invalid grids are routed as their
+  ``shapely.make_valid`` form (polygonal parts only, the same as PostGIS
+  ``ST_CollectionExtract(ST_MakeValid(geom), 3)``); :attr:`RoutingIndex.repaired` lists them
+  so that callers can say so.
+- ``on_boundary``: the point is covered by several grids: a shared edge or vertex, an
+  enclave's border, or **an overlap** between grids (of any size). All of them are listed as
+  candidates, sorted by code; the chosen grid is the one with the **lowest code**, a rule
+  anyone can re-check by hand. An overlap point is therefore "several candidates, lowest code
+  chosen", exactly like a point on a shared edge.
 - ``near_boundary``: covered by exactly one grid and at most the tolerance away from that
   grid's boundary (default 10 m, or the report's ``accuracy_m`` when larger): the GPS fix
   cannot tell the grid apart from its neighbour, so a dispatcher confirms it.
 - ``inside``: covered by exactly one grid, farther than the tolerance from its boundary.
 - ``snapped``: covered by no grid but at most the snap distance (default 50 m) from one: the
-  nearest grid (lowest code on a tie); ``distance_m`` is the distance to it.
+  nearest grid (lowest code when several are within 1 µm of the nearest distance);
+  ``distance_m`` is the distance to it.
 - ``unrouted``: no grid within the snap distance; grid None, for the unrouted queue.
 - ``invalid``: NaN, infinite or out-of-range coordinates (batch rows never raise).
+  Longitudes a hair beyond ±180° (up to :data:`LON_SLACK_DEG`, such as the
+  180.00000000000006 of real files) are normalised to ±180°, not refused.
 
 ``distance_m`` is the distance from the point to the routed grid, in metres: 0 when the grid
-covers the point, the gap when snapped, NaN when unrouted or invalid. All distances are
-measured in the local UTM frame of :mod:`gis.projection`, on polygons densified in lon/lat
-first so that their projected edges stay within a millimetre of the stored straight edges.
+covers the point, the gap when snapped, NaN when unrouted or invalid. Distances are measured
+in a metric frame local to each point: the plane tangent to the WGS84 ellipsoid at the point,
+scaled by its meridional and prime-vertical radii of curvature. A lon/lat-straight edge is a
+straight segment in that frame, so no densification is needed, and within 100 m of the point
+the frame agrees with geodesic (azimuthal equidistant) distances to about a millimetre below
+±80° latitude. A file spanning many UTM zones or the antimeridian is no special case:
+longitude differences are wrapped to ±180°.
 
-How it is fast (the hard targets are ≥ 1 million points/s in batch and ~10 µs per single
-lookup, far beyond one ``STRtree.query`` per point):
+How it is fast without giving up exactness:
 
-1. **Raster with a distance field.** A uniform raster in the metric frame stores, for each
-   cell centre *c*, the grid covering it (or none) and its distance *d(c)* to the nearest
-   grid boundary. Distance to the boundaries is 1-Lipschitz, so a point *p* at metric
-   distance *δ* from its cell centre has ``d(c) - δ <= d(p) <= d(c) + δ``. Whenever that
-   interval lies clear of 0, of the tolerance and of the snap distance, the answer is the
-   cell's (no boundary lies between *c* and *p*), with two array lookups and no geometry.
-2. **Exact segment kernel** for the other points (near a boundary or a threshold): the
-   boundary segments are bucketed in a coarse grid; a point's nearest segment among the 3×3
-   neighbouring buckets gives its exact distance, and the side of that segment gives the grid
-   covering it (rings are oriented so each grid's interior is on the left of its segments).
-   Vectorised with numpy over all such points at once.
-3. **GEOS fallback** for what the kernel cannot decide robustly: points within 1 cm of a
-   boundary (this is where ``on_boundary`` is found, with exact predicates on the stored
-   lon/lat geometry), points whose nearest boundary point is a vertex, and points farther
-   than the kernel's reach.
+1. **A raster that only answers where it is provably right.** A lon/lat raster over the data
+   marks every cell that a boundary touches (conservatively: every piece of every edge,
+   split shorter than a cell, marks the cells of its bounding box). The marked cells are grown
+   by the number of cells that the tolerance (or the snap distance) spans at that latitude,
+   with lower bounds of the ellipsoid's radii. A cell left unmarked holds no boundary within
+   that distance of any of its points, so every point in it has the cover set of the cell's
+   centre, which a scanline fill computes exactly once per cell. Only two answers come from
+   the raster: ``inside`` (exactly one grid covers the cell, no boundary within the default
+   tolerance) and ``unrouted`` (no grid covers it, none within the snap distance). A cell no
+   boundary passes through at all still tells which grid (or none) covers all of it, so its
+   points skip GEOS and only measure their distance. There is no label propagation: a
+   cell's label never comes from another cell.
+2. **Everything else is decided exactly**: covers by GEOS on the (repaired) lon/lat
+   geometries, the distances by a vectorised point-segment kernel over the boundary segments
+   bucketed near the point, in the point's local frame. Tolerances wider than the buckets'
+   reach (a report with a large ``accuracy_m``) measure against every segment of the grid.
 
-The index assumes a coverage (grids do not overlap), which validation guarantees before a
-version is published; where two grids share an edge within 5 cm the kernel defers to GEOS.
+The index can be written with :meth:`RoutingIndex.save` and mapped read-only by several
+processes with :meth:`RoutingIndex.load`: the raster, the segments and their buckets are
+``.npy`` files opened with ``mmap_mode='r'``, so processes share one copy in the page cache.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
+import os
+import shutil
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Any, Final
 
 import numpy as np
 import shapely
 from numpy.typing import NDArray
 
 from gis.errors import InvalidInput
-from gis.projection import MetricFrame
 
 #: Flag names, indexed by the codes stored in :attr:`RouteBatch.flag`.
 FLAGS: Final[tuple[str, ...]] = (
@@ -75,34 +96,37 @@ SNAPPED: Final = 3
 UNROUTED: Final = 4
 INVALID: Final = 5
 
-#: Default raster size cap: 16 M cells of int32 label + float32 distance = 128 MB at most.
+#: Default raster size cap: 16 M cells of int32 labels = 64 MB at most.
 DEFAULT_MAX_CELLS: Final = 16_000_000
 #: Cells per grid before the cap; enough to make boundary bands a few metres wide.
 _CELLS_PER_GRID: Final = 20_000
 #: Smallest cell edge in metres: finer gains nothing against GPS noise.
-_MIN_CELL_M: Final = 1.0
-#: Lon/lat edges are split below this length (degrees, ~100 m) before projecting, so the
-#: projected straight segments stay < 1 mm from the stored (lon/lat-straight) edges.
-_DENSIFY_DEG: Final = 0.001
-#: Safety margin (metres) of every raster decision: absorbs the densification error above
-#: and float32 rounding of stored distances.
-_EPS_M: Final = 0.01
-#: Points closer than this to a boundary are decided by GEOS on the lon/lat geometry.
-_DEGENERATE_M: Final = 0.01
-#: Two segments within this distance of each other near a point are "the same edge" for
-#: the kernel; if they disagree about the covering grid, GEOS decides.
-_SLIVER_M: Final = 0.05
-#: Raster label codes below zero.
+_MIN_CELL_M: Final = 0.5
+#: Longitudes this far beyond ±180° (about 0.1 m) are real-data rounding and are clamped.
+LON_SLACK_DEG: Final = 1e-6
+#: Two grids whose distances to a point differ by less than this are tied (lowest code wins).
+TIE_M: Final = 1e-6
+#: WGS84 semi-major axis and first eccentricity squared.
+_A: Final = 6_378_137.0
+_E2: Final = 0.0066943799901413165
+#: Lower bounds of the radii of curvature (metres): meridional at the equator, and the
+#: prime vertical (smallest at the equator too).
+_M_MIN: Final = _A * (1.0 - _E2)
+_N_MIN: Final = _A
+_DEG: Final = math.pi / 180.0
+#: Raster labels below zero: no grid within the snap distance (-1); unknown, GEOS decides
+#: (-2); no grid covers the cell but one is near (-3); exactly one grid ``g`` covers the whole
+#: cell but its boundary may be near (``-4 - g``). Labels >= 0: ``g`` covers the cell, no
+#: boundary within the default tolerance.
 _NO_GRID: Final = -1
-_MIXED: Final = -2
-_UNKNOWN: Final = -3
-#: Kernel status codes.
-_K_OK: Final = 0
-_K_FAR: Final = 1
-_K_GEOS: Final = 2
-_KERNEL_CHUNK: Final = 1 << 16
+_EXACT: Final = -2
+_NEAR_NONE: Final = -3
+_NEAR_ONE: Final = -4
+#: Points per chunk of the batch path, so that temporaries stay in cache.
 _BATCH_CHUNK: Final = 1 << 16
-_BIG: Final = np.iinfo(np.int32).max
+#: Cap on segment buckets (memory of the offsets array).
+_MAX_BUCKETS: Final = 4_000_000
+_FORMAT: Final = "gridmap-routing-index/2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,29 +210,66 @@ def _rule(flag: int, n_candidates: int, tolerance_m: float, snap_m: float) -> st
     return "coordinates are not finite numbers within ±180° longitude and ±90° latitude"
 
 
-@dataclass(frozen=True)
-class _KernelResult:
-    """Exact answers of the segment kernel for a set of metric points."""
+def routable_geometries(
+    geometries: Sequence[shapely.Geometry] | NDArray[np.object_],
+) -> tuple[NDArray[np.object_], NDArray[np.bool_]]:
+    """Return the geometries routing uses, and which of them had to be repaired.
 
-    status: NDArray[np.int8]  # _K_OK, _K_FAR or _K_GEOS
-    distance: NDArray[np.float64]  # distance to the nearest boundary (valid when OK)
-    covering: NDArray[np.int32]  # covering grid or -1 (valid when OK)
-    nearest: NDArray[np.int32]  # grid of the nearest boundary (valid when OK)
+    An invalid grid is replaced by the polygonal part of ``shapely.make_valid`` (possibly
+    empty). Valid grids are kept exactly as given, a vertex at 180.00000000000006 included,
+    so that routing decides covers on the stored coordinates (only points are normalised).
+    """
+    geoms = np.array(list(geometries), dtype=object)
+    if not geoms.size:
+        return geoms, np.zeros(0, dtype=bool)
+    invalid = ~shapely.is_valid(geoms)
+    for k in np.flatnonzero(invalid).tolist():
+        geoms[k] = polygonal_part(shapely.make_valid(geoms[k]))
+    return geoms, invalid
+
+
+def polygonal_part(geom: shapely.Geometry) -> shapely.MultiPolygon:
+    """Return the polygons of ``geom`` (a make_valid result) as one MultiPolygon."""
+    parts = shapely.get_parts(shapely.get_parts(geom))
+    polys = [p for p in parts.tolist() if shapely.get_type_id(p) == 3 and not p.is_empty]
+    return shapely.MultiPolygon(polys)
+
+
+def local_scales(lat: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Return metres per degree of longitude and of latitude at ``lat`` (WGS84 radii)."""
+    s = np.sin(lat * _DEG)
+    w = 1.0 - _E2 * s * s
+    n = _A / np.sqrt(w)
+    m = _A * (1.0 - _E2) / (w * np.sqrt(w))
+    return n * np.cos(lat * _DEG) * _DEG, m * _DEG
+
+
+def _local_scales_one(lat: float) -> tuple[float, float]:
+    s = math.sin(lat * _DEG)
+    w = 1.0 - _E2 * s * s
+    n = _A / math.sqrt(w)
+    m = _A * (1.0 - _E2) / (w * math.sqrt(w))
+    return n * math.cos(lat * _DEG) * _DEG, m * _DEG
 
 
 class RoutingIndex:
     """Point → leaf grid lookups over one boundary version, in memory.
 
-    Build it with :meth:`build`; it is immutable afterwards and safe to share between threads.
+    Build it with :meth:`build` (or :meth:`load` a saved one); it is immutable afterwards and
+    safe to share between threads.
     """
 
     version_id: int | None
     codes: tuple[str, ...]
+    repaired: tuple[str, ...]
     snap_distance_m: float
     near_boundary_m: float
+    _geoms: NDArray[np.object_]
+    _arrays: dict[str, Any]
+    _meta: dict[str, Any]
 
     def __init__(self) -> None:
-        raise TypeError("use RoutingIndex.build(...)")
+        raise TypeError("use RoutingIndex.build(...) or RoutingIndex.load(...)")
 
     # --- construction -------------------------------------------------------------------
 
@@ -225,8 +286,8 @@ class RoutingIndex:
     ) -> RoutingIndex:
         """Build the index from leaf grids in EPSG:4326.
 
-        ``max_cells`` caps the raster (8 bytes per cell); the exact kernel keeps the answers
-        exact at any raster size, only slower.
+        ``max_cells`` caps the raster (4 bytes per cell); answers are exact at any raster
+        size, only slower when the raster is coarse.
         """
         if len(codes) != len(geometries):
             raise InvalidInput("codes and geometries differ in length")
@@ -241,6 +302,8 @@ class RoutingIndex:
             raise InvalidInput("routing needs Polygon or MultiPolygon grids")
         if geoms.size and np.any(shapely.is_empty(geoms)):
             raise InvalidInput("routing needs non-empty grid geometries")
+        if geoms.size and not np.isfinite(shapely.get_coordinates(geoms)).all():
+            raise InvalidInput("routing needs grid coordinates that are finite numbers")
 
         self = object.__new__(cls)
         order = sorted(range(len(codes)), key=lambda i: codes[i])
@@ -248,8 +311,40 @@ class RoutingIndex:
         self.version_id = version_id
         self.snap_distance_m = float(snap_distance_m)
         self.near_boundary_m = float(near_boundary_m)
-        self._build(geoms[order] if geoms.size else geoms, int(max_cells))
+        fixed, repaired = routable_geometries(geoms[order] if geoms.size else geoms)
+        self.repaired = tuple(c for c, r in zip(self.codes, repaired.tolist(), strict=True) if r)
+        self._geoms = fixed
+        self._arrays = _build_arrays(fixed, self.snap_distance_m, self.near_boundary_m, max_cells)
+        self._meta = self._arrays.pop("meta")
+        self._setup()
         return self
+
+    def _setup(self) -> None:
+        """Derive the lookup structures shared by :meth:`build` and :meth:`load`."""
+        shapely.prepare(self._geoms)
+        self._tree = shapely.STRtree(self._geoms)
+        self._boundaries: dict[int, Any] = {}
+        meta = self._meta
+        a = self._arrays
+        self._x0, self._y0 = float(meta["x0"]), float(meta["y0"])
+        self._cw, self._ch = float(meta["cw"]), float(meta["ch"])
+        self._nx, self._ny = int(meta["nx"]), int(meta["ny"])
+        self._wrap = bool(meta["wrap"])
+        self._reach = float(meta["reach"])
+        self._bx0, self._by0 = float(meta["bx0"]), float(meta["by0"])
+        self._bw, self._bh = float(meta["bw"]), float(meta["bh"])
+        self._nbx, self._nby = int(meta["nbx"]), int(meta["nby"])
+        self._label = a["label"].reshape(-1)
+        self._label_view = _view(self._label, "i")
+        self._seg = (a["ax"], a["ay"], a["bx"], a["by"])
+        self._seg_grid = a["seg_grid"]
+        self._grid_seg = a["grid_seg"]
+        self._offsets = a["offsets"]
+        self._items = a["items"]
+        self._v_seg = tuple(_view(v, "d") for v in self._seg)
+        self._v_seg_grid = _view(self._seg_grid, "i")
+        self._v_offsets = _view(self._offsets, "q")
+        self._v_items = _view(self._items, "i")
 
     @property
     def grid_count(self) -> int:
@@ -258,94 +353,80 @@ class RoutingIndex:
 
     @property
     def cell_size_m(self) -> float:
-        """Return the raster cell edge in metres."""
-        return self._s
+        """Return the raster cell's shorter edge in metres at the data's middle latitude."""
+        kx, ky = _local_scales_one(self._y0 + self._ny * self._ch / 2.0)
+        return min(self._cw * kx, self._ch * ky)
 
     @property
     def raster_shape(self) -> tuple[int, int]:
         """Return the raster's (rows, columns)."""
         return self._ny, self._nx
 
-    def _build(self, geoms: NDArray[np.object_], max_cells: int) -> None:
-        self._ll = geoms
-        shapely.prepare(geoms)
-        self._ll_tree = shapely.STRtree(geoms)
-        self._frame = MetricFrame.for_geometries(geoms) if geoms.size else MetricFrame.around(0, 0)
-        forward = self._frame.forward
-        self._transform = forward.transform
-        if not geoms.size:
-            self._metric = geoms
-            self._metric_boundary = geoms
-            self._m_tree = shapely.STRtree(geoms)
-            self._empty_raster()
-            return
-        metric = self._frame.to_metric(shapely.segmentize(geoms, _DENSIFY_DEG))
-        metric = shapely.orient_polygons(metric, exterior_cw=False)
-        self._metric = metric
-        self._metric_boundary = shapely.boundary(metric)
-        self._m_tree = shapely.STRtree(metric)
-        self._build_raster(metric, max_cells)
+    # --- sharing between processes ------------------------------------------------------
 
-    def _empty_raster(self) -> None:
-        self._s = 1.0
-        self._x0 = self._y0 = 0.0
-        self._nx = self._ny = 1
-        self._label = np.full(1, _NO_GRID, dtype=np.int32)
-        self._dist = np.full(1, np.inf, dtype=np.float32)
-        self._label_view = self._label.data.cast("B").cast("i")
-        self._dist_view = self._dist.data.cast("B").cast("f")
+    def save(self, path: Path) -> None:
+        """Write the index to the directory ``path`` (replaced), for :meth:`load`.
 
-    def _build_raster(self, metric: NDArray[np.object_], max_cells: int) -> None:
-        xmin, ymin, xmax, ymax = (float(v) for v in shapely.total_bounds(metric))
-        margin = self.snap_distance_m + 1.0
-        width, height = xmax - xmin + 2 * margin, ymax - ymin + 2 * margin
-        cells = max(1, min(max_cells, _CELLS_PER_GRID * len(self.codes)))
-        s = max(_MIN_CELL_M, math.sqrt(width * height / cells))
-        self._s = s
-        self._nx, self._ny = math.ceil(width / s), math.ceil(height / s)
-        self._x0, self._y0 = xmin - margin, ymin - margin
-        # A point the raster leaves undecided is within a tolerance + two half-diagonals of
-        # a boundary (or of the snap distance, outside the coverage): the kernels' reaches.
-        two_r = s * math.sqrt(2.0)
-        self._inner_reach = self.near_boundary_m + two_r + 1.0
-        self._outer_reach = self.snap_distance_m + two_r + 1.0
-        # What a cell with no boundary in reach stores (a lower bound, not a distance).
-        self._far_mark = float(np.float32(self._inner_reach))
-        a, b, grid = _ring_segments(metric)
-        origin = (self._x0, self._y0)
-        self._inner = _SegmentBuckets(a, b, grid, origin, self._inner_reach)
-        outer = ~_has_twin(a, b)
-        self._outer = _SegmentBuckets(a[outer], b[outer], grid[outer], origin, self._outer_reach)
+        Arrays go to ``.npy`` files that :meth:`load` maps read-only, the geometries to one
+        WKB blob; the directory is written beside ``path`` and renamed into place, so a
+        reader never sees half an index.
+        """
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.mkdir(parents=True)
+        try:
+            for name, arr in self._arrays.items():
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+            wkb = np.asarray(shapely.to_wkb(self._geoms, output_dimension=2), dtype=object)
+            sizes = np.array([len(w) for w in wkb.tolist()], dtype=np.int64)
+            np.save(tmp / "wkb_offsets.npy", np.concatenate(([0], np.cumsum(sizes))))
+            (tmp / "geometries.wkb").write_bytes(b"".join(wkb.tolist()))
+            meta = {
+                "format": _FORMAT,
+                "version_id": self.version_id,
+                "codes": list(self.codes),
+                "repaired": list(self.repaired),
+                "snap_distance_m": self.snap_distance_m,
+                "near_boundary_m": self.near_boundary_m,
+                "raster": self._meta,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            if path.exists():
+                old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
-        n = self._nx * self._ny
-        label = np.empty(n, dtype=np.int32)
-        dist = np.empty(n, dtype=np.float32)
-        rows_per_chunk = max(1, _KERNEL_CHUNK // self._nx)
-        for j0 in range(0, self._ny, rows_per_chunk):
-            j1 = min(self._ny, j0 + rows_per_chunk)
-            jj, ii = np.divmod(np.arange(j0 * self._nx, j1 * self._nx), self._nx)
-            res = self._inner.nearest(self._x0 + (ii + 0.5) * s, self._y0 + (jj + 0.5) * s)
-            lab = np.where(res.status == _K_OK, res.covering, _UNKNOWN)
-            lab[res.status == _K_GEOS] = _MIXED
-            sl = slice(j0 * self._nx, j1 * self._nx)
-            label[sl] = lab
-            # FAR: no boundary within the reach, a valid lower bound of the distance.
-            dist[sl] = np.where(res.status == _K_OK, res.distance, self._far_mark)
-        label = _propagate_labels(label.reshape(self._ny, self._nx)).ravel()
-        # Outside the coverage the distance that matters is to the outer boundary, up to
-        # the snap distance: measure it for the uncovered cells the inner kernel left far.
-        far_out = np.flatnonzero((label == _NO_GRID) & (dist >= self._far_mark))
-        for lo in range(0, far_out.shape[0], _KERNEL_CHUNK):
-            cell = far_out[lo : lo + _KERNEL_CHUNK]
-            jj, ii = np.divmod(cell, self._nx)
-            res = self._outer.nearest(
-                self._x0 + (ii + 0.5) * s, self._y0 + (jj + 0.5) * s, decide_cover=False
-            )
-            dist[cell] = np.where(res.status == _K_OK, res.distance, self._outer_reach)
-        self._label = label
-        self._dist = dist
-        self._label_view = self._label.data.cast("B").cast("i")
-        self._dist_view = self._dist.data.cast("B").cast("f")
+    @classmethod
+    def load(cls, path: Path) -> RoutingIndex:
+        """Map an index written by :meth:`save`; arrays stay shared in the page cache."""
+        path = Path(path)
+        try:
+            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput("not a saved routing index") from exc
+        if meta.get("format") != _FORMAT:
+            raise InvalidInput("saved routing index has an unknown format")
+        self = object.__new__(cls)
+        self.version_id = meta["version_id"]
+        self.codes = tuple(meta["codes"])
+        self.repaired = tuple(meta["repaired"])
+        self.snap_distance_m = float(meta["snap_distance_m"])
+        self.near_boundary_m = float(meta["near_boundary_m"])
+        self._meta = meta["raster"]
+        names = ("label", "ax", "ay", "bx", "by", "seg_grid", "grid_seg", "offsets", "items")
+        self._arrays = {n: np.load(path / f"{n}.npy", mmap_mode="r") for n in names}
+        offsets = np.load(path / "wkb_offsets.npy")
+        blob = (path / "geometries.wkb").read_bytes()
+        wkb = [blob[int(a) : int(b)] for a, b in itertools.pairwise(offsets.tolist())]
+        self._geoms = np.asarray(shapely.from_wkb(wkb), dtype=object).reshape(-1)
+        self._setup()
+        return self
 
     # --- batch lookups ------------------------------------------------------------------
 
@@ -375,236 +456,252 @@ class RoutingIndex:
         grid = np.full(n, -1, dtype=np.int32)
         flag = np.full(n, INVALID, dtype=np.int8)
         dist = np.full(n, np.nan)
-        valid = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180.0) & (np.abs(lat) <= 90.0)
+        with np.errstate(invalid="ignore"):
+            valid = (np.abs(lon) <= 180.0 + LON_SLACK_DEG) & (np.abs(lat) <= 90.0)
+        lon = np.clip(lon, -180.0, 180.0)  # the hair beyond ±180 (NaN rows stay invalid)
         rows = np.flatnonzero(valid)
         flag[rows] = UNROUTED
-        boundary: dict[int, NDArray[np.int32]] = {}
-        # Chunks small enough for the temporaries to stay in cache.
+        b_rows: list[NDArray[np.int64]] = []
+        b_counts: list[NDArray[np.int64]] = []
+        b_grids: list[NDArray[np.int32]] = []
         for lo in range(0, rows.shape[0] if self.codes else 0, _BATCH_CHUNK):
             part = rows[lo : lo + _BATCH_CHUNK]
-            x, y = self._transform(lon[part], lat[part])
-            x = np.asarray(x, dtype=np.float64)
-            y = np.asarray(y, dtype=np.float64)
-            self._locate_metric(part, x, y, lon, lat, tol, grid, flag, dist, boundary)
-        b_rows = np.array(sorted(boundary), dtype=np.int64)
-        b_lists = [boundary[r] for r in b_rows.tolist()]
-        b_off = np.concatenate(([0], np.cumsum([len(v) for v in b_lists]))).astype(np.int64)
-        b_grids = np.concatenate(b_lists).astype(np.int32) if b_lists else np.zeros(0, np.int32)
+            out = self._locate_chunk(part, lon[part], lat[part], tol[part], grid, flag, dist)
+            if out is not None:
+                b_rows.append(out[0])
+                b_counts.append(out[1])
+                b_grids.append(out[2])
+        if b_rows:
+            br = np.concatenate(b_rows)
+            counts = np.concatenate(b_counts)
+            bg = np.concatenate(b_grids).astype(np.int32)
+        else:
+            br = np.zeros(0, dtype=np.int64)
+            counts = np.zeros(0, dtype=np.int64)
+            bg = np.zeros(0, dtype=np.int32)
+        offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         return RouteBatch(
             codes=self.codes,
             grid=grid,
             flag=flag,
             distance_m=dist,
             tolerance_m=tol,
-            boundary_rows=b_rows,
-            boundary_offsets=b_off,
-            boundary_grids=b_grids,
+            boundary_rows=br,
+            boundary_offsets=offsets,
+            boundary_grids=bg,
             snap_distance_m=self.snap_distance_m,
         )
 
-    def _locate_metric(
-        self,
-        rows: NDArray[np.int64],
-        x: NDArray[np.float64],
-        y: NDArray[np.float64],
-        lon: NDArray[np.float64],
-        lat: NDArray[np.float64],
-        tol_all: NDArray[np.float64],
-        grid: NDArray[np.int32],
-        flag: NDArray[np.int8],
-        dist: NDArray[np.float64],
-        boundary: dict[int, NDArray[np.int32]],
-    ) -> None:
-        s = self._s
-        fi = (x - self._x0) / s
-        fj = (y - self._y0) / s
-        # Outside the raster (or projected to infinity) means farther than the snap distance.
+    def _cells(
+        self, lon: NDArray[np.float64], lat: NDArray[np.float64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """Return each point's raster cell and whether it lies in the raster at all."""
+        # A point on the raster's top or right edge (latitude 90, longitude 180) belongs to
+        # the last row or column, whose closed cells the boundary marking includes.
+        fi = np.floor((lon - self._x0) / self._cw)
+        fj = np.floor((lat - self._y0) / self._ch)
+        fi = np.where(fi == self._nx, self._nx - 1, fi)
+        fj = np.where(fj == self._ny, self._ny - 1, fj)
         in_raster = (fi >= 0) & (fi < self._nx) & (fj >= 0) & (fj < self._ny)
-        r = np.flatnonzero(in_raster)
-        rows, x, y = rows[r], x[r], y[r]
-        i = fi[r].astype(np.int64)
-        j = fj[r].astype(np.int64)
-        cell = j * self._nx + i
-        lab = self._label[cell]
-        dc = self._dist[cell].astype(np.float64)
-        dp = np.hypot(x - (self._x0 + (i + 0.5) * s), y - (self._y0 + (j + 0.5) * s))
-        tol = tol_all[rows]
-        lower = dc - dp
-        routed = lab >= 0
-        inside = routed & (lower > tol + _EPS_M)
-        # Stored distances of cells with no boundary in reach are lower bounds only.
-        near = routed & (lower > _EPS_M) & (dc + dp < tol - _EPS_M) & (dc < self._far_mark)
-        decided = inside | near
-        grid[rows] = np.where(decided, lab, -1)
-        flag[rows] = np.where(inside, INSIDE, np.where(near, NEAR_BOUNDARY, UNROUTED))
-        dist[rows] = np.where(decided, 0.0, np.nan)
-        # Uncovered cells: far beyond the snap distance stay UNROUTED.
-        decided |= (lab == _NO_GRID) & (lower > self.snap_distance_m + _EPS_M)
-        rest = np.flatnonzero(~decided)
-        if not rest.size:
-            return
-        rows, x, y, tol = rows[rest], x[rest], y[rest], tol[rest]
-        lab, lower = lab[rest], lower[rest]
-        # In an uncovered cell with no boundary between centre and point, the point is
-        # uncovered too: only its distance to the outer boundary is missing.
-        known_out = (lab == _NO_GRID) & (lower > _EPS_M)
-        probe = np.flatnonzero(~known_out)
-        res = self._inner.nearest(x[probe], y[probe])
-        rp, tp, lp = rows[probe], tol[probe], lab[probe]
-        ok = res.status == _K_OK
-        cov = ok & (res.covering >= 0)
-        grid[rp[cov]] = res.covering[cov]
-        flag[rp[cov]] = np.where(res.distance[cov] <= tp[cov], NEAR_BOUNDARY, INSIDE)
-        dist[rp[cov]] = 0.0
-        snapped = ok & (res.covering < 0) & (res.distance <= self.snap_distance_m)
-        grid[rp[snapped]] = res.nearest[snapped]
-        flag[rp[snapped]] = SNAPPED
-        dist[rp[snapped]] = res.distance[snapped]
-        # Uncovered rows beyond the snap distance stay UNROUTED.
-        # FAR: no boundary within the inner reach (> one cell), so the point is covered like
-        # its cell centre; only the distance is left to find.
-        far = res.status == _K_FAR
-        far_in = far & (lp >= 0) & (tp < self._inner_reach)
-        grid[rp[far_in]] = lp[far_in]
-        flag[rp[far_in]] = INSIDE
-        dist[rp[far_in]] = 0.0
-        outer = np.concatenate((np.flatnonzero(known_out), probe[far & (lp == _NO_GRID)]))
-        if outer.size:
-            o = self._outer.nearest(x[outer], y[outer], decide_cover=False)
-            hit = (o.status == _K_OK) & (o.distance <= self.snap_distance_m)
-            r = rows[outer[hit]]
-            grid[r] = o.nearest[hit]
-            flag[r] = SNAPPED
-            dist[r] = o.distance[hit]
-        # GEOS: degenerate or vertex cases, wide tolerances, cells without a known label.
-        g = probe[(res.status == _K_GEOS) | (far & ~far_in & (lp != _NO_GRID))]
-        if g.size:
-            self._locate_geos(rows[g], x[g], y[g], lon, lat, tol[g], grid, flag, dist, boundary)
+        cell = np.where(in_raster, fj * self._nx + fi, 0).astype(np.int64)
+        return cell, in_raster
 
-    def _locate_geos(
+    def _locate_chunk(
         self,
         rows: NDArray[np.int64],
-        x: NDArray[np.float64],
-        y: NDArray[np.float64],
         lon: NDArray[np.float64],
         lat: NDArray[np.float64],
         tol: NDArray[np.float64],
         grid: NDArray[np.int32],
         flag: NDArray[np.int8],
         dist: NDArray[np.float64],
-        boundary: dict[int, NDArray[np.int32]],
-    ) -> None:
-        """Decide rows with exact GEOS predicates (covers on lon/lat, distances metric)."""
-        pts = shapely.points(lon[rows], lat[rows])
-        hit_pt, hit_grid = self._ll_tree.query(pts, predicate="intersects")
-        count = np.bincount(hit_pt, minlength=rows.shape[0])
-        first = np.full(rows.shape[0], _BIG, dtype=np.int64)
-        np.minimum.at(first, hit_pt, hit_grid)
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int32]] | None:
+        cell, in_raster = self._cells(lon, lat)
+        lab = np.where(in_raster, self._label[cell], _NO_GRID)
+        # Raster answers: inside (default tolerance only) and unrouted; see the docstring.
+        inside = (lab >= 0) & (tol <= self.near_boundary_m)
+        r = rows[inside]
+        grid[r] = lab[inside]
+        flag[r] = INSIDE
+        dist[r] = 0.0
+        known = np.where(lab >= 0, lab, _NEAR_ONE - lab)
+        one = np.flatnonzero(~inside & ((lab >= 0) | (lab <= _NEAR_ONE)))
+        if one.size:
+            self._finish_one(rows[one], lon[one], lat[one], tol[one], known[one], grid, flag, dist)
+        none = np.flatnonzero(lab == _NEAR_NONE)
+        if none.size:
+            self._finish_none(rows[none], lon[none], lat[none], grid, flag, dist)
+        rest = np.flatnonzero(lab == _EXACT)
+        if not rest.size:
+            return None
+        return self._locate_exact(rows[rest], lon[rest], lat[rest], tol[rest], grid, flag, dist)
+
+    def _locate_exact(
+        self,
+        rows: NDArray[np.int64],
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        tol: NDArray[np.float64],
+        grid: NDArray[np.int32],
+        flag: NDArray[np.int8],
+        dist: NDArray[np.float64],
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int32]] | None:
+        """Decide rows exactly: GEOS covers, then kernel distances in each point's frame."""
+        n = rows.shape[0]
+        hit_pt, hit_grid = self._tree.query(shapely.points(lon, lat), predicate="intersects")
+        order = np.lexsort((hit_grid, hit_pt))
+        hit_pt, hit_grid = hit_pt[order], hit_grid[order].astype(np.int32)
+        count = np.bincount(hit_pt, minlength=n)
+        first = np.full(n, -1, dtype=np.int32)
+        starts = np.searchsorted(hit_pt, np.arange(n))
+        has = count > 0
+        first[has] = hit_grid[starts[has]]
+
+        many = np.flatnonzero(count > 1)
+        grid[rows[many]] = first[many]
+        flag[rows[many]] = ON_BOUNDARY
+        dist[rows[many]] = 0.0
+        boundary = None
+        if many.size:
+            keep = count[hit_pt] > 1
+            boundary = (rows[many], count[many].astype(np.int64), hit_grid[keep])
+
         one = np.flatnonzero(count == 1)
         if one.size:
-            g = first[one].astype(np.int32)
-            d = shapely.distance(self._metric_boundary[g], shapely.points(x[one], y[one]))
-            grid[rows[one]] = g
-            flag[rows[one]] = np.where(d <= tol[one], NEAR_BOUNDARY, INSIDE)
-            dist[rows[one]] = 0.0
-        many = np.flatnonzero(count > 1)
-        if many.size:
-            order = np.lexsort((hit_grid, hit_pt))
-            hp, hg = hit_pt[order], hit_grid[order].astype(np.int32)
-            starts = np.searchsorted(hp, many)
-            for k, lo in zip(many.tolist(), starts.tolist(), strict=True):
-                cands = hg[lo : lo + int(count[k])]
-                row = int(rows[k])
-                boundary[row] = cands
-                grid[row] = int(cands[0])
-                flag[row] = ON_BOUNDARY
-                dist[row] = 0.0
+            self._finish_one(rows[one], lon[one], lat[one], tol[one], first[one], grid, flag, dist)
         none = np.flatnonzero(count == 0)
-        if none.size and self.snap_distance_m >= 0:
-            mpts = shapely.points(x[none], y[none])
-            (qp, qg), qd = self._m_tree.query_nearest(
-                mpts, max_distance=self.snap_distance_m, return_distance=True, all_matches=True
-            )
-            if qp.size:
-                best = np.full(none.shape[0], _BIG, dtype=np.int64)
-                np.minimum.at(best, qp, qg)
-                bd = np.full(none.shape[0], np.nan)
-                bd[qp] = qd
-                hit = np.flatnonzero(best != _BIG)
-                grid[rows[none[hit]]] = best[hit]
-                flag[rows[none[hit]]] = SNAPPED
-                dist[rows[none[hit]]] = bd[hit]
+        if none.size:
+            self._finish_none(rows[none], lon[none], lat[none], grid, flag, dist)
+        return boundary
+
+    def _finish_one(
+        self,
+        rows: NDArray[np.int64],
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        tol: NDArray[np.float64],
+        g: NDArray[np.int32],
+        grid: NDArray[np.int32],
+        flag: NDArray[np.int8],
+        dist: NDArray[np.float64],
+    ) -> None:
+        """Rows covered by exactly grid ``g``: near its boundary or inside."""
+        d = np.full(rows.shape[0], np.inf)
+        short = tol <= self._reach
+        if short.any():
+            idx = np.flatnonzero(short)
+            d[idx], _ = self._kernel(lon[idx], lat[idx], g[idx])
+        for k in np.flatnonzero(~short).tolist():
+            d[k] = self._grid_distance(float(lon[k]), float(lat[k]), int(g[k]))
+        grid[rows] = g
+        flag[rows] = np.where(d <= tol, NEAR_BOUNDARY, INSIDE)
+        dist[rows] = 0.0
+
+    def _finish_none(
+        self,
+        rows: NDArray[np.int64],
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        grid: NDArray[np.int32],
+        flag: NDArray[np.int8],
+        dist: NDArray[np.float64],
+    ) -> None:
+        """Rows covered by no grid: snapped to the nearest within the snap distance."""
+        d, near = self._kernel(lon, lat, None)
+        snap = d <= self.snap_distance_m
+        r = rows[snap]
+        grid[r] = near[snap]
+        flag[r] = SNAPPED
+        dist[r] = d[snap]
+
+    def _kernel(
+        self,
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        own: NDArray[np.int32] | None,
+    ) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
+        """Return each point's distance (m) to the nearest bucketed segment, and its grid.
+
+        With ``own`` only that grid's segments count. Distances beyond the buckets' reach
+        come out as +inf (the caller's thresholds are all within the reach).
+        """
+        n = lon.shape[0]
+        dmin = np.full(n, np.inf)
+        nearest = np.full(n, -1, dtype=np.int32)
+        bi = np.floor((lon - self._bx0) / self._bw)
+        bj = np.floor((lat - self._by0) / self._bh)
+        bi = np.where(bi == self._nbx, self._nbx - 1, bi)
+        bj = np.where(bj == self._nby, self._nby - 1, bj)
+        ok = (bi >= 0) & (bi < self._nbx) & (bj >= 0) & (bj < self._nby)
+        bucket = np.where(ok, bj * self._nbx + bi, 0).astype(np.int64)
+        start = self._offsets[bucket]
+        per = np.where(ok, self._offsets[bucket + 1] - start, 0)
+        if not per.any():
+            return dmin, nearest
+        pt = np.repeat(np.arange(n), per)
+        seg = self._items[np.repeat(start, per) + _ragged_arange(per)]
+        sg = self._seg_grid[seg]
+        if own is not None:
+            mine = sg == own[pt]
+            pt, seg, sg = pt[mine], seg[mine], sg[mine]
+            if not pt.size:
+                return dmin, nearest
+        d = _segment_distance(lon[pt], lat[pt], *(s[seg] for s in self._seg))
+        np.minimum.at(dmin, pt, d)
+        if own is not None:
+            return dmin, nearest
+        tied = d <= dmin[pt] + TIE_M
+        best = np.full(n, np.iinfo(np.int32).max, dtype=np.int32)
+        np.minimum.at(best, pt[tied], sg[tied])
+        found = np.isfinite(dmin)
+        nearest[found] = best[found]
+        return dmin, nearest
+
+    def _grid_distance(self, lon: float, lat: float, g: int) -> float:
+        """Distance (m) from a point to grid ``g``'s boundary over all its segments."""
+        lo, hi = int(self._grid_seg[g]), int(self._grid_seg[g + 1])
+        if lo == hi:
+            return math.inf
+        ax, ay, bx, by = (np.asarray(s[lo:hi]) for s in self._seg)
+        px = np.full(hi - lo, lon)
+        py = np.full(hi - lo, lat)
+        return float(_segment_distance(px, py, ax, ay, bx, by).min())
 
     # --- single lookups -----------------------------------------------------------------
 
     def locate(self, lon: float, lat: float, accuracy_m: float | None = None) -> Route:
         """Route one WGS84 point; never raises for bad coordinates (flag ``invalid``)."""
         tol = self.near_boundary_m
-        if accuracy_m is not None and accuracy_m > tol and math.isfinite(accuracy_m):
-            tol = float(accuracy_m)
         try:
+            if accuracy_m is not None and accuracy_m > tol and math.isfinite(accuracy_m):
+                tol = float(accuracy_m)
             lon = float(lon)
             lat = float(lat)
         except (TypeError, ValueError):
-            return self._single(INVALID, -1, 0.0, tol)
-        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):  # also rejects NaN
             return self._single(INVALID, -1, math.nan, tol)
+        if not (-180.0 - LON_SLACK_DEG <= lon <= 180.0 + LON_SLACK_DEG and -90.0 <= lat <= 90.0):
+            return self._single(INVALID, -1, math.nan, tol)  # also rejects NaN
+        lon = min(180.0, max(-180.0, lon))
         if not self.codes:
             return self._single(UNROUTED, -1, math.nan, tol)
-        x, y = self._transform(lon, lat)
-        s = self._s
-        fi = (x - self._x0) / s
-        fj = (y - self._y0) / s
-        if not (0.0 <= fi < self._nx and 0.0 <= fj < self._ny):
+        fi = math.floor((lon - self._x0) / self._cw)
+        fj = math.floor((lat - self._y0) / self._ch)
+        fi = self._nx - 1 if fi == self._nx else fi
+        fj = self._ny - 1 if fj == self._ny else fj
+        if not (0 <= fi < self._nx and 0 <= fj < self._ny):
             return self._single(UNROUTED, -1, math.nan, tol)
-        i, j = int(fi), int(fj)
-        cell = j * self._nx + i
-        lab = self._label_view[cell]
-        dc = self._dist_view[cell]
-        dp = math.hypot(x - (self._x0 + (i + 0.5) * s), y - (self._y0 + (j + 0.5) * s))
-        lower = dc - dp
-        if lab >= 0:
-            if lower > tol + _EPS_M:
-                return self._single(INSIDE, lab, 0.0, tol)
-            if lower > _EPS_M and dc + dp < tol - _EPS_M and dc < self._far_mark:
-                return self._single(NEAR_BOUNDARY, lab, 0.0, tol)
-        elif lab == _NO_GRID and lower > self.snap_distance_m + _EPS_M:
+        lab = self._label_view[fj * self._nx + fi]
+        if lab >= 0 and tol <= self.near_boundary_m:
+            return self._single(INSIDE, lab, 0.0, tol)
+        if lab == _NO_GRID:
             return self._single(UNROUTED, -1, math.nan, tol)
-        return self._locate_single_kernel(lon, lat, x, y, tol, lab, lower)
-
-    def _locate_single_kernel(
-        self, lon: float, lat: float, x: float, y: float, tol: float, lab: int, lower: float
-    ) -> Route:
-        """Decide one point the raster left open, with the same kernels as the batch path."""
-        snap = self.snap_distance_m
-        if not (lab == _NO_GRID and lower > _EPS_M):
-            status, d, covering, nearest = self._inner.nearest_one(x, y)
-            if status == _K_OK:
-                if covering >= 0:
-                    return self._single(NEAR_BOUNDARY if d <= tol else INSIDE, covering, 0.0, tol)
-                if d <= snap:
-                    return self._single(SNAPPED, nearest, d, tol)
-                return self._single(UNROUTED, -1, math.nan, tol)
-            if status == _K_GEOS or lab < _NO_GRID:
-                return self._locate_single_exact(lon, lat, x, y, tol)
-            if lab >= 0:
-                if tol < self._inner_reach:
-                    return self._single(INSIDE, lab, 0.0, tol)
-                return self._locate_single_exact(lon, lat, x, y, tol)
-        status, d, _, nearest = self._outer.nearest_one(x, y, decide_cover=False)
-        if status == _K_OK and d <= snap:
-            return self._single(SNAPPED, nearest, d, tol)
-        return self._single(UNROUTED, -1, math.nan, tol)
-
-    def _locate_single_exact(self, lon: float, lat: float, x: float, y: float, tol: float) -> Route:
-        """Decide one point with GEOS: the same rules as the batch path, scalar."""
-        hits = self._ll_tree.query(shapely.Point(lon, lat), predicate="intersects")
-        if hits.shape[0] == 1:
-            g = int(hits[0])
-            d = float(shapely.distance(self._metric_boundary[g], shapely.Point(x, y)))
-            return self._single(NEAR_BOUNDARY if d <= tol else INSIDE, g, 0.0, tol)
+        if lab >= 0 or lab <= _NEAR_ONE:
+            return self._single_one(lon, lat, tol, lab if lab >= 0 else _NEAR_ONE - lab)
+        if lab == _NEAR_NONE:
+            return self._single_none(lon, lat, tol)
+        hits = self._tree.query(shapely.Point(lon, lat), predicate="intersects")
         if hits.shape[0] > 1:
-            cands = sorted(int(h) for h in hits)
+            cands = sorted(hits.tolist())
             return Route(
                 grid_code=self.codes[cands[0]],
                 candidates=tuple(self.codes[c] for c in cands),
@@ -612,15 +709,50 @@ class RoutingIndex:
                 distance_m=0.0,
                 rule=_rule(ON_BOUNDARY, len(cands), tol, self.snap_distance_m),
             )
-        near_grid, near_d = self._m_tree.query_nearest(
-            shapely.Point(x, y),
-            max_distance=self.snap_distance_m,
-            return_distance=True,
-            all_matches=True,
-        )
-        if near_grid.shape[0]:
-            return self._single(SNAPPED, int(near_grid.min()), float(near_d.min()), tol)
+        if hits.shape[0] == 1:
+            return self._single_one(lon, lat, tol, int(hits[0]))
+        return self._single_none(lon, lat, tol)
+
+    def _single_one(self, lon: float, lat: float, tol: float, g: int) -> Route:
+        if tol <= self._reach:
+            d, _ = self._kernel_one(lon, lat, g)
+        else:
+            d = self._grid_distance(lon, lat, g)
+        return self._single(NEAR_BOUNDARY if d <= tol else INSIDE, g, 0.0, tol)
+
+    def _single_none(self, lon: float, lat: float, tol: float) -> Route:
+        d, near = self._kernel_one(lon, lat, -1)
+        if d <= self.snap_distance_m:
+            return self._single(SNAPPED, near, d, tol)
         return self._single(UNROUTED, -1, math.nan, tol)
+
+    def _kernel_one(self, lon: float, lat: float, own: int) -> tuple[float, int]:
+        """Pure-Python :meth:`_kernel` for one point (same arithmetic, no array overhead)."""
+        bi = math.floor((lon - self._bx0) / self._bw)
+        bj = math.floor((lat - self._by0) / self._bh)
+        bi = self._nbx - 1 if bi == self._nbx else bi
+        bj = self._nby - 1 if bj == self._nby else bj
+        if not (0 <= bi < self._nbx and 0 <= bj < self._nby):
+            return math.inf, -1
+        bucket = bj * self._nbx + bi
+        lo, hi = self._v_offsets[bucket], self._v_offsets[bucket + 1]
+        vax, vay, vbx, vby = self._v_seg
+        items, vgrid = self._v_items, self._v_seg_grid
+        kx, ky = _local_scales_one(lat)
+        found: list[tuple[float, int]] = []
+        dmin = math.inf
+        for k in range(lo, hi):
+            seg = items[k]
+            g = vgrid[seg]
+            if own >= 0 and g != own:
+                continue
+            d = _segment_distance_one(lon, lat, kx, ky, vax[seg], vay[seg], vbx[seg], vby[seg])
+            if d < dmin:
+                dmin = d
+            found.append((d, g))
+        if not found:
+            return math.inf, -1
+        return dmin, min(g for d, g in found if d <= dmin + TIE_M)
 
     def _single(self, flag: int, grid: int, distance_m: float, tol: float) -> Route:
         code = self.codes[grid] if grid >= 0 else None
@@ -628,241 +760,69 @@ class RoutingIndex:
             grid_code=code,
             candidates=(code,) if code is not None else (),
             flag=FLAGS[flag],
-            distance_m=distance_m if flag != INVALID else math.nan,
+            distance_m=distance_m if flag not in (INVALID, UNROUTED) else math.nan,
             rule=_rule(flag, 1, tol, self.snap_distance_m),
         )
 
 
-def _ring_segments(
-    metric: NDArray[np.object_],
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int32]]:
-    """Return every ring segment (start, end, grid) of oriented polygons (interior on the left)."""
-    parts, part_grid = shapely.get_parts(metric, return_index=True)
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    coords, vertex_ring = shapely.get_coordinates(rings, return_index=True)
-    same_ring = vertex_ring[1:] == vertex_ring[:-1]
-    a = coords[:-1][same_ring]
-    b = coords[1:][same_ring]
-    grid = part_grid[ring_part[vertex_ring[:-1][same_ring]]].astype(np.int32)
-    keep = np.any(a != b, axis=1)
-    return a[keep], b[keep], grid[keep]
+def _view(arr: NDArray[Any], fmt: str) -> Any:
+    """A flat memoryview whose items index as plain Python numbers (fast scalar access)."""
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    return memoryview(flat.data).cast("B").cast(fmt)  # type: ignore[call-overload]
 
 
-def _has_twin(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Tell which segments are shared with a neighbour (the same segment, reversed).
-
-    Endpoints are compared at 0.1 mm so that shared edges densified from either end still
-    match; a missed match only makes the outer-boundary set larger, never wrong.
-    """
-
-    def key(p: NDArray[np.float64], q: NDArray[np.float64]) -> NDArray[np.int64]:
-        ip = np.round(p * 1e4).astype(np.int64)
-        iq = np.round(q * 1e4).astype(np.int64)
-        h = ip[:, 0] * np.int64(0x9E3779B97F4A7C15 - (1 << 64))
-        h ^= ip[:, 1] * np.int64(0xC2B2AE3D27D4EB4F - (1 << 64))
-        h ^= iq[:, 0] * np.int64(0x165667B19E3779F9)
-        h ^= iq[:, 1] * np.int64(0x27D4EB2F165667C5)
-        return h
-
-    with np.errstate(over="ignore"):
-        forward, reverse = key(a, b), key(b, a)
-    return np.isin(reverse, forward)
+def _wrap_lon(d: NDArray[np.float64]) -> NDArray[np.float64]:
+    out: NDArray[np.float64] = np.where(np.abs(d) > 180.0, d - 360.0 * np.round(d / 360.0), d)
+    return out
 
 
-class _SegmentBuckets:
-    """Boundary segments bucketed so that a point's own bucket lists every segment in reach.
+def _segment_distance(
+    px: NDArray[np.float64],
+    py: NDArray[np.float64],
+    ax: NDArray[np.float64],
+    ay: NDArray[np.float64],
+    bx: NDArray[np.float64],
+    by: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Distance (m) from each point to its segment, in the point's local tangent frame."""
+    kx, ky = local_scales(py)
+    ux = _wrap_lon(ax - px) * kx
+    uy = (ay - py) * ky
+    vx = _wrap_lon(bx - px) * kx
+    vy = (by - py) * ky
+    dx, dy = vx - ux, vy - uy
+    ll = dx * dx + dy * dy
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = -(ux * dx + uy * dy) / ll
+    t = np.where(ll > 0.0, t, 0.0)
+    qx = np.where(t >= 1.0, vx, np.where(t <= 0.0, ux, ux + t * dx))
+    qy = np.where(t >= 1.0, vy, np.where(t <= 0.0, uy, uy + t * dy))
+    out: NDArray[np.float64] = np.sqrt(qx * qx + qy * qy)
+    return out
 
-    Each segment is registered in every bucket its bounding box, grown by ``reach``, touches;
-    a query then reads one bucket and sees no duplicates.
-    """
 
-    def __init__(
-        self,
-        a: NDArray[np.float64],
-        b: NDArray[np.float64],
-        grid: NDArray[np.int32],
-        origin: tuple[float, float],
-        reach: float,
-    ) -> None:
-        self.reach = reach
-        self.size = reach
-        self.x0, self.y0 = origin
-        self.ax, self.ay = np.ascontiguousarray(a[:, 0]), np.ascontiguousarray(a[:, 1])
-        self.bx, self.by = np.ascontiguousarray(b[:, 0]), np.ascontiguousarray(b[:, 1])
-        self.dx, self.dy = self.bx - self.ax, self.by - self.ay
-        self.inv = 1.0 / (self.dx**2 + self.dy**2)
-        self.grid = grid
-        if a.shape[0] == 0:
-            self.nbx = self.nby = 1
-            self.offsets = np.zeros(2, dtype=np.int64)
-            self.items = np.zeros(0, dtype=np.int32)
-            self._views()
-            return
-        size = self.size
-        i0 = np.floor((np.minimum(self.ax, self.bx) - reach - self.x0) / size).astype(np.int64)
-        i1 = np.floor((np.maximum(self.ax, self.bx) + reach - self.x0) / size).astype(np.int64)
-        j0 = np.floor((np.minimum(self.ay, self.by) - reach - self.y0) / size).astype(np.int64)
-        j1 = np.floor((np.maximum(self.ay, self.by) + reach - self.y0) / size).astype(np.int64)
-        self.nbx = int(i1.max()) + 1
-        self.nby = int(j1.max()) + 1
-        i0, j0 = np.maximum(i0, 0), np.maximum(j0, 0)
-        wi, wj = i1 - i0 + 1, j1 - j0 + 1
-        count = wi * wj
-        seg = np.repeat(np.arange(count.shape[0]), count)
-        local = _ragged_arange(count)
-        wi_s = wi[seg]
-        bucket = (j0[seg] + local // wi_s) * self.nbx + i0[seg] + local % wi_s
-        order = np.argsort(bucket, kind="stable")
-        self.items = seg[order].astype(np.int32)
-        counts = np.bincount(bucket, minlength=self.nbx * self.nby)
-        self.offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        self._views()
-
-    def _views(self) -> None:
-        """Memoryviews for the single-point path: indexing them yields plain Python numbers."""
-        self.v = tuple(
-            arr.data.cast("B").cast("d")
-            for arr in (self.ax, self.ay, self.bx, self.by, self.dx, self.dy, self.inv)
-        )
-        self.v_grid = self.grid.data.cast("B").cast("i")
-        self.v_items = self.items.data.cast("B").cast("i")
-        self.v_offsets = self.offsets.data.cast("B").cast("q")
-
-    def nearest_one(
-        self, px: float, py: float, *, decide_cover: bool = True
-    ) -> tuple[int, float, int, int]:
-        """Return (status, distance, covering, nearest) of one point, like :meth:`nearest`.
-
-        Pure Python over the point's bucket (a handful of segments), with the same
-        arithmetic as the vectorised path so both always agree.
-        """
-        bi = math.floor((px - self.x0) / self.size)
-        bj = math.floor((py - self.y0) / self.size)
-        if not (0 <= bi < self.nbx and 0 <= bj < self.nby):
-            return _K_FAR, math.inf, -1, -1
-        bucket = bj * self.nbx + bi
-        lo, hi = self.v_offsets[bucket], self.v_offsets[bucket + 1]
-        if lo == hi:
-            return _K_FAR, math.inf, -1, -1
-        vax, vay, vbx, vby, vdx, vdy, vinv = self.v
-        items, vgrid = self.v_items, self.v_grid
-        found: list[tuple[float, bool, bool, int]] = []
-        dmin = math.inf
-        for k in range(lo, hi):
-            seg = items[k]
-            ax, ay, dx, dy = vax[seg], vay[seg], vdx[seg], vdy[seg]
-            rx, ry = px - ax, py - ay
-            t = (rx * dx + ry * dy) * vinv[seg]
-            if t >= 1.0:
-                qx, qy = vbx[seg], vby[seg]
-            else:
-                tc = t if t > 0.0 else 0.0
-                qx, qy = ax + tc * dx, ay + tc * dy
-            d = math.hypot(px - qx, py - qy)
-            if d < dmin:
-                dmin = d
-            found.append((d, t <= 0.0 or t >= 1.0, (dx * ry - dy * rx) > 0.0, vgrid[seg]))
-        tie = dmin * (1.0 + 1e-9) + 1e-9
-        nearest = min(g for d, _, _, g in found if d <= tie)
-        if dmin > self.reach:
-            return _K_FAR, dmin, -1, nearest
-        if not decide_cover:
-            return _K_OK, dmin, -1, nearest
-        near = dmin + _SLIVER_M
-        claims = {g for d, vertex, left, g in found if d <= near and left and not vertex}
-        tied_claims = {g for d, vertex, left, g in found if d <= tie and left and not vertex}
-        tied_vertex = any(vertex for d, vertex, _, _ in found if d <= tie)
-        if tied_vertex or dmin < _DEGENERATE_M or len(claims) > 1:
-            return _K_GEOS, dmin, -1, nearest
-        if not claims:
-            return _K_OK, dmin, -1, nearest
-        (covering,) = claims
-        if tied_claims != claims:
-            return _K_GEOS, dmin, -1, nearest
-        return _K_OK, dmin, covering, nearest
-
-    def nearest(
-        self, px: NDArray[np.float64], py: NDArray[np.float64], *, decide_cover: bool = True
-    ) -> _KernelResult:
-        """Return the exact nearest-boundary answer of each point, in chunks."""
-        n = px.shape[0]
-        status = np.full(n, _K_FAR, dtype=np.int8)
-        distance = np.full(n, np.inf)
-        covering = np.full(n, -1, dtype=np.int32)
-        nearest = np.full(n, -1, dtype=np.int32)
-        for lo in range(0, n, _KERNEL_CHUNK):
-            hi = min(n, lo + _KERNEL_CHUNK)
-            out = (status[lo:hi], distance[lo:hi], covering[lo:hi], nearest[lo:hi])
-            self._chunk(px[lo:hi], py[lo:hi], decide_cover, *out)
-        return _KernelResult(status, distance, covering, nearest)
-
-    def _chunk(
-        self,
-        px: NDArray[np.float64],
-        py: NDArray[np.float64],
-        decide_cover: bool,
-        status: NDArray[np.int8],
-        distance: NDArray[np.float64],
-        covering: NDArray[np.int32],
-        nearest: NDArray[np.int32],
-    ) -> None:
-        n = px.shape[0]
-        bi = np.floor((px - self.x0) / self.size)
-        bj = np.floor((py - self.y0) / self.size)
-        inside = (bi >= 0) & (bi < self.nbx) & (bj >= 0) & (bj < self.nby)
-        bucket = np.where(inside, bj * self.nbx + bi, 0).astype(np.int64)
-        start = self.offsets[bucket]
-        per_point = np.where(inside, self.offsets[bucket + 1] - start, 0)
-        if not per_point.any():
-            return
-        has = per_point > 0
-        seg = self.items[np.repeat(start, per_point) + _ragged_arange(per_point)]
-        pt = np.repeat(np.arange(n), per_point)
-        x, y = px[pt], py[pt]
-        ax, ay = self.ax[seg], self.ay[seg]
-        dx, dy = self.dx[seg], self.dy[seg]
-        rx, ry = x - ax, y - ay
-        t = (rx * dx + ry * dy) * self.inv[seg]
-        at_end = t >= 1.0
-        at_start = t <= 0.0
-        tc = np.clip(t, 0.0, 1.0)
-        # The exact vertex at either end, so that segments meeting there tie exactly.
-        qx = np.where(at_end, self.bx[seg], ax + tc * dx)
-        qy = np.where(at_end, self.by[seg], ay + tc * dy)
-        d = np.hypot(x - qx, y - qy)
-        grid = self.grid[seg]
-
-        first = np.concatenate(([0], np.cumsum(per_point)[:-1]))[has]
-        dmin = np.full(n, np.inf)
-        dmin[has] = np.minimum.reduceat(d, first)
-        dmin_p = dmin[pt]
-        tied = d <= dmin_p * (1.0 + 1e-9) + 1e-9
-
-        def per(values: NDArray[np.int32], reducer: np.ufunc, empty: int) -> NDArray[np.int32]:
-            out = np.full(n, empty, dtype=np.int32)
-            out[has] = reducer.reduceat(values, first)
-            return out
-
-        tied_min = per(np.where(tied, grid, _BIG), np.minimum, _BIG)
-        within = has & (dmin <= self.reach)
-        distance[:] = dmin
-        nearest[:] = np.where(tied_min == _BIG, -1, tied_min)
-        if not decide_cover:
-            status[:] = np.where(within, _K_OK, _K_FAR)
-            return
-        vertex = at_start | at_end
-        left = (dx * ry - dy * rx) > 0.0
-        claim = left & ~vertex
-        near_claim = claim & (d <= dmin_p + _SLIVER_M)
-        tied_vertex = per((tied & vertex).astype(np.int32), np.maximum, 0)
-        claim_max = per(np.where(tied & claim, grid, -1), np.maximum, -1)
-        near_max = per(np.where(near_claim, grid, -1), np.maximum, -1)
-        near_min = per(np.where(near_claim, grid, _BIG), np.minimum, _BIG)
-        uncovered = near_max < 0
-        covered = (near_max >= 0) & (near_min == near_max) & (claim_max == near_max)
-        ok = within & (tied_vertex == 0) & (dmin >= _DEGENERATE_M) & (uncovered | covered)
-        status[:] = np.where(ok, _K_OK, np.where(within, _K_GEOS, _K_FAR))
-        covering[:] = np.where(covered, near_max, -1)
+def _segment_distance_one(
+    px: float, py: float, kx: float, ky: float, ax: float, ay: float, bx: float, by: float
+) -> float:
+    """Scalar :func:`_segment_distance` with the same operations in the same order."""
+    ddx = ax - px
+    if abs(ddx) > 180.0:
+        ddx = ddx - 360.0 * round(ddx / 360.0)
+    ux, uy = ddx * kx, (ay - py) * ky
+    ddx = bx - px
+    if abs(ddx) > 180.0:
+        ddx = ddx - 360.0 * round(ddx / 360.0)
+    vx, vy = ddx * kx, (by - py) * ky
+    dx, dy = vx - ux, vy - uy
+    ll = dx * dx + dy * dy
+    t = -(ux * dx + uy * dy) / ll if ll > 0.0 else 0.0
+    if t >= 1.0:
+        qx, qy = vx, vy
+    elif t <= 0.0:
+        qx, qy = ux, uy
+    else:
+        qx, qy = ux + t * dx, uy + t * dy
+    return math.sqrt(qx * qx + qy * qy)
 
 
 def _ragged_arange(lengths: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -875,30 +835,321 @@ def _ragged_arange(lengths: NDArray[np.int64]) -> NDArray[np.int64]:
     return out
 
 
-def _propagate_labels(label: NDArray[np.int32]) -> NDArray[np.int32]:
-    """Fill cells far from every boundary from their 4-neighbours.
+# --- building -----------------------------------------------------------------------------
 
-    A cell marked unknown has no boundary within one bucket (> one cell) of its centre, so
-    the segment to a neighbouring centre crosses no boundary and both are covered alike.
-    """
-    label = label.copy()
-    while True:
-        unknown = label == _UNKNOWN
-        if not unknown.any():
-            break
-        changed = False
-        for axis, shift in ((0, 1), (0, -1), (1, 1), (1, -1)):
-            src = np.roll(label, shift, axis=axis)
-            # np.roll wraps around: never take a value across the raster's edge.
-            edge = [slice(None), slice(None)]
-            edge[axis] = slice(0, 1) if shift == 1 else slice(-1, None)
-            src[tuple(edge)] = _UNKNOWN
-            take = unknown & (src >= _NO_GRID)
-            if take.any():
-                label[take] = src[take]
-                unknown &= ~take
-                changed = True
-        if not changed:
-            break
-    label[label == _UNKNOWN] = _MIXED
+
+def _ring_segments(
+    geoms: NDArray[np.object_],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int32]]:
+    """Return every ring segment (start, end, grid) of the grids, sorted by grid."""
+    if not geoms.size:
+        empty = np.zeros((0, 2))
+        return empty, empty, np.zeros(0, dtype=np.int32)
+    parts, part_grid = shapely.get_parts(geoms, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    coords, vertex_ring = shapely.get_coordinates(rings, return_index=True)
+    same_ring = vertex_ring[1:] == vertex_ring[:-1]
+    a = coords[:-1][same_ring]
+    b = coords[1:][same_ring]
+    grid = part_grid[ring_part[vertex_ring[:-1][same_ring]]].astype(np.int32)
+    keep = np.any(a != b, axis=1)
+    return a[keep], b[keep], grid[keep]
+
+
+def _lon_reach_deg(reach_m: float, abs_lat: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Degrees of longitude that ``reach_m`` can span at latitudes up to ``abs_lat``."""
+    c = np.cos(np.minimum(abs_lat, 90.0) * _DEG)
+    with np.errstate(divide="ignore"):
+        out: NDArray[np.float64] = np.where(
+            c > 1e-9, reach_m / (_N_MIN * np.maximum(c, 1e-9) * _DEG), 361.0
+        )
+    return np.minimum(out, 361.0)
+
+
+def _build_arrays(
+    geoms: NDArray[np.object_], snap_m: float, near_m: float, max_cells: int
+) -> dict[str, Any]:
+    """Compute the raster labels and the bucketed boundary segments (see the docstring)."""
+    n = geoms.shape[0]
+    a, b, seg_grid = _ring_segments(geoms)
+    grid_seg = np.searchsorted(seg_grid, np.arange(n + 1)).astype(np.int64)
+    # Margins: every raster decision is strict with a millimetre to spare.
+    r_in = near_m * (1.0 + 1e-6) + 1e-3
+    r_out = snap_m * (1.0 + 1e-6) + 1e-3
+    reach = max(r_in, r_out)
+    lat_reach = reach / (_M_MIN * _DEG)
+    if a.shape[0]:
+        xmin = float(min(a[:, 0].min(), b[:, 0].min()))
+        xmax = float(max(a[:, 0].max(), b[:, 0].max()))
+        ymin = float(min(a[:, 1].min(), b[:, 1].min()))
+        ymax = float(max(a[:, 1].max(), b[:, 1].max()))
+    else:
+        xmin = xmax = ymin = ymax = 0.0
+    ymin, ymax = max(-90.0, ymin - lat_reach), min(90.0, ymax + lat_reach)
+    abs_lat = max(abs(ymin), abs(ymax))
+    lon_reach = float(_lon_reach_deg(reach, np.array([abs_lat]))[0])
+    wrap = xmin - lon_reach <= -180.0 or xmax + lon_reach >= 180.0
+    if wrap:
+        xmin, xmax = -180.0, 180.0
+    else:
+        xmin, xmax = xmin - lon_reach, xmax + lon_reach
+    mid = (ymin + ymax) / 2.0
+    kx_mid, ky_mid = (float(v[0]) for v in local_scales(np.array([mid])))
+    kx_mid = max(kx_mid, ky_mid * 0.01)
+    width_m = max((xmax - xmin) * kx_mid, 1.0)
+    height_m = max((ymax - ymin) * ky_mid, 1.0)
+    cells = max(1, min(max_cells, _CELLS_PER_GRID * max(n, 1)))
+    s = max(_MIN_CELL_M, math.sqrt(width_m * height_m / cells))
+    nx = max(1, math.ceil(width_m / s))
+    ny = max(1, math.ceil(height_m / s))
+    cw, ch = (xmax - xmin) / nx, (ymax - ymin) / ny
+    x0, y0 = xmin, ymin
+
+    label = _raster_labels(geoms, a, b, seg_grid, n, x0, y0, cw, ch, nx, ny, wrap, r_in, r_out)
+
+    # Segment buckets: each segment in every bucket within the reach of its bounding box.
+    bh = max(lat_reach, ch)
+    bw = max(float(_lon_reach_deg(reach, np.array([abs(mid)]))[0]), cw)
+    nby = max(1, math.ceil((ymax - ymin) / bh))
+    nbx = max(1, math.ceil((xmax - xmin) / bw))
+    while nbx * nby > _MAX_BUCKETS:
+        nbx, nby = max(1, nbx // 2), max(1, nby // 2)
+    bw, bh = (xmax - xmin) / nbx, (ymax - ymin) / nby
+    offsets, items = _bucket_segments(a, b, reach, x0, y0, bw, bh, nbx, nby, wrap)
+    meta = {
+        "x0": x0,
+        "y0": y0,
+        "cw": cw,
+        "ch": ch,
+        "nx": nx,
+        "ny": ny,
+        "wrap": wrap,
+        "reach": reach,
+        "bx0": x0,
+        "by0": y0,
+        "bw": bw,
+        "bh": bh,
+        "nbx": nbx,
+        "nby": nby,
+    }
+    return {
+        "meta": meta,
+        "label": label,
+        "ax": np.ascontiguousarray(a[:, 0]),
+        "ay": np.ascontiguousarray(a[:, 1]),
+        "bx": np.ascontiguousarray(b[:, 0]),
+        "by": np.ascontiguousarray(b[:, 1]),
+        "seg_grid": seg_grid,
+        "grid_seg": grid_seg,
+        "offsets": offsets,
+        "items": items,
+    }
+
+
+def _bucket_segments(
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    reach: float,
+    x0: float,
+    y0: float,
+    bw: float,
+    bh: float,
+    nbx: int,
+    nby: int,
+    wrap: bool,
+) -> tuple[NDArray[np.int64], NDArray[np.int32]]:
+    """Register each segment in every bucket its bounding box, grown by ``reach``, touches."""
+    if not a.shape[0]:
+        return np.zeros(nbx * nby + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    lat_reach = reach / (_M_MIN * _DEG)
+    lo_y = np.minimum(a[:, 1], b[:, 1]) - lat_reach
+    hi_y = np.maximum(a[:, 1], b[:, 1]) + lat_reach
+    lon_reach = _lon_reach_deg(reach, np.maximum(np.abs(lo_y), np.abs(hi_y)))
+    lo_x = np.minimum(a[:, 0], b[:, 0]) - lon_reach
+    hi_x = np.maximum(a[:, 0], b[:, 0]) + lon_reach
+    i0 = np.floor((lo_x - x0) / bw - 1e-7).astype(np.int64)
+    i1 = np.floor((hi_x - x0) / bw + 1e-7).astype(np.int64)
+    j0 = np.clip(np.floor((lo_y - y0) / bh - 1e-7).astype(np.int64), 0, nby - 1)
+    j1 = np.clip(np.floor((hi_y - y0) / bh + 1e-7).astype(np.int64), 0, nby - 1)
+    if wrap:
+        wide = i1 - i0 + 1 >= nbx
+        i0 = np.where(wide, 0, i0)
+        i1 = np.where(wide, nbx - 1, i1)
+    else:
+        i0, i1 = np.clip(i0, 0, nbx - 1), np.clip(i1, 0, nbx - 1)
+    wi, wj = i1 - i0 + 1, j1 - j0 + 1
+    count = wi * wj
+    seg = np.repeat(np.arange(count.shape[0]), count)
+    local = _ragged_arange(count)
+    wi_s = wi[seg]
+    col = (i0[seg] + local % wi_s) % nbx
+    bucket = (j0[seg] + local // wi_s) * nbx + col
+    order = np.argsort(bucket, kind="stable")
+    items = seg[order].astype(np.int32)
+    counts = np.bincount(bucket, minlength=nbx * nby)
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return offsets, items
+
+
+def _raster_labels(
+    geoms: NDArray[np.object_],
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    seg_grid: NDArray[np.int32],
+    n: int,
+    x0: float,
+    y0: float,
+    cw: float,
+    ch: float,
+    nx: int,
+    ny: int,
+    wrap: bool,
+    r_in: float,
+    r_out: float,
+) -> NDArray[np.int32]:
+    """Label cells: a grid (sole cover, none within ``r_in``), -1 (none within ``r_out``), -2."""
+    if not a.shape[0]:
+        return np.full((ny, nx), _NO_GRID, dtype=np.int32)
+    touched = _touched_cells(geoms, x0, y0, cw, ch, nx, ny)
+    count, total = _scanline_cover(a, b, seg_grid, x0, y0, cw, ch, nx, ny)
+    row_lat = y0 + np.arange(ny) * ch
+    row_abs = np.maximum(np.abs(row_lat), np.abs(row_lat + ch))
+    label = np.full((ny, nx), _EXACT, dtype=np.int32)
+    one = count == 1
+    # No boundary passes through an untouched cell: all of it has its centre's cover set.
+    label[one & ~touched] = _NEAR_ONE - total[one & ~touched]
+    label[(count == 0) & ~touched] = _NEAR_NONE
+    band_in = _grow(touched, r_in, ch, cw, row_abs, wrap)
+    label[one & ~band_in] = total[one & ~band_in]
+    del band_in
+    band_out = _grow(touched, r_out, ch, cw, row_abs, wrap)
+    label[(count == 0) & ~band_out] = _NO_GRID
     return label
+
+
+def _touched_cells(
+    geoms: NDArray[np.object_],
+    x0: float,
+    y0: float,
+    cw: float,
+    ch: float,
+    nx: int,
+    ny: int,
+) -> NDArray[np.bool_]:
+    """Mark every cell any boundary passes through (or touches), conservatively.
+
+    Edges are split into pieces shorter than a cell, so a piece's bounding box spans at most
+    2 × 2 cells (3 × 3 with the rounding guard), and every cell the piece meets lies in it.
+    """
+    touched = np.zeros((ny, nx), dtype=bool)
+    pieces = shapely.segmentize(shapely.boundary(geoms), 0.99 * min(cw, ch))
+    parts = shapely.get_parts(pieces)
+    coords, which = shapely.get_coordinates(parts, return_index=True)
+    same = which[1:] == which[:-1]
+    p, q = coords[:-1][same], coords[1:][same]
+    i0 = np.floor((np.minimum(p[:, 0], q[:, 0]) - x0) / cw - 1e-7).astype(np.int64)
+    i1 = np.floor((np.maximum(p[:, 0], q[:, 0]) - x0) / cw + 1e-7).astype(np.int64)
+    j0 = np.floor((np.minimum(p[:, 1], q[:, 1]) - y0) / ch - 1e-7).astype(np.int64)
+    j1 = np.floor((np.maximum(p[:, 1], q[:, 1]) - y0) / ch + 1e-7).astype(np.int64)
+    for di in range(3):
+        for dj in range(3):
+            i, j = i0 + di, j0 + dj
+            m = (i <= i1) & (j <= j1) & (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
+            touched[j[m], i[m]] = True
+    # Vertices too (a ring of one piece, or an isolated vertex).
+    i = np.clip(np.floor((coords[:, 0] - x0) / cw).astype(np.int64), 0, nx - 1)
+    j = np.clip(np.floor((coords[:, 1] - y0) / ch).astype(np.int64), 0, ny - 1)
+    touched[j, i] = True
+    return touched
+
+
+def _scanline_cover(
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    seg_grid: NDArray[np.int32],
+    x0: float,
+    y0: float,
+    cw: float,
+    ch: float,
+    nx: int,
+    ny: int,
+) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """Return, per cell centre, how many grids cover it and the sum of their indices.
+
+    Even-odd crossings of each row of centres with each grid's rings (half-open in y, so a
+    vertex counts once). Only cells far from every boundary use the result, where float
+    rounding of a crossing cannot matter.
+    """
+    lo_y = np.minimum(a[:, 1], b[:, 1])
+    hi_y = np.maximum(a[:, 1], b[:, 1])
+    r0 = np.clip(np.ceil((lo_y - y0) / ch - 0.5), 0, ny).astype(np.int64)
+    r1 = np.clip(np.ceil((hi_y - y0) / ch - 0.5), 0, ny).astype(np.int64)
+    per = np.maximum(r1 - r0, 0)
+    seg = np.repeat(np.arange(a.shape[0]), per)
+    row = r0[seg] + _ragged_arange(per)
+    yc = y0 + (row + 0.5) * ch
+    ax, ay, bx, by = a[seg, 0], a[seg, 1], b[seg, 0], b[seg, 1]
+    x = ax + (yc - ay) * (bx - ax) / (by - ay)
+    g = seg_grid[seg]
+    order = np.lexsort((x, row, g))
+    x, row, g = x[order], row[order], g[order]
+    start = np.clip(np.ceil((x[0::2] - x0) / cw - 0.5), 0, nx).astype(np.int64)
+    end = np.clip(np.ceil((x[1::2] - x0) / cw - 0.5), 0, nx).astype(np.int64)
+    r = row[0::2]
+    gg = g[0::2].astype(np.float64)
+    width = nx + 1
+    size = ny * width
+    idx_s, idx_e = r * width + start, r * width + end
+    cnt = np.bincount(idx_s, minlength=size) - np.bincount(idx_e, minlength=size)
+    tot = np.bincount(idx_s, weights=gg, minlength=size) - np.bincount(
+        idx_e, weights=gg, minlength=size
+    )
+    count = np.cumsum(cnt.reshape(ny, width), axis=1)[:, :nx].astype(np.int32)
+    total = np.rint(np.cumsum(tot.reshape(ny, width), axis=1)[:, :nx]).astype(np.int32)
+    return count, total
+
+
+def _grow(
+    touched: NDArray[np.bool_],
+    reach_m: float,
+    ch: float,
+    cw: float,
+    row_abs_lat: NDArray[np.float64],
+    wrap: bool,
+) -> NDArray[np.bool_]:
+    """Cells within ``reach_m`` (local tangent frame) of a touched cell, conservatively.
+
+    A point more than ``d`` rows from every touched cell is more than ``d`` rows of latitude
+    from any boundary point, i.e. at least ``d`` times the row height times the smallest
+    meridional radius; likewise for columns with the prime-vertical radius at the row's
+    highest latitude. Box dilation is separable: rows first, then columns with the width of
+    the target row, as sliding-window sums over prefix sums.
+    """
+    ny, nx = touched.shape
+    d_lat = min(ny, math.ceil(reach_m / (_M_MIN * ch * _DEG)))
+    vertical = _window_any(touched.T, d_lat, wrap=False).T
+    d_lon = np.minimum(np.ceil(_lon_reach_deg(reach_m, row_abs_lat) / cw), nx).astype(np.int64)
+    out = np.empty_like(touched)
+    for d in np.unique(d_lon).tolist():
+        rows = np.flatnonzero(d_lon == d)
+        step = max(1, (1 << 22) // (nx + 2 * d + 1))
+        for k in range(0, rows.shape[0], step):
+            r = rows[k : k + step]
+            out[r] = _window_any(vertical[r], int(d), wrap=wrap)
+    return out
+
+
+def _window_any(v: NDArray[np.bool_], d: int, *, wrap: bool) -> NDArray[np.bool_]:
+    """Per row, whether any of the columns within ``d`` of each column is set."""
+    rows, n = v.shape
+    if wrap and 2 * d + 1 >= n:
+        any_row: NDArray[np.bool_] = np.asarray(v.any(axis=1))
+        return np.broadcast_to(any_row[:, None], v.shape).copy()
+    ext = np.zeros((rows, n + 2 * d + 1), dtype=np.int32)
+    if wrap and d:
+        ext[:, 1 : d + 1] = v[:, n - d :]
+        ext[:, n + d + 1 :] = v[:, :d]
+    ext[:, d + 1 : d + 1 + n] = v
+    np.cumsum(ext, axis=1, out=ext)
+    out: NDArray[np.bool_] = (ext[:, 2 * d + 1 : 2 * d + 1 + n] - ext[:, :n]) > 0
+    return out

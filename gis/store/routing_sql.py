@@ -1,20 +1,34 @@
 """Routing many stored points to grids inside PostGIS, set-based.
 
-The same rules as the in-memory :mod:`gis.routing`, written as one SQL query so that a
-boundary publish can re-route every open event, and an impact review can route a month of
-events against two versions, without a round trip per event:
+The same contract as the in-memory :mod:`gis.routing` (see its docstring), written as one SQL
+query so that a boundary publish can re-route every open event, an impact review can route a
+month of events against two versions, and a process can route while its index builds:
 
 - the leaf grids of the version (grids no other grid names as parent: normally the basic
   grids) that **cover** the point (boundary inclusive) are the candidates; the lowest code
-  wins (``on_boundary`` when there are several);
+  wins (``on_boundary`` when there are several: a shared edge or vertex, or an overlap);
+- an invalid grid is routed as ``ST_CollectionExtract(ST_MakeValid(geom), 3)``, the same
+  polygons as :func:`gis.routing.routable_geometries`;
 - covered by one grid and within the tolerance (default 10 m, or the point's GPS accuracy
-  when larger) of its edge: ``near_boundary``; farther inside: ``inside``;
+  when larger) of its boundary: ``near_boundary``; farther inside: ``inside``;
 - covered by none but within the snap distance (default 50 m) of one: the nearest grid,
-  lowest code on a tie, ``snapped``;
+  lowest code when several are within 1 µm of the nearest, ``snapped``;
 - otherwise ``unrouted`` with no grid.
 
-Coverage uses the GiST index on ``grids.geom``; the snap search first narrows by bounding
-box (the index again), then measures on the spheroid (``geography``).
+Distances are geodesic (``geography``, on the spheroid). Geography edges are great-circle
+arcs while grids are stored with lon/lat-straight edges; the two differ by up to hundreds of
+metres on a long edge of a world-wide file. So the boundary is first clipped to a box around
+the point just larger than the distance asked about, and split into pieces of at most
+:data:`PIECE_DEG` (about 10 m) whose arcs and straight edges agree to well under a millimetre.
+One known difference: the box does not wrap at ±180°, so a point within the snap distance of
+a grid on the other side of the antimeridian is snapped by the in-memory index only.
+
+Covers is asked of GEOS through ``ST_Relate`` (not disjoint), not ``ST_Covers``: PostGIS
+answers ``ST_Covers`` of a point with its own point-in-polygon shortcut, whose plain floating
+point disagrees with GEOS (and so with the in-memory index) for points within rounding of an
+edge, such as a computed edge midpoint. Coverage uses the GiST index on ``grids.geom`` first
+(the repaired polygons of an invalid grid lie within its bounding box); the snap search
+narrows by bounding box too.
 """
 
 from __future__ import annotations
@@ -27,15 +41,50 @@ from typing import Final
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from gis.routing import Route
+from gis.routing import LON_SLACK_DEG, Route
 from gis.store import boundaries
 
 #: Defaults shared with :mod:`gis.routing`.
 SNAP_DISTANCE_M: Final = 50.0
 NEAR_BOUNDARY_M: Final = 10.0
+#: Longest boundary piece (degrees) measured as a geodesic arc; see the module docstring.
+PIECE_DEG: Final = 0.0001
+#: Metres per degree of latitude, a lower bound (the meridian at the equator: 110,574 m).
+_M_PER_DEG_MIN: Final = 110_000.0
+#: Two distances closer than this (metres) are a tie: the lowest code wins.
+TIE_M: Final = 1e-6
 
-#: Metres in one degree of latitude, to widen a bounding box by a distance in metres.
-_METRES_PER_DEGREE: Final = 111_320.0
+
+def fixed_geom_sql(geom: str) -> str:
+    """Return the SQL expression of the polygons routing uses for the grid geometry ``geom``."""
+    return (
+        f"(CASE WHEN ST_IsValid({geom}) THEN {geom} "
+        f"ELSE ST_CollectionExtract(ST_MakeValid({geom}), 3) END)"
+    )
+
+
+def box_sql(location: str, metres: str) -> str:
+    """Return a lon/lat box around ``location`` that holds every point within ``metres``."""
+    dlat = f"(({metres}) / {_M_PER_DEG_MIN} + 1e-9)"
+    cos = f"cos(radians(least(90.0, abs(ST_Y({location})) + {dlat})))"
+    wide = f"({metres}) / ({_M_PER_DEG_MIN} * {cos})"
+    dlon = f"(CASE WHEN {cos} > 1e-6 THEN least(360.0, {wide}) ELSE 360.0 END)"
+    return f"ST_Expand({location}, {dlon} + 1e-9, {dlat})"
+
+
+def _box2d_sql(location: str, metres: str) -> str:
+    return f"{box_sql(location, metres)}::box2d"
+
+
+def local_boundary_sql(geom: str, location: str, metres: str) -> str:
+    """Return the boundary of ``geom`` near ``location`` (within ``metres``) as a geography.
+
+    Clipped to :func:`box_sql` and split into :data:`PIECE_DEG` pieces, so that its geodesic
+    distance to the point is the distance to the stored lon/lat-straight edges.
+    """
+    box = _box2d_sql(location, metres)
+    clipped = f"ST_ClipByBox2D(ST_Boundary({fixed_geom_sql(geom)}), {box})"
+    return f"ST_Segmentize({clipped}, {PIECE_DEG})::geography"
 
 
 def routed_points_sql(points: str, *, version: str, parents: str) -> str:
@@ -49,6 +98,7 @@ def routed_points_sql(points: str, *, version: str, parents: str) -> str:
     ``covered`` and ``distance_m`` (0 when covered). The flag is left to :func:`flag_sql`,
     because measuring the distance to a grid's edge is only worth it for the rows kept.
     """
+    near_boundary = local_boundary_sql("g.geom", "p.location", ":snap_m")
     return f"""
     SELECT
         p.id,
@@ -67,21 +117,26 @@ def routed_points_sql(points: str, *, version: str, parents: str) -> str:
         FROM grids g
         WHERE g.version_id = :{version}
           AND g.code <> ALL(CAST(:{parents} AS text[]))
-          AND ST_Covers(g.geom, p.location)
+          AND g.geom && p.location
+          AND NOT ST_Relate({fixed_geom_sql("g.geom")}, p.location, 'FF*FF****')
     ) cov ON true
     LEFT JOIN LATERAL (
-        SELECT g.code::text AS code,
-               ST_Distance(g.geom::geography, p.location::geography) AS distance_m
-        FROM grids g
-        WHERE cov.code IS NULL
-          AND g.version_id = :{version}
-          AND g.code <> ALL(CAST(:{parents} AS text[]))
-          AND g.geom && ST_Expand(
-                p.location,
-                :snap_m / ({_METRES_PER_DEGREE} * greatest(cos(radians(ST_Y(p.location))), 0.01))
-          )
-          AND ST_DWithin(g.geom::geography, p.location::geography, :snap_m)
-        ORDER BY distance_m, g.code
+        SELECT d.code, d.best AS distance_m
+        FROM (
+            SELECT m.code, m.distance_m, min(m.distance_m) OVER () AS best
+            FROM (
+                SELECT g.code::text AS code,
+                       ST_Distance({near_boundary}, p.location::geography) AS distance_m
+                FROM grids g
+                WHERE cov.code IS NULL
+                  AND g.version_id = :{version}
+                  AND g.code <> ALL(CAST(:{parents} AS text[]))
+                  AND g.geom && {box_sql("p.location", ":snap_m")}
+            ) m
+            WHERE m.distance_m <= :snap_m
+        ) d
+        WHERE d.distance_m <= d.best + {TIE_M}
+        ORDER BY d.code
         LIMIT 1
     ) near ON true
     """
@@ -94,13 +149,13 @@ def flag_sql(route: str, grid_geom: str, location: str, tolerance_m: str) -> str
     the grid it was routed to, ``location`` the point and ``tolerance_m`` the near-boundary
     tolerance in metres (all SQL expressions).
     """
+    boundary = local_boundary_sql(grid_geom, location, tolerance_m)
     return f"""CASE
         WHEN {route}.code IS NULL THEN 'unrouted'
         WHEN NOT {route}.covered THEN 'snapped'
         WHEN cardinality({route}.candidates) > 1 THEN 'on_boundary'
-        WHEN ST_DWithin(
-            ST_Boundary({grid_geom})::geography, {location}::geography, {tolerance_m}
-        ) THEN 'near_boundary'
+        WHEN ST_DWithin({boundary}, {location}::geography, {tolerance_m}, true)
+            THEN 'near_boundary'
         ELSE 'inside'
     END"""
 
@@ -115,7 +170,9 @@ def rule_text(flag: str, candidates: int, tolerance_m: float, snap_m: float) -> 
         return f"lowest code among {candidates} covering grids"
     if flag == "snapped":
         return f"covered by no grid; nearest grid within the {snap_m:g} m snap distance"
-    return f"covered by no grid and none within the {snap_m:g} m snap distance"
+    if flag == "unrouted":
+        return f"covered by no grid and none within the {snap_m:g} m snap distance"
+    return "coordinates are not finite numbers within ±180° longitude and ±90° latitude"
 
 
 def route_points(
@@ -129,14 +186,36 @@ def route_points(
     """Route (lon, lat, accuracy_m) points in PostGIS, with the in-memory index's rules.
 
     The fallback while a process builds the index of a newly active version: slower per
-    point, but the answer is the same (distances measured on the spheroid here, in the local
-    UTM zone there; they agree to far below a metre across a city).
+    point, but the same answer (distances geodesic here, in the point's local tangent frame
+    there; within 100 m they agree to about a millimetre). Longitudes a hair beyond ±180°
+    are clamped as there; other out-of-range or non-finite points are ``invalid``.
     """
     if not points:
         return []
-    document = json.dumps(
-        [{"id": i, "lon": p[0], "lat": p[1], "acc": p[2]} for i, p in enumerate(points)]
-    )
+    rows_in = []
+    for i, (lon, lat, acc) in enumerate(points):
+        if not (
+            math.isfinite(lon)
+            and math.isfinite(lat)
+            and abs(lon) <= 180.0 + LON_SLACK_DEG
+            and abs(lat) <= 90.0
+        ):
+            continue
+        good_acc = acc if acc is not None and math.isfinite(acc) else None
+        rows_in.append({"id": i, "lon": min(180.0, max(-180.0, lon)), "lat": lat, "acc": good_acc})
+    out = [
+        Route(
+            grid_code=None,
+            candidates=(),
+            flag="invalid",
+            distance_m=math.nan,
+            rule=rule_text("invalid", 0, near_m, snap_m),
+        )
+        for _ in points
+    ]
+    if not rows_in:
+        return out
+    document = json.dumps(rows_in)
     table = (
         "(SELECT id, ST_SetSRID(ST_MakePoint(lon, lat), 4326) AS location, acc "
         "FROM jsonb_to_recordset(CAST(:points AS jsonb)) AS t(id int, lon float8, lat float8, "
@@ -163,13 +242,12 @@ def route_points(
             "near_m": near_m,
         },
     ).all()
-    return [
-        Route(
+    for r in rows:
+        out[r.id] = Route(
             grid_code=r.code,
             candidates=tuple(r.candidates or ()),
             flag=r.flag,
             distance_m=float(r.distance_m) if r.distance_m is not None else math.nan,
             rule=rule_text(r.flag, len(r.candidates or ()), float(r.tolerance_m), snap_m),
         )
-        for r in rows
-    ]
+    return out
