@@ -359,15 +359,15 @@ def test_route_on_a_world_wide_file(
     points = tmp_path / "world.csv"
     points.write_text(
         "id,lon,lat\n"
-        + "".join(f"{k},{x!r},{y!r}\n" for k, (x, y) in enumerate(zip(lon, lat, strict=True)))
+        + "".join(
+            f"{k},{float(x)!r},{float(y)!r}\n"
+            for k, (x, y) in enumerate(zip(lon, lat, strict=True))
+        )
     )
     out = tmp_path / "routed.csv"
     code = main(["route", str(world_file), str(points), "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    if code == 1 and "internal error in gis/routing.py" in err:
-        # Marked xfail (strict=False) until routing-exact's new router lands (issue 8, item 1).
-        pytest.xfail(f"the in-memory router (gis/routing.py) fails on a world-wide file: {err}")
     assert code == 0, err
     rows = _read_rows(out)
     geoms = np.array([f.geometry for f in countries])
