@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from api.cli import boundaries, db, demo, route, serve, simulate
+from api.cli import assess, boundaries, db, demo, route, serve, simulate
 
-GROUPS = (db, boundaries, route, serve, demo, simulate)
+GROUPS = (db, boundaries, route, serve, demo, simulate, assess)
 
 
 def build_parser() -> argparse.ArgumentParser:
