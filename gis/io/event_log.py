@@ -213,50 +213,55 @@ def assess_file(
 
 # --- the columnar fast path ----------------------------------------------------------------
 
-#: Rows per chunk of the columnar reader: flat memory, vectorised work.
-CHUNK_ROWS = 500_000
+#: Bytes per block of the columnar reader: flat memory, vectorised work.
+BLOCK_BYTES = 16 * 1024 * 1024
+#: The time shapes the columnar reader parses in bulk; other values go through the reference
+#: parser one by one. Python and Arrow read these shapes identically.
+_BULK_TIME = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]{6}|\.[0-9]{3})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
 
 
 class _NotFastPath(Exception):
     """The columnar reader cannot vouch for this input; the reference reader takes over."""
 
 
-def read_log_columns(path: str | os.PathLike[str], *, chunk_rows: int = CHUNK_ROWS) -> LogColumns:
-    """Read the log into compact arrays, chunk by chunk (about 40 bytes a row in memory).
+def read_log_columns(path: str | os.PathLike[str], *, block_bytes: int = BLOCK_BYTES) -> LogColumns:
+    """Read the log into compact arrays, block by block (about 40 bytes a row in memory).
 
-    Raises ``_NotFastPath`` on anything it does not parse exactly like :func:`parse_row`
-    (short rows, stray spaces, unusual time formats it cannot check in bulk, bad values):
-    the caller then reads the file with the reference reader, which names the bad line.
+    Uses pyarrow's CSV reader. Raises ``_NotFastPath`` on anything it does not read exactly
+    like :func:`parse_row` (another header, a row of the wrong width, stray spaces, bad
+    values): the caller then reads the file with the reference reader, which names the line.
     """
+    try:
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        raise _NotFastPath("pyarrow missing") from None
     import numpy as np
-    import pandas as pd
 
     workers: dict[str, int] = {}
     grids: dict[str, int] = {}
     parts: dict[str, list[Any]] = {k: [] for k in _COLUMN_KEYS}
+    if _header(path) != list(LOG_COLUMNS):
+        raise _NotFastPath("header")
     try:
-        reader = pd.read_csv(
-            path,
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-            chunksize=chunk_rows,
-            skip_blank_lines=True,
-            engine="c",
+        reader = pacsv.open_csv(
+            os.fspath(path),
+            read_options=pacsv.ReadOptions(block_size=block_bytes),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in _FAST_COLUMNS},
+                include_columns=list(_FAST_COLUMNS),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
         )
-        with reader:
-            for chunk in reader:
-                if list(chunk.columns[: len(LOG_COLUMNS)]) != list(LOG_COLUMNS):
-                    raise _NotFastPath("header")
-                if len(chunk.columns) != len(LOG_COLUMNS):
-                    raise _NotFastPath("extra columns")
-                if chunk[LOG_COLUMNS[-1]].isna().any():  # a short row
-                    raise _NotFastPath("short row")
-                _append_chunk(chunk, parts, workers, grids)
+        for batch in reader:
+            _append_batch(batch, parts, workers, grids)
     except _NotFastPath:
         raise
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except (pa.ArrowException, ValueError, OSError) as exc:
         raise _NotFastPath(str(exc)) from None
 
     def cat(key: str, dtype: Any) -> Any:
@@ -278,6 +283,18 @@ def read_log_columns(path: str | os.PathLike[str], *, chunk_rows: int = CHUNK_RO
     )
 
 
+#: The columns the figures use (the others are checked for presence and width only).
+_FAST_COLUMNS = tuple(c for c in LOG_COLUMNS if c not in ("category", "from_status", "actor_role"))
+
+
+def _header(path: str | os.PathLike[str]) -> list[str] | None:
+    try:
+        with Path(path).open(encoding="utf-8", newline="") as stream:
+            return next(csv.reader([stream.readline()]), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
 _COLUMN_KEYS = (
     "event_id",
     "action",
@@ -292,19 +309,23 @@ _COLUMN_KEYS = (
 )
 
 
-def _append_chunk(
-    chunk: Any, parts: dict[str, list[Any]], workers: dict[str, int], grids: dict[str, int]
+def _append_batch(
+    batch: Any, parts: dict[str, list[Any]], workers: dict[str, int], grids: dict[str, int]
 ) -> None:
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    def coded(column: str, code: Any, dtype: Any) -> Any:
-        values = chunk[column].to_numpy(dtype=object)
-        codes, uniques = _factorize(values)
-        table = np.array([code(u) for u in uniques], dtype=dtype)
-        return table[codes] if len(values) else np.zeros(0, dtype=dtype)
+    def column(name: str) -> Any:
+        return batch.column(batch.schema.get_field_index(name))
+
+    def coded(name: str, code: Any, dtype: Any) -> Any:
+        encoded = pc.dictionary_encode(column(name))
+        table = np.array([code(v) for v in encoded.dictionary.to_pylist()], dtype=dtype)
+        return table[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def action_code(text: str) -> int:
-        if text != text.strip() or not _ACTION_RE.fullmatch(text):
+        if not _ACTION_RE.fullmatch(text):
             raise _NotFastPath("action")
         return ACTION_CODES.get(text, OTHER_ACTION)
 
@@ -328,160 +349,54 @@ def _append_chunk(
             raise _NotFastPath("rating")
         return int(text)
 
-    parts["event_id"].append(_parse_ids(chunk["event_id"].to_numpy(dtype=object)))
+    ids = column("event_id")
+    digits = pc.and_(pc.ascii_is_decimal(ids), pc.less_equal(pc.utf8_length(ids), 18))
+    if len(ids) and not pc.all(digits).as_py():
+        raise _NotFastPath("event_id")
+    parts["event_id"].append(pc.cast(ids, pa.int64()).to_numpy())
     parts["action"].append(coded("action", action_code, np.int8))
     parts["to_status"].append(coded("to_status", status_code, np.int8))
-    # Workers are numbered in order of first appearance in worker_no, then actor_worker_no.
     parts["worker"].append(coded("worker_no", name_code(workers), np.int32))
     parts["actor"].append(coded("actor_worker_no", name_code(workers), np.int32))
     parts["grid"].append(coded("grid_code", name_code(grids), np.int32))
-    at, has_at = _parse_times(chunk["at"].to_numpy(dtype=object))
-    if not has_at.all():
+    at, has_at = _parse_times(column("at"))
+    if len(has_at) and not has_at.all():
         raise _NotFastPath("at")
-    due, has_due = _parse_times(chunk["due_at"].to_numpy(dtype=object))
+    due, has_due = _parse_times(column("due_at"))
     parts["at_us"].append(at)
     parts["due_us"].append(due)
     parts["has_due"].append(has_due)
     parts["rating"].append(coded("rating", rating_code, np.int8))
 
 
-def _factorize(values: Any) -> tuple[Any, list[str]]:
-    import pandas as pd
-
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    return codes, [str(u) for u in uniques]
-
-
-_DAYS_BEFORE_MONTH = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
-_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def _parse_ids(values: Any) -> Any:
-    """Event ids of up to 18 ASCII digits, in bulk; anything else leaves the fast path."""
-    import numpy as np
-
-    try:
-        raw = values.astype("S19")
-    except (UnicodeEncodeError, ValueError):
-        raise _NotFastPath("event_id") from None
-    mat = raw.view(np.uint8).reshape(len(values), 19)
-    length = (mat != 0).sum(axis=1)
-    if len(values) and (length.min() < 1 or length.max() > 18):
-        raise _NotFastPath("event_id")
-    digits = mat.astype(np.int64) - 48
-    in_string = np.arange(19)[None, :] < length[:, None]
-    if ((digits < 0) | (digits > 9))[in_string].any():
-        raise _NotFastPath("event_id")
-    digits[~in_string] = 0
-    # Right-align: value = sum(d_i * 10^(length-1-i)).
-    power = length[:, None] - 1 - np.arange(19)[None, :]
-    scale = np.where(power >= 0, 10 ** np.clip(power, 0, 18), 0)
-    return (digits * scale).sum(axis=1).astype(np.int64)
-
-
 def _parse_times(values: Any) -> tuple[Any, Any]:
-    """ISO 8601 times with offset as epoch microseconds, and whether each row has one.
+    """Epoch microseconds of a string column, and whether each row holds a time.
 
-    The shapes ``YYYY-MM-DDTHH:MM:SS[.ffffff](+HH:MM|Z)`` (``T`` or space) are parsed in bulk,
-    empty strings give "no time", anything else is parsed row by row with the reference's
-    :func:`~gis.assessment.parse_timestamp`; a value it refuses leaves the fast path.
+    Values of the usual shapes are parsed in bulk by Arrow, the rest one by one with the
+    reference's :func:`~gis.assessment.parse_timestamp`; a value it refuses leaves the fast
+    path (the reference reader will name its line).
     """
     import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    n = len(values)
-    try:
-        raw = values.astype("S32")
-    except (UnicodeEncodeError, ValueError):
-        raw = None
-    us = np.zeros(n, dtype=np.int64)
-    ok = np.zeros(n, dtype=np.bool_)
-    if raw is not None and n:
-        mat = raw.view(np.uint8).reshape(n, 32).astype(np.int64)
-        length = (mat != 0).sum(axis=1)
-        d = mat - 48
-
-        def num(*cols: int) -> Any:
-            out = np.zeros(n, dtype=np.int64)
-            for c in cols:
-                out = out * 10 + d[:, c]
-            return out
-
-        def is_digit(*cols: int) -> Any:
-            return np.all((d[:, list(cols)] >= 0) & (d[:, list(cols)] <= 9), axis=1)
-
-        base = (
-            is_digit(0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)
-            & (mat[:, 4] == ord("-"))
-            & (mat[:, 7] == ord("-"))
-            & ((mat[:, 10] == ord("T")) | (mat[:, 10] == ord(" ")))
-            & (mat[:, 13] == ord(":"))
-            & (mat[:, 16] == ord(":"))
-        )
-        frac_shape = (mat[:, 19] == ord(".")) & is_digit(20, 21, 22, 23, 24, 25)
-        tz_at = np.where(frac_shape, 26, 19)
-        rows = np.arange(n)
-        tz_char = mat[rows, tz_at]
-        zulu = (tz_char == ord("Z")) & (length == tz_at + 1)
-        off_digits = np.all(
-            (np.take_along_axis(d, tz_at[:, None] + np.array([[1, 2, 4, 5]]), axis=1) >= 0)
-            & (np.take_along_axis(d, tz_at[:, None] + np.array([[1, 2, 4, 5]]), axis=1) <= 9),
-            axis=1,
-        )
-        colon = mat[rows, np.minimum(tz_at + 3, 31)] == ord(":")
-        signed = ((tz_char == ord("+")) | (tz_char == ord("-"))) & off_digits & colon
-        signed &= length == tz_at + 6
-        shape = base & (zulu | signed)
-        year, month, day = num(0, 1, 2, 3), num(5, 6), num(8, 9)
-        hour, minute, second = num(11, 12), num(14, 15), num(17, 18)
-        frac = np.where(frac_shape, num(20, 21, 22, 23, 24, 25), 0)
-
-        def at_offset(k: int) -> Any:
-            return np.take_along_axis(d, (tz_at + k)[:, None], axis=1)[:, 0]
-
-        oh = np.where(signed, at_offset(1) * 10 + at_offset(2), 0)
-        om = np.where(signed, at_offset(4) * 10 + at_offset(5), 0)
-        sign = np.where(tz_char == ord("-"), -1, 1)
-        leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-        month_ok = (month >= 1) & (month <= 12)
-        mi = np.clip(month - 1, 0, 11)
-        dim = np.array(_DAYS_IN_MONTH)[mi] + ((mi == 1) & leap)
-        valid = (
-            shape
-            & (year >= 1)
-            & month_ok
-            & (day >= 1)
-            & (day <= dim)
-            & (hour < 24)
-            & (minute < 60)
-            & (second < 60)
-            & (oh < 24)
-            & (om < 60)
-        )
-        y1 = year - 1
-        days = (
-            y1 * 365
-            + y1 // 4
-            - y1 // 100
-            + y1 // 400
-            + np.array(_DAYS_BEFORE_MONTH)[mi]
-            + ((mi >= 2) & leap)
-            + day
-            - 1
-            - 719162  # days from 0001-01-01 to 1970-01-01
-        )
-        seconds = days * 86400 + hour * 3600 + minute * 60 + second - sign * (oh * 3600 + om * 60)
-        us = np.where(valid, seconds * 1_000_000 + frac, 0)
-        ok = valid
-        empty = length == 0
-    else:
-        empty = np.array([v == "" for v in values], dtype=np.bool_)
-    for i in np.flatnonzero(~ok & ~empty).tolist():
-        text = str(values[i]).strip()
-        if not text:
-            continue
-        try:
-            us[i] = epoch_us(parse_timestamp(text))
-        except ValueError:
-            raise _NotFastPath("time") from None
-        ok[i] = True
+    bulk = pc.match_substring_regex(values, _BULK_TIME)
+    parsed = pc.cast(
+        pc.if_else(bulk, values, pa.scalar(None, pa.string())), pa.timestamp("us", "UTC")
+    )
+    us = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy().copy()
+    ok = bulk.to_numpy(zero_copy_only=False).copy()
+    empty = pc.equal(values, "").to_numpy(zero_copy_only=False)
+    others = np.flatnonzero(~ok & ~empty)
+    if len(others):
+        texts = values.take(pa.array(others)).to_pylist()
+        for i, text in zip(others.tolist(), texts, strict=True):
+            text = text.strip()
+            if not text:
+                continue
+            try:
+                us[i] = epoch_us(parse_timestamp(text))
+            except ValueError:
+                raise _NotFastPath("time") from None
+            ok[i] = True
     return us, ok
