@@ -111,6 +111,13 @@ def _sum_by(keys: NDArray[np.int64], values: NDArray[np.int64], size: int) -> ND
     return out
 
 
+def _take(values: NDArray[np.int64], idx: NDArray[np.int64], fill: int) -> NDArray[np.int64]:
+    """``values[idx]`` where ``idx >= 0``, else ``fill`` (also when ``values`` is empty)."""
+    if not len(values):
+        return np.full(len(idx), fill, dtype=np.int64)
+    return np.where(idx >= 0, values[np.maximum(idx, 0)], fill)
+
+
 def tally_columns(cols: LogColumns, period: Period) -> Tallies:
     """The tallies of :func:`gis.assessment.tally`, computed over columns."""
     n = len(cols)
@@ -145,7 +152,7 @@ def tally_columns(cols: LogColumns, period: Period) -> Tallies:
     voided = np.bincount(ev[before & (act == _VOID)], minlength=m) > 0
     report_rows = np.flatnonzero(act == _REPORT)
     first_report = _first_per_group(ev[report_rows], m)
-    first_report = np.where(first_report >= 0, report_rows[np.maximum(first_report, 0)], -1)
+    first_report = _take(report_rows.astype(np.int64), first_report, -1)
     has_report = first_report >= 0
     report_at = at[np.maximum(first_report, 0)]
 
@@ -189,9 +196,8 @@ def tally_columns(cols: LogColumns, period: Period) -> Tallies:
     )
     close_rows = np.flatnonzero(act == _CLOSE)
     first_close = _first_per_group(ev[close_rows], m)
-    first_close_at = np.where(
-        first_close >= 0, at[close_rows[np.maximum(first_close, 0)]], np.iinfo(np.int64).max
-    )
+    first_close_row = _take(close_rows.astype(np.int64), first_close, -1)
+    first_close_at = _take(at, first_close_row, int(np.iinfo(np.int64).max))
     on_time = is_due & (first_close_at <= st_due)
     st_worker = wk[state]
     due_w = is_due & (st_worker >= 0)
