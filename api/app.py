@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
-from api.routes import auth, categories, events, feed, grids, health, lookup, maps
+from api.routes import assessment, auth, categories, events, feed, grids, health, lookup, maps
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
 from api.security import ApiKeyCache
@@ -80,5 +80,6 @@ def create_app(
     app.include_router(maps.router, prefix=API_PREFIX)
     app.include_router(maps.pages_router)
     app.include_router(boundary_routes.router, prefix=API_PREFIX)
+    app.include_router(assessment.router, prefix=API_PREFIX)
     app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")
     return app
