@@ -245,14 +245,16 @@ def published(session: Session, period: Period) -> PublishedRanking:
 
 def published_document(ranking: PublishedRanking) -> dict[str, Any]:
     """How a published ranking is answered: the rankings, the rules and the log digest."""
+    tz = zone(ranking.timezone)
+    published_at = ranking.published_at.astimezone(tz) if ranking.published_at else None
     return {
         **rankings(ranking.result),
         "period_key": ranking.period,
-        "published_at": ranking.published_at.isoformat() if ranking.published_at else None,
+        "published_at": published_at.isoformat() if published_at else None,
         "published_by": ranking.published_by,
         "log_digest": ranking.log_digest,
         "log_rows": ranking.log_rows,
-        "log_to": ranking.log_to.isoformat(),
+        "log_to": ranking.log_to.astimezone(tz).isoformat(),
         "timezone": ranking.timezone,
         "min_handled": ranking.min_handled,
         "weights": ranking.weights,

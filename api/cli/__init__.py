@@ -10,9 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from api.cli import assess, boundaries, db, demo, route, serve, simulate
+from api.cli import assess, boundaries, db, demo, event_log, route, serve, simulate
 
-GROUPS = (db, boundaries, route, serve, demo, simulate, assess)
+GROUPS = (db, boundaries, route, serve, demo, simulate, assess, event_log)
 
 
 def build_parser() -> argparse.ArgumentParser:
