@@ -382,3 +382,14 @@ def test_cli_log_refuses_bad_bounds_before_touching_the_database(
         code = main(["events", "log", *args, "--out", str(tmp_path / "log.csv")])
     assert code == 2 and "gridmap events log" in err.getvalue()
     assert not (tmp_path / "log.csv").exists()
+
+
+def test_server_weights_come_from_settings(tmp_path: Path, settings: Any) -> None:
+    from api.routes.assessment import rules
+    from gis.assessment import Weights
+
+    path = tmp_path / "weights.toml"
+    path.write_text("[weights]\non_time = 0.7\nvalid_reported = 0.0\n")
+    configured = settings.model_copy(update={"assessment_weights": path})
+    assert rules(configured).weights == Weights(on_time=0.7, valid_reported=0.0)
+    assert rules(settings).weights == Weights()
