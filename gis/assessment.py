@@ -66,8 +66,8 @@ _US: Final = timedelta(microseconds=1)
 _US_PER_HOUR: Final = 3600 * 10**6
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
 _ACTION_RE: Final = re.compile(r"[a-z_]{1,32}")
-_WEEK_RE: Final = re.compile(r"(\d{4})-W(\d{2})")
-_MONTH_RE: Final = re.compile(r"(\d{4})-(\d{2})")
+_WEEK_RE: Final = re.compile(r"([0-9]{4})-W([0-9]{2})")
+_MONTH_RE: Final = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 class InvalidLog(InvalidInput):

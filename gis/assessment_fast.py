@@ -111,6 +111,17 @@ def _sum_by(keys: NDArray[np.int64], values: NDArray[np.int64], size: int) -> ND
     return out
 
 
+def _ranks(ids: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Distinct ids ascending, and each row's index among them (a hash pass, then a small sort)."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(ids, sort=False)
+    by_value = np.argsort(uniques, kind="stable")
+    rank_of_code = np.empty(len(uniques), dtype=np.int64)
+    rank_of_code[by_value] = np.arange(len(uniques), dtype=np.int64)
+    return np.asarray(uniques, dtype=np.int64)[by_value], rank_of_code[codes]
+
+
 def _take(values: NDArray[np.int64], idx: NDArray[np.int64], fill: int) -> NDArray[np.int64]:
     """``values[idx]`` where ``idx >= 0``, else ``fill`` (also when ``values`` is empty)."""
     if not len(values):
@@ -124,10 +135,14 @@ def tally_columns(cols: LogColumns, period: Period) -> Tallies:
     nw = len(cols.workers)
     width = nw + 1
     start, end = epoch_us(period.start), epoch_us(period.end)
-    event_ids, event_rank = np.unique(cols.event_id, return_inverse=True)
+    event_ids, event_rank = _ranks(cols.event_id)
     m = len(event_ids)
-    # Stable sort: by event, then at; ties keep file order.
-    order = np.lexsort((cols.at_us, event_rank))
+    # Stable sort: by event, then at; ties keep file order. An export is already in time
+    # order, so one stable sort by event is enough; otherwise sort by (event, at).
+    if n < 2 or bool(np.all(cols.at_us[1:] >= cols.at_us[:-1])):
+        order = np.argsort(event_rank, kind="stable")
+    else:
+        order = np.lexsort((cols.at_us, event_rank))
     ev = event_rank[order].astype(np.int64)
     act = cols.action[order]
     status = cols.to_status[order]

@@ -241,8 +241,8 @@ def read_log_columns(path: str | os.PathLike[str], *, block_bytes: int = BLOCK_B
         raise _NotFastPath("pyarrow missing") from None
     import numpy as np
 
-    workers: dict[str, int] = {}
-    grids: dict[str, int] = {}
+    workers = _Names()
+    grids = _Names()
     parts: dict[str, list[Any]] = {k: [] for k in _COLUMN_KEYS}
     if _header(path) != list(LOG_COLUMNS):
         raise _NotFastPath("header")
@@ -278,9 +278,51 @@ def read_log_columns(path: str | os.PathLike[str], *, block_bytes: int = BLOCK_B
         due_us=cat("due_us", np.int64),
         has_due=cat("has_due", np.bool_),
         rating=cat("rating", np.int8),
-        workers=list(workers),
-        grids=list(grids),
+        workers=workers.names,
+        grids=grids.names,
     )
+
+
+class _Names:
+    """Codes of names (worker numbers, grid codes) shared by all blocks, looked up in bulk.
+
+    Each block's distinct values are matched against those seen before with Arrow; only
+    values never seen before go through Python (trimmed like :func:`parse_row` does).
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+        self._raw: list[str] = []
+        self._raw_codes: list[int] = []
+        self._known: Any = None
+        self._known_codes: Any = None
+
+    def encode(self, column: Any) -> Any:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(column)
+        values = encoded.dictionary
+        mapping = np.full(len(values), -2, dtype=np.int32)
+        if self._known is not None:
+            found = pc.fill_null(pc.index_in(values, value_set=self._known), -1).to_numpy()
+            hit = found >= 0
+            mapping[hit] = self._known_codes[found[hit]]
+        new = np.flatnonzero(mapping == -2)
+        if len(new):
+            for i, raw in zip(new.tolist(), values.take(pa.array(new)).to_pylist(), strict=True):
+                text = raw.strip()
+                code = -1 if not text else self._codes.setdefault(text, len(self._codes))
+                if code == len(self.names):
+                    self.names.append(text)
+                mapping[i] = code
+                self._raw.append(raw)
+                self._raw_codes.append(code)
+            self._known = pa.array(self._raw, pa.string())
+            self._known_codes = np.array(self._raw_codes, dtype=np.int32)
+        return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
 
 
 #: The columns the figures use (the others are checked for presence and width only).
@@ -289,7 +331,7 @@ _FAST_COLUMNS = tuple(c for c in LOG_COLUMNS if c not in ("category", "from_stat
 
 def _header(path: str | os.PathLike[str]) -> list[str] | None:
     try:
-        with Path(path).open(encoding="utf-8", newline="") as stream:
+        with Path(path).open(encoding="utf-8-sig", newline="") as stream:
             return next(csv.reader([stream.readline()]), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
@@ -309,9 +351,7 @@ _COLUMN_KEYS = (
 )
 
 
-def _append_batch(
-    batch: Any, parts: dict[str, list[Any]], workers: dict[str, int], grids: dict[str, int]
-) -> None:
+def _append_batch(batch: Any, parts: dict[str, list[Any]], workers: _Names, grids: _Names) -> None:
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -332,15 +372,6 @@ def _append_batch(
     def status_code(text: str) -> int:
         return STATUS_CODES.get(text.strip(), OTHER_STATUS)
 
-    def name_code(table: dict[str, int]) -> Any:
-        def code(text: str) -> int:
-            text = text.strip()
-            if not text:
-                return -1
-            return table.setdefault(text, len(table))
-
-        return code
-
     def rating_code(text: str) -> int:
         text = text.strip()
         if text == "":
@@ -356,9 +387,9 @@ def _append_batch(
     parts["event_id"].append(pc.cast(ids, pa.int64()).to_numpy())
     parts["action"].append(coded("action", action_code, np.int8))
     parts["to_status"].append(coded("to_status", status_code, np.int8))
-    parts["worker"].append(coded("worker_no", name_code(workers), np.int32))
-    parts["actor"].append(coded("actor_worker_no", name_code(workers), np.int32))
-    parts["grid"].append(coded("grid_code", name_code(grids), np.int32))
+    parts["worker"].append(workers.encode(column("worker_no")))
+    parts["actor"].append(workers.encode(column("actor_worker_no")))
+    parts["grid"].append(grids.encode(column("grid_code")))
     at, has_at = _parse_times(column("at"))
     if len(has_at) and not has_at.all():
         raise _NotFastPath("at")
