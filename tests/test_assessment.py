@@ -442,3 +442,32 @@ def test_weights_default() -> None:
         "handled": 0.2,
         "valid_reported": 0.2,
     }
+
+
+TIME_SHAPES = [
+    "2026-11-16T08:00:00+08:00", "2026-11-16T08:00:00Z", "2026-11-16T08+08:00",
+    "2026-11-16T0800+08:00", "2026-11-16T08:00+08", "2026-11-16T08:00:00.1+0800",
+    "2026-11-16T08:00:00.123456789Z", "2026-11-16Z", "2026-11-16 08:00:00+08:00",
+    "2026-11-16t08:00:00Z", "2026-11-16T08:00:00z", "20261116T080000Z", "2026-11-16T08:00:00,5Z",
+    "2026-11-16T24:00:00Z", "2026-11-16T08:00:60Z", "2026-11-16T08:00:00+24:00",
+    "2026-11-16T08:00:00-00:00", "2026-11-16T08:00:00.1234567Z", "+2026-11-16T08:00:00Z",
+    "2026-11-16T08:00:00 +08:00", "2026-02-29T08:00:00Z", "2024-02-29T08:00:00Z",
+    " 2026-11-16T08:00:00Z", "2026-11-16T08:00:00Z ", "2026-11-16T08:00:00+08:00:00",
+    "2026-11-16T08:00:00.000+05:45", "2026-11-16T08:00:00.999999-12:00", "2026-11-16",
+    "2026-11-16T08:00:00", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", TIME_SHAPES)
+def test_every_time_arrow_accepts_python_reads_the_same(text: str) -> None:
+    """The fast path casts whole blocks with Arrow: it must never read a time differently."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from gis.assessment import epoch_us, parse_timestamp
+
+    try:
+        arrow = pc.cast(pa.array([text]), pa.timestamp("us", "UTC")).cast(pa.int64())[0].as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return  # the block goes the careful way
+    assert epoch_us(parse_timestamp(text.strip())) == arrow

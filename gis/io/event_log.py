@@ -403,22 +403,33 @@ def _append_batch(batch: Any, parts: dict[str, list[Any]], workers: _Names, grid
 def _parse_times(values: Any) -> tuple[Any, Any]:
     """Epoch microseconds of a string column, and whether each row holds a time.
 
-    Values of the usual shapes are parsed in bulk by Arrow, the rest one by one with the
-    reference's :func:`~gis.assessment.parse_timestamp`; a value it refuses leaves the fast
-    path (the reference reader will name its line).
+    The whole block is cast by Arrow when it can; otherwise values of the usual shapes are
+    cast in bulk and the rest parsed one by one with the reference's
+    :func:`~gis.assessment.parse_timestamp`; a value it refuses leaves the fast path (the
+    reference reader will name its line).
     """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    nothing = pa.scalar(None, pa.string())
+    empty = pc.equal(values, "")
+    try:
+        # Every shape Arrow accepts with an offset, Python reads as the same instant (a
+        # test checks the shapes); anything else makes the cast fail as a whole.
+        parsed = pc.cast(pc.if_else(empty, nothing, values), pa.timestamp("us", "UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    else:
+        us = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy().copy()
+        return us, ~empty.to_numpy(zero_copy_only=False)
     bulk = pc.match_substring_regex(values, _BULK_TIME)
     parsed = pc.cast(
         pc.if_else(bulk, values, pa.scalar(None, pa.string())), pa.timestamp("us", "UTC")
     )
     us = pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy().copy()
     ok = bulk.to_numpy(zero_copy_only=False).copy()
-    empty = pc.equal(values, "").to_numpy(zero_copy_only=False)
-    others = np.flatnonzero(~ok & ~empty)
+    others = np.flatnonzero(~ok & ~empty.to_numpy(zero_copy_only=False))
     if len(others):
         texts = values.take(pa.array(others)).to_pylist()
         for i, text in zip(others.tolist(), texts, strict=True):
