@@ -56,7 +56,7 @@ from gis.assessment import (
     week_period,
 )
 from gis.assessment_fast import tally_columns
-from gis.io.event_log import iter_log_csv, read_log, read_log_columns, read_weights
+from gis.io.event_log import assess_file, iter_log_csv, read_log, read_log_columns, read_weights
 
 FIXTURE = Path(__file__).parent / "fixtures" / "assessment_log.csv"
 
@@ -471,3 +471,34 @@ def test_every_time_arrow_accepts_python_reads_the_same(text: str) -> None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return  # the block goes the careful way
     assert epoch_us(parse_timestamp(text.strip())) == arrow
+
+
+def test_odd_but_valid_files_give_the_reference_figures(tmp_path: Path) -> None:
+    """Columns in another order, spaces around names, an unknown action, a BOM, CR LF."""
+    lines = FIXTURE.read_text().splitlines()
+    header = lines[0].split(",")
+    order = list(reversed(range(len(header))))
+    out = []
+    for n, line in enumerate(lines):
+        fields = line.split(",")
+        if n and fields[8]:
+            fields[8] = f" {fields[8]} "  # worker_no with spaces
+        out.append(",".join(fields[i] for i in order))
+    escalate = "3,0102,,escalate,,claimed,,,,2026-11-19T11:00:00+08:00,,"  # unknown action
+    out.append(",".join(reversed(escalate.split(","))))
+    path = tmp_path / "odd.csv"
+    path.write_bytes(("\ufeff" + "\r\n".join(out) + "\r\n").encode())
+    period = week_period("2026-W47")
+    assert assess_file(path, period, min_handled=2) == assess(read_log(path), period, min_handled=2)
+    spaced = tmp_path / "spaced.csv"  # contract order: the columnar reader takes it
+    spaced.write_text(
+        "\n".join(
+            [lines[0]]
+            + [",".join(f" {f} " if i == 8 and f else f for i, f in enumerate(line.split(",")))
+               for line in lines[1:]]
+        )
+        + "\n"
+    )  # fmt: skip
+    assert (
+        finalise(tally_columns(read_log_columns(spaced), period), period, min_handled=2) == EXPECTED
+    )
