@@ -23,6 +23,7 @@ from openpyxl import load_workbook
 from sqlalchemy import delete
 
 from api.cli import main
+from gis.assessment import LOG_COLUMNS
 from gis.io.event_log import read_log
 from gis.store import users
 from gis.store.event_log import NewTransition, add_transition, iter_log
@@ -393,3 +394,18 @@ def test_server_weights_come_from_settings(tmp_path: Path, settings: Any) -> Non
     configured = settings.model_copy(update={"assessment_weights": path})
     assert rules(configured).weights == Weights(on_time=0.7, valid_reported=0.0)
     assert rules(settings).weights == Weights()
+
+
+def test_cli_log_writes_the_contract_and_its_digest(
+    database_url: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDMAP_DATABASE_URL", database_url.render_as_string(hide_password=False))
+    monkeypatch.setenv("GRIDMAP_MIGRATE_ON_START", "false")
+    out = tmp_path / "log.csv"
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["events", "log", "--to", END, "--out", str(out)])
+    assert code == 0, err.getvalue()
+    data = out.read_bytes()
+    assert data.split(b"\r\n")[0] == b",".join(c.encode() for c in LOG_COLUMNS)
+    assert hashlib.sha256(data).hexdigest() in err.getvalue()
