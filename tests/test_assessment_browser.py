@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from api.app import create_app
 from api.devserver import BackgroundServer
 from gis.store.database import make_engine
-from tests.maps_support import live_database_url, live_settings
+from tests.maps_support import live_settings
 from tests.test_assessment import EXPECTED
 from tests.test_assessment_api import load_fixture
 from tests.test_maps_browser import ARTIFACTS, Live, _open, _ready, browser
@@ -28,9 +28,32 @@ pytestmark = pytest.mark.browser
 __all__ = ["browser"]
 
 
+def _own_database() -> Any:
+    """A database of this module's own (the shared live one must not see the fixture)."""
+    from api.seed import create_demo_users, load_sample
+    from gis.store.database import migrate
+    from tests.conftest import IN_CI, RUN_TAG, _fresh_database, _server_url
+
+    try:
+        url = _fresh_database(_server_url(), f"gridmap_assess_{RUN_TAG}")
+        migrate(url)
+    except Exception as exc:
+        if IN_CI:
+            pytest.fail(f"no PostGIS database for the browser test: {exc}", pytrace=False)
+        pytest.skip(f"no PostGIS database for the browser test: {exc}")
+    engine = make_engine(url, pool_size=1)
+    try:
+        with Session(engine) as session, session.begin():
+            load_sample(session, echo=lambda m: None)
+            create_demo_users(session)
+    finally:
+        engine.dispose()
+    return url
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live, dict[int, int]]]:
-    url = live_database_url()
+    url = _own_database()
     engine = make_engine(url, pool_size=1)
     with Session(engine) as session, session.begin():
         ids = load_fixture(session)
