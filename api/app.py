@@ -20,6 +20,7 @@ from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.overdue import overdue_task
 from api.routes import (
+    assessment,
     auth,
     categories,
     docs,
@@ -109,5 +110,6 @@ def create_app(
     app.include_router(photos.router, prefix=API_PREFIX)
     app.include_router(maps.pages_router)
     app.include_router(boundary_routes.router, prefix=API_PREFIX)
+    app.include_router(assessment.router, prefix=API_PREFIX)
     app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")
     return app

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     max_batch_bytes: int = Field(
         default=4 * 1024 * 1024, ge=64 * 1024, description="A batch request's body."
     )
+    assessment_weights: Path | None = Field(
+        default=None,
+        description="Assessment score weights, a .toml or .json file (default 0.4/0.2/0.2/0.2).",
+    )
     tiles: Literal["none", "xyz", "tianditu"] = Field(
         default="none", description="Map background: none, an XYZ tile server, or Tianditu."
     )

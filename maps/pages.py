@@ -28,7 +28,7 @@ from maps import styles
 from maps.assets import JQUERY, STATIC_URL, localise_html, versioned
 from maps.tiles import MAX_ZOOM, MIN_ZOOM, TileSource, add_tiles
 
-PageKind = Literal["dispatcher", "heatmap", "planner"]
+PageKind = Literal["dispatcher", "heatmap", "planner", "assessment"]
 
 #: Where the map opens before the grids arrive and it fits to them (mainland China).
 _OVERVIEW: Final = (35.0, 105.0)
@@ -39,12 +39,14 @@ PAGE_ROLES: Final[dict[PageKind, tuple[str, ...]]] = {
     "dispatcher": ("dispatcher", "admin"),
     "heatmap": ("dispatcher", "planner", "admin"),
     "planner": ("planner", "admin"),
+    "assessment": ("dispatcher", "planner", "admin"),
 }
 
 TITLES: Final[dict[PageKind, str]] = {
     "dispatcher": "指挥中心实时地图",
     "heatmap": "事件热力分析",
     "planner": "网格规划图",
+    "assessment": "考核与排名",
 }
 
 
@@ -277,6 +279,28 @@ def planner_page(ctx: PageContext, version_id: int, *, editable: bool = True) ->
         _config("planner", ctx, {"version": version_id, "editable": editable}),
     ).add_to(m)
     return _render(m, TITLES["planner"])
+
+
+def assessment_page(ctx: PageContext, period: str) -> str:
+    """The leaders' page: on-time rate per grid and community, top lists, community tables.
+
+    ``period`` is the API's ``week:YYYY-Www`` or ``month:YYYY-MM``; the page script asks
+    ``/assessment`` for it (the same document ``gridmap assess`` prints).
+    """
+    m = _base_map(ctx)
+    grids = folium.FeatureGroup(name="网格按期办结率").add_to(m)
+    communities = folium.FeatureGroup(name="社区按期办结率", show=False).add_to(m)
+    control = folium.LayerControl(collapsed=False, position="topright").add_to(m)
+    GridMapScript(
+        "assessment",
+        {"grids": grids, "communities": communities, "control": control},
+        _config(
+            "assessment",
+            ctx,
+            {"period": period, "rateRamp": styles.rate_ramp(), "grades": styles.GRADE_COLOURS},
+        ),
+    ).add_to(m)
+    return _render(m, TITLES["assessment"])
 
 
 def page_json(value: Any) -> str:

@@ -94,3 +94,19 @@ def ramp(steps: int = 7) -> list[str]:
     """A sequential yellow-orange-red ramp for densities, as ``steps`` hex colours."""
     scale = cm.linear.YlOrRd_09.scale(0, steps - 1)
     return [scale(i)[:7] for i in range(steps)]
+
+
+#: Grade → colour on the leaders' page (A best).
+GRADE_COLOURS: Final[dict[str, str]] = {
+    "A": "#389e0d",
+    "B": "#7cb305",
+    "C": "#d4b106",
+    "D": "#d46b08",
+    "E": "#cf1322",
+}
+
+
+def rate_ramp(steps: int = 5) -> list[str]:
+    """A red-yellow-green ramp for rates from 0 to 1, as ``steps`` hex colours."""
+    scale = cm.linear.RdYlGn_09.scale(0, steps - 1)
+    return [scale(i)[:7] for i in range(steps)]

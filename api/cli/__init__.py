@@ -28,6 +28,8 @@ COMMANDS: Final[dict[str, str]] = {
     "demo": "demo",
     "seed": "demo",
     "simulate": "simulate",
+    "assess": "assess",
+    "events": "event_log",
 }
 
 

@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     print("\n gridmap demo is ready\n")
     print(f"  live map       {base}/map            (sign in: dispatcher / dispatcher-demo)")
     print(f"  heatmap        {base}/maps/heatmap")
+    print(f"  leaders' page  {base}/maps/assessment   (last full week; ?period=month:YYYY-MM)")
     print(f"  planner map    {base}/maps/plans/{version_id}   (planner / planner-demo)")
     print(f"  API docs       {base}/docs")
     print(f"  point lookup   {base}/api/v1/lookup?lon=117.97&lat=37.38")

@@ -249,6 +249,29 @@ def planner_map(
     return _page(request, settings, pages.planner_page(_context(request, settings), version))
 
 
+@pages_router.get(
+    "/maps/assessment", dependencies=[public()], response_class=Response, responses=HTML
+)
+def assessment_map(
+    request: Request,
+    settings: SettingsDep,
+    period: Annotated[
+        str,
+        Query(
+            max_length=16,
+            pattern=r"^(week:[0-9]{4}-W[0-9]{2}|month:[0-9]{4}-[0-9]{2})$",
+            description="week:YYYY-Www or month:YYYY-MM (default: the last full week)",
+        ),
+    ] = "",
+) -> Response:
+    """The leaders' page: on-time rates per grid and community, rankings (data needs a sign-in)."""
+    if not period:
+        today = datetime.now(UTC).astimezone(ZoneInfo(settings.timezone)).date()
+        year, week, _ = (today - timedelta(days=7)).isocalendar()
+        period = f"week:{year}-W{week:02d}"
+    return _page(request, settings, pages.assessment_page(_context(request, settings), period))
+
+
 # --- data --------------------------------------------------------------------------------
 
 

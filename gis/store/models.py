@@ -367,3 +367,28 @@ class ApiKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PublishedRankingRow(Base):
+    """A period's assessment as published: frozen, with the digest of its log (0007)."""
+
+    __tablename__ = "published_rankings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: ``week:2026-W47`` or ``month:2026-11``.
+    period: Mapped[str] = mapped_column(String(16), unique=True)
+    period_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    timezone: Mapped[str] = mapped_column(Text)
+    min_handled: Mapped[int] = mapped_column(Integer)
+    weights: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: sha256 of the exported log CSV bytes the result was computed from.
+    log_digest: Mapped[str] = mapped_column(String(64))
+    log_rows: Mapped[int] = mapped_column(BigInteger)
+    #: The log holds every transition before this instant (the period's end).
+    log_to: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    published_by: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -1067,9 +1067,125 @@
     document.body.setAttribute("data-gm-ready", "1");
   }
 
+  // --- leaders' page: assessment ---------------------------------------------------------
+
+  function rateColour(cfg, rate) {
+    if (rate === null || rate === undefined) { return "#d9d9d9"; }
+    var ramp = cfg.rateRamp;
+    return ramp[Math.min(ramp.length - 1, Math.floor(rate * ramp.length))];
+  }
+
+  function pct(rate) { return rate === null || rate === undefined ? "—" : (rate * 100).toFixed(1) + "%"; }
+
+  function gradeCell(cfg, grade) {
+    return '<span class="gm-grade" style="background:' + esc(cfg.grades[grade] || "#999") + '">' + esc(grade) + "</span>";
+  }
+
+  async function assessment(map, layers, cfg, me) {
+    var bar = topBar(cfg, me,
+      '<form method="get" class="gm-period"><input name="period" aria-label="考核期" value="' + esc(cfg.period) +
+      '" size="14"><button type="submit">查看</button></form>');
+    var loaded = await Promise.all([
+      api(cfg, "/maps/base", { crs: cfg.crs }),
+      api(cfg, "/assessment", { period: cfg.period }),
+    ]);
+    var base = loaded[0];
+    var result = loaded[1];
+    // The period's own local dates (its offset), whatever the browser's zone.
+    bar.querySelector("[data-role=subtitle]").textContent = cfg.period + "（" +
+      result.period.start.slice(0, 10) + " 起，至 " + result.period.end.slice(0, 10) + " 前）";
+    setLive(bar, "on", "已计算");
+    var byGrid = {};
+    result.grids.forEach(function (g) { byGrid[g.grid_code] = g; });
+    var byCommunity = {};
+    result.communities.forEach(function (c) { byCommunity[c.community_code] = c; });
+    var byWorker = {};
+    result.workers.forEach(function (w) { byWorker[w.worker_no] = w; });
+    var basic = base.grids.features.filter(function (f) { return f.properties.level === "basic"; });
+    var upper = base.grids.features.filter(function (f) { return f.properties.level === "community"; });
+
+    function figuresTip(p, figures) {
+      var f = figures || { reported: 0, closed: 0, due: 0, due_closed_on_time: 0, on_time_rate: null };
+      return "<b>" + esc(p.name) + "</b> " + esc(p.code) + "<br>按期办结率 " + pct(f.on_time_rate) +
+        "（" + num(f.due_closed_on_time) + "/" + num(f.due) + "）<br>上报 " + num(f.reported) + " · 结案 " + num(f.closed);
+    }
+    function shade(lookup) {
+      return function (f) {
+        var fig = lookup[f.properties.code];
+        return { color: "#595959", weight: 0.8, fillOpacity: 0.7,
+          fillColor: rateColour(cfg, fig ? fig.on_time_rate : null) };
+      };
+    }
+    L.geoJSON({ type: "FeatureCollection", features: basic }, {
+      style: shade(byGrid),
+      onEachFeature: function (f, layer) { layer.bindTooltip(figuresTip(f.properties, byGrid[f.properties.code]), { sticky: true }); },
+    }).addTo(layers.grids);
+    L.geoJSON({ type: "FeatureCollection", features: upper }, {
+      style: shade(byCommunity),
+      onEachFeature: function (f, layer) { layer.bindTooltip(figuresTip(f.properties, byCommunity[f.properties.code]), { sticky: true }); },
+    }).addTo(layers.communities);
+    if (base.bbox) {
+      map.fitBounds([[base.bbox[1], base.bbox[0]], [base.bbox[3], base.bbox[2]]], { padding: [20, 20] });
+    }
+    var legend = cfg.rateRamp.map(function (c, i) {
+      var lo = Math.round(i * 100 / cfg.rateRamp.length);
+      var hi = Math.round((i + 1) * 100 / cfg.rateRamp.length);
+      return '<div class="gm-ramp-row"><i style="background:' + c + '"></i>' + lo + "–" + hi + "%</div>";
+    }).join("") + '<div class="gm-ramp-row"><i style="background:#d9d9d9"></i>无应办事件</div>';
+    control(map, "bottomleft", "gm-legend", '<div class="gm-panel-title">按期办结率</div>' + legend);
+
+    // Side panel: the two top lists, then one table per community with its workers' grades.
+    var names = {};
+    base.grids.features.forEach(function (f) { names[f.properties.code] = f.properties.name; });
+    var communityWorkers = {};
+    basic.forEach(function (f) {
+      var parent = f.properties.parent;
+      (f.properties.workers || []).forEach(function (w) {
+        communityWorkers[parent] = communityWorkers[parent] || {};
+        communityWorkers[parent][w[0]] = w[1];
+      });
+    });
+    var html = '<section data-role="top-workers"><h2>本期优秀网格员（前 5）</h2>';
+    html += result.top_workers.length ? "<table><tr><th>名次</th><th>工号</th><th>得分</th><th>等级</th><th>处置</th></tr>" +
+      result.top_workers.map(function (no, i) {
+        var w = byWorker[no];
+        return "<tr><td>" + (i + 1) + "</td><td>" + esc(no) + "</td><td>" + w.score.toFixed(1) + "</td><td>" +
+          gradeCell(cfg, w.grade) + "</td><td>" + num(w.handled) + "</td></tr>";
+      }).join("") + "</table>" : '<p class="gm-muted">本期无达到处置件数门槛的网格员</p>';
+    html += '</section><section data-role="top-events"><h2>本期优秀案件（前 10）</h2>';
+    html += result.top_events.length ? "<ol>" + result.top_events.map(function (id) {
+      return "<li>事件 #" + esc(id) + "</li>";
+    }).join("") + "</ol>" : '<p class="gm-muted">本期无评价</p>';
+    html += "</section>";
+    result.communities.forEach(function (c) {
+      var workers = Object.keys(communityWorkers[c.community_code] || {}).sort()
+        .filter(function (no) { return byWorker[no]; });
+      html += '<section data-role="community" data-code="' + esc(c.community_code) + '"><h2>' +
+        esc(names[c.community_code] || c.community_code) + "</h2>" +
+        '<p class="gm-muted">上报 ' + num(c.reported) + " · 结案 " + num(c.closed) + " · 按期办结 " +
+        num(c.due_closed_on_time) + "/" + num(c.due) + "（" + pct(c.on_time_rate) + "）</p>" +
+        (workers.length ? "<table><tr><th>工号</th><th>姓名</th><th>得分</th><th>等级</th></tr>" +
+          workers.map(function (no) {
+            var w = byWorker[no];
+            return "<tr><td>" + esc(no) + "</td><td>" + esc(communityWorkers[c.community_code][no]) + "</td><td>" +
+              w.score.toFixed(1) + "</td><td>" + gradeCell(cfg, w.grade) + "</td></tr>";
+          }).join("") + "</table>" : "") + "</section>";
+    });
+    var side = el("aside", { class: "gm-side gm-assessment" }, html);
+    document.body.appendChild(side);
+
+    GM.state.assessedGrids = basic.filter(function (f) { return byGrid[f.properties.code]; }).length;
+    GM.state.communityTables = result.communities.length;
+    GM.state.topWorkers = result.top_workers.length;
+    GM.state.topEvents = result.top_events.length;
+    GM.state.readyAt = Math.round(performance.now());
+    GM.state.ready = true;
+    document.body.setAttribute("data-gm-ready", "1");
+  }
+
   // --- entry point ---------------------------------------------------------------------
 
-  var PAGES = { dispatcher: dispatcher, heatmap: heatmap, planner: planner };
+  var PAGES = { dispatcher: dispatcher, heatmap: heatmap, planner: planner, assessment: assessment };
 
   GM.start = function (kind, map, layers, cfg) {
     GM.state.kind = kind;

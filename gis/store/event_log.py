@@ -1,0 +1,178 @@
+"""The event log in PostGIS: transitions read as log rows, and published rankings.
+
+The log is read with a server-side cursor (``yield_per``), so exporting millions of
+transitions keeps memory flat. Rows come oldest first, by (``at``, ``id``), the order of the
+``ix_event_transitions_at_id`` index; ties in ``at`` keep insertion order, which is the
+"file order" the assessment breaks ties with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gis.assessment import LogRow
+from gis.errors import Conflict, InvalidInput
+from gis.store.models import EventRow, EventTransitionRow, PublishedRankingRow
+
+#: Rows fetched per round trip of the server-side cursor.
+FETCH_ROWS: Final = 10_000
+
+
+def iter_log(
+    session: Session,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    tz: ZoneInfo,
+    fetch_rows: int = FETCH_ROWS,
+) -> Iterator[LogRow]:
+    """Yield the transitions with ``start <= at < end`` (either bound optional), oldest first.
+
+    Times are given in ``tz``; missing columns of rows written before migration 0005 are
+    empty. The category is the event's current one.
+    """
+    t = EventTransitionRow
+    stmt = (
+        select(
+            t.event_id,
+            EventRow.category_code,
+            t.grid_code,
+            t.action,
+            t.from_status,
+            t.to_status,
+            t.actor_role,
+            t.actor_worker_no,
+            t.worker_no,
+            t.at,
+            t.due_at,
+            t.rating,
+        )
+        .join(EventRow, EventRow.id == t.event_id)
+        .order_by(t.at, t.id)
+    )
+    if start is not None:
+        stmt = stmt.where(t.at >= start)
+    if end is not None:
+        stmt = stmt.where(t.at < end)
+    result = session.execute(stmt.execution_options(yield_per=fetch_rows))
+    for r in result:
+        yield LogRow(
+            event_id=r.event_id,
+            category=r.category_code or "",
+            grid_code=r.grid_code or "",
+            action=r.action,
+            from_status=r.from_status or "",
+            to_status=r.to_status or "",
+            actor_role=r.actor_role or "",
+            actor_worker_no=r.actor_worker_no or "",
+            worker_no=r.worker_no or "",
+            at=r.at.astimezone(tz),
+            due_at=None if r.due_at is None else r.due_at.astimezone(tz),
+            rating=r.rating,
+        )
+
+
+@dataclass(frozen=True)
+class NewTransition:
+    """One step of an event's workflow, with the log's columns."""
+
+    event_id: int
+    action: str
+    to_status: str
+    at: datetime
+    actor: str
+    from_status: str | None = None
+    actor_role: str | None = None
+    actor_worker_no: str | None = None
+    worker_no: str | None = None
+    due_at: datetime | None = None
+    grid_code: str | None = None
+    rating: int | None = None
+    note: str | None = None
+
+
+def add_transition(session: Session, step: NewTransition) -> int:
+    """Append one transition to the log; return its id. Nothing else about the event changes.
+
+    The workflow's use cases update the event row; this only writes the log row (tests and
+    corrections use it to state what happened).
+    """
+    if step.rating is not None and not 1 <= step.rating <= 5:
+        raise InvalidInput("rating must be an integer 1-5")
+    new_id: int = session.execute(
+        insert(EventTransitionRow)
+        .values(
+            event_id=step.event_id,
+            action=step.action,
+            from_status=step.from_status,
+            to_status=step.to_status,
+            actor=step.actor,
+            at=step.at,
+            actor_role=step.actor_role,
+            actor_worker_no=step.actor_worker_no,
+            worker_no=step.worker_no,
+            due_at=step.due_at,
+            grid_code=step.grid_code,
+            rating=step.rating,
+            note=step.note,
+            data={},
+        )
+        .returning(EventTransitionRow.id)
+    ).scalar_one()
+    return new_id
+
+
+@dataclass(frozen=True)
+class PublishedRanking:
+    """A frozen assessment of a closed period."""
+
+    period: str
+    period_start: datetime
+    period_end: datetime
+    timezone: str
+    min_handled: int
+    weights: dict[str, float]
+    log_digest: str
+    log_rows: int
+    log_to: datetime
+    result: dict[str, Any]
+    published_by: str
+    published_at: datetime | None = None
+
+
+def publish_ranking(session: Session, ranking: PublishedRanking) -> PublishedRanking:
+    """Store a ranking; :class:`Conflict` when the period was published already."""
+    values = {
+        k: getattr(ranking, k) for k in PublishedRanking.__dataclass_fields__ if k != "published_at"
+    }
+    try:
+        with session.begin_nested():
+            at = session.execute(
+                insert(PublishedRankingRow)
+                .values(**values)
+                .returning(PublishedRankingRow.published_at)
+            ).scalar_one()
+    except IntegrityError:
+        raise Conflict(
+            "This period's ranking is published already; published rankings never change. "
+            "See its difference report for later corrections."
+        ) from None
+    return PublishedRanking(**values, published_at=at)
+
+
+def published_ranking(session: Session, period: str) -> PublishedRanking | None:
+    """The published ranking of ``period`` (``week:2026-W47``), if any."""
+    row = session.scalars(
+        select(PublishedRankingRow).where(PublishedRankingRow.period == period)
+    ).one_or_none()
+    if row is None:
+        return None
+    return PublishedRanking(**{k: getattr(row, k) for k in PublishedRanking.__dataclass_fields__})
