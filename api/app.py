@@ -7,8 +7,9 @@ factory (bound to a rolled-back transaction) instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import anyio
 from fastapi import FastAPI
@@ -32,16 +33,20 @@ def create_app(
     *,
     sessions: sessionmaker[Session] | None = None,
     routing: RoutingState | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
     """Build the app; with ``sessions`` given, use them and leave the database alone.
 
-    ``routing`` lets tests share one routing state (and its built indexes) between apps.
+    ``routing`` lets tests share one routing state (and its built indexes) between apps;
+    ``clock`` (UTC now) lets them fix the time intake checks report times against.
     """
     settings = settings or Settings()
+    now = clock or (lambda: datetime.now(UTC))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.clock = now
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)

@@ -28,6 +28,7 @@ from api.schemas import CRS_ALIASES, ReportIn
 from gis.coords import classify_coordinates, to_wgs84
 from gis.dispatch import WorkerOnGrid, choose_worker
 from gis.errors import GridmapError, InvalidInput
+from gis.report_time import report_time_problem
 from gis.routing import FLAGS, UNROUTED, Route
 from gis.store import events as event_store
 from gis.store.events import NewEvent, StoredEvent
@@ -131,6 +132,10 @@ def process(
                     "category: unknown category code; GET /api/v1/categories lists them."
                 ),
             )
+            continue
+        time_problem = report_time_problem(it.report.reported_at, now)
+        if time_problem is not None:
+            outcomes[it.index] = Outcome(it.index, 422, problem=InvalidInput(time_problem))
             continue
         first = first_of_key.get(it.client_event_id)
         if first is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import anyio
@@ -88,7 +87,7 @@ def _run(request: Request, settings: Settings, user: User, intakes: list[Intake]
             intakes,
             actor=user.username,
             timezone=settings.timezone,
-            now=datetime.now(UTC),
+            now=request.app.state.clock(),
         )
 
 
