@@ -30,6 +30,35 @@ def _no_constants(token: str) -> Any:
     raise InvalidInput(f"{token} is not a number in JSON; send coordinates as finite numbers.")
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (key or value) holds an unpaired UTF-16 surrogate (U+D800-U+DFFF).
+
+    JSON may escape one (RFC 8259 leaves it to the parser), Python keeps it in a ``str``, and
+    nothing downstream can encode it: PostgreSQL, a log line and a UTF-8 answer all fail.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+LONE_SURROGATE_MESSAGE = (
+    "A text in the body holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF); "
+    "send text as valid Unicode."
+)
+
+
 async def read_json(request: Request, *, max_bytes: int) -> Any:
     """Return the parsed JSON body, or raise a problem naming what is wrong."""
     content_type = request.headers.get("content-type", "")
@@ -52,7 +81,7 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedBody(f"The body is not valid UTF-8 (byte {exc.start}).") from exc
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        parsed = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise MalformedBody(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
@@ -61,3 +90,6 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
         raise InvalidInput("The JSON body is nested too deeply.") from exc
     except ValueError as exc:  # an integer of more digits than Python converts (4300)
         raise InvalidInput("The JSON body holds a number with too many digits.") from exc
+    if _has_lone_surrogate(parsed):
+        raise InvalidInput(LONE_SURROGATE_MESSAGE)
+    return parsed
