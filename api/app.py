@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
+from api.login_guard import LoginGuard
 from api.routes import auth, categories, events, feed, grids, health, lookup, maps
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
@@ -51,6 +52,15 @@ def create_app(
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
         app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size)
+        # Health checks get their own threads: they must never queue behind busy routes.
+        app.state.health_limiter = anyio.CapacityLimiter(2)
+        app.state.login_guard = LoginGuard(
+            hash_workers=settings.login_hash_workers,
+            max_waiting=settings.login_max_waiting,
+            account_failures=settings.login_account_failures,
+            address_failures=settings.login_address_failures,
+            window_s=settings.login_window_s,
+        )
         if sessions is not None:
             app.state.sessions = sessions
             yield

@@ -68,7 +68,18 @@ class IdempotencyConflict(e.GridmapError):
     kind = "idempotency-key-reused"
 
 
+class Throttled(e.GridmapError):
+    """Too many attempts; ``retry_after_s`` says when to try again."""
+
+    kind = "too-many-requests"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 STATUS_FOR[AuthError] = 401
+STATUS_FOR[Throttled] = 429
 STATUS_FOR[Forbidden] = 403
 STATUS_FOR[MalformedBody] = 400
 STATUS_FOR[UnsupportedMediaType] = 415
@@ -124,6 +135,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
         if status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
+        if isinstance(exc, Throttled):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return problem(status, exc.kind, exc.message, headers=headers, **exc.details)
 
     @app.exception_handler(RequestValidationError)
