@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import Request
 
-from api.errors import MalformedBody, UnsupportedMediaType
+from api.errors import MalformedBody, UnsupportedMediaType, safe_loc_part
 from gis.errors import InvalidInput, LimitExceeded
 
 
@@ -21,7 +21,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise MalformedBody(f"The JSON object has the key '{key}' more than once.")
+            name = safe_loc_part(key)
+            shown = f"the key '{name}'" if name == key else "a key"
+            raise MalformedBody(f"The JSON object has {shown} more than once.")
         out[key] = value
     return out
 

@@ -7,6 +7,7 @@ a report may carry a resident's phone number, and an error log is no place for i
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -114,11 +115,27 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: A field name gridmap could have declared: shown as is. Anything else a client made up.
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+UNEXPECTED_FIELD = "an unexpected field"
+
+
+def safe_loc_part(part: object) -> str:
+    """A location step fit to repeat: an index or a plain name, else "an unexpected field".
+
+    A client's own key may be personal data (``{"13912345678": "x"}``): it is never echoed.
+    """
+    if isinstance(part, int):
+        return str(part)
+    text = str(part)
+    return text if _PLAIN_NAME.fullmatch(text) else UNEXPECTED_FIELD
+
+
 def _safe_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Keep where and why; drop 'input' and 'ctx' which may echo the submitted values.
     return [
         {
-            "loc": [str(p) for p in err.get("loc", ())],
+            "loc": [safe_loc_part(p) for p in err.get("loc", ())],
             "msg": err.get("msg", ""),
             "type": err.get("type", ""),
         }

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from api.errors import IdempotencyConflict
+from api.errors import IdempotencyConflict, safe_loc_part
 from api.routing_state import RoutingState, VersionRouting
 from api.schemas import CRS_ALIASES, ReportIn
 from gis.coords import classify_coordinates, to_wgs84
@@ -62,7 +62,7 @@ class Outcome:
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "body"
+        where = ".".join(safe_loc_part(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "The report is not valid: " + "; ".join(parts)
 
