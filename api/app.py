@@ -12,13 +12,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.login_guard import LoginGuard
+from api.query_check import reject_unknown_query
 from api.routes import auth, categories, events, feed, grids, health, lookup, maps
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
@@ -82,6 +83,7 @@ def create_app(
         version="0.1.0",
         summary="Grid boundaries, point-in-polygon routing of geotagged events, live maps.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     install_error_handlers(app)
     app.include_router(health.router)

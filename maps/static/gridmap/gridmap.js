@@ -471,10 +471,10 @@
     var f = cfg.filters;
     var bar = topBar(cfg, me);
     canvas = L.canvas({ padding: 0.5 });
-    var filterQ = { window: f.window, category: f.category, status: f.status, crs: cfg.crs };
+    var filterQ = { window: f.window, category: f.category, status: f.status };
     var loaded = await Promise.all([
       api(cfg, "/maps/base", { crs: cfg.crs }),
-      api(cfg, "/maps/events", filterQ),
+      api(cfg, "/maps/events", Object.assign({ crs: cfg.crs }, filterQ)),
       api(cfg, "/maps/grid-stats", filterQ),
     ]);
     var base = loaded[0];
