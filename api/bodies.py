@@ -9,8 +9,10 @@ to a problem a client developer can act on.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import Request
 
 from api.errors import MalformedBody, UnsupportedMediaType, safe_loc_part
@@ -61,21 +63,43 @@ LONE_SURROGATE_MESSAGE = (
 )
 
 
+#: How much of an over-limit body is read and discarded before answering 413, and for how
+#: long. A client that sent its whole body without waiting for an answer can only read the
+#: 413 if the server read what it sent: closing a socket with unread data resets it.
+DRAIN_MAX_BYTES = 16 * 1024 * 1024
+DRAIN_MAX_S = 5.0
+
+
+async def _drain(stream: AsyncIterator[bytes], size: int) -> None:
+    with anyio.move_on_after(DRAIN_MAX_S):
+        async for chunk in stream:
+            size += len(chunk)
+            if size > DRAIN_MAX_BYTES:
+                return
+
+
 async def read_json(request: Request, *, max_bytes: int) -> Any:
     """Return the parsed JSON body, or raise a problem naming what is wrong."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     if media not in ("application/json", "application/geo+json") and not media.endswith("+json"):
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
+    too_large = LimitExceeded(f"The body is larger than the limit of {max_bytes} bytes.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise LimitExceeded(f"The body is larger than the limit of {max_bytes} bytes.")
+        if int(declared) <= DRAIN_MAX_BYTES and "100-continue" not in request.headers.get(
+            "expect", ""
+        ):
+            await _drain(request.stream(), 0)
+        raise too_large
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > max_bytes:
-            raise LimitExceeded(f"The body is larger than the limit of {max_bytes} bytes.")
+            await _drain(stream, size)
+            raise too_large
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gis import errors as e
 
@@ -154,6 +155,8 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": "Bearer"}
         if isinstance(exc, Throttled):
             headers = {"Retry-After": str(exc.retry_after_s)}
+        if status == 413:
+            headers = {"Connection": "close"}  # the rest of the body is not worth reading
         return problem(status, exc.kind, exc.message, headers=headers, **exc.details)
 
     @app.exception_handler(RequestValidationError)
@@ -167,6 +170,13 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         kind = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
         return problem(exc.status_code, kind, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client hung up while sending its body: nobody will read an answer, and it is
+        # no fault of the server's, so one quiet line, no traceback.
+        log.info("client disconnected during the body of %s %s", request.method, request.url.path)
+        return problem(400, "client-disconnected", "The client disconnected before the body.")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
