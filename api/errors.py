@@ -162,6 +162,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _safe_validation_errors(exc)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.url.path.endswith("/auth/token") and media == "application/json":
+            return problem(
+                422,
+                "validation",
+                "Sign-in takes a form, not JSON: send username and password as "
+                "application/x-www-form-urlencoded (curl -d username=… -d password=…).",
+                errors=errors,
+            )
         where = ", ".join(".".join(err["loc"]) + ": " + err["msg"] for err in errors[:5])
         return problem(422, "validation", f"The request is not valid: {where}", errors=errors)
 

@@ -143,3 +143,9 @@ def test_a_burst_of_wrong_passwords_gets_only_401_429_and_health_stays_fast(
     assert set(health) == {200}
     # Before: 22 s. The bound leaves room for a loaded CI machine (2 cores, shared).
     assert max(took) < 5.0, took
+
+
+def test_a_json_sign_in_gets_a_hint_that_it_takes_a_form(client: TestClient) -> None:
+    resp = client.post(TOKEN, json={"username": "guarded", "password": "right-password"})
+    assert resp.status_code == 422
+    assert "form" in resp.json()["detail"] and "right-password" not in resp.text
