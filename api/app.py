@@ -19,6 +19,7 @@ from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.login_guard import LoginGuard
+from api.openapi import complete_openapi
 from api.query_check import reject_unknown_query
 from api.routes import auth, categories, events, feed, grids, health, lookup, maps
 from api.routes import boundaries as boundary_routes
@@ -85,6 +86,7 @@ def create_app(
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
     )
+    app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)
