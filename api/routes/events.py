@@ -245,7 +245,11 @@ def get_event(
     event_id: Annotated[int, Path(ge=1, le=2**62)],
 ) -> EventOut:
     """One event with its routing. Workers see only events of their grids or their own."""
-    event = event_store.get_event(session, event_id)
-    if not _may_read(session, user, event):
-        raise NotFound(f"Event {event_id} does not exist.")
+    try:
+        event: StoredEvent | None = event_store.get_event(session, event_id)
+    except NotFound:
+        event = None
+    # One answer for "missing" and "not yours", so a worker cannot probe for other events.
+    if event is None or not _may_read(session, user, event):
+        raise NotFound(f"Event {event_id}: not found or not visible to you.")
     return event_out(event, request.app.state.routing)
