@@ -4,7 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench venv db clean
+.PHONY: help demo test lint bench venv db clean
+
+## help: list the targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

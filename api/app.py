@@ -12,13 +12,16 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
+from api.login_guard import LoginGuard
+from api.openapi import complete_openapi
 from api.overdue import overdue_task
+from api.query_check import reject_unknown_query
 from api.routes import (
     assessment,
     auth,
@@ -56,17 +59,27 @@ def create_app(
     ``clock`` moves the app's idea of now (duty, due times, overdue) for tests.
     """
     settings = settings or Settings()
+    now = clock or (lambda: datetime.now(UTC))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.clock = clock or (lambda: datetime.now(UTC))
+        app.state.clock = now
         # The working-hours calendar due times count on (GRIDMAP_CALENDAR).
         app.state.calendar = deadlines.load_calendar(settings.calendar)
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
         app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size)
+        # Health checks get their own threads: they must never queue behind busy routes.
+        app.state.health_limiter = anyio.CapacityLimiter(2)
+        app.state.login_guard = LoginGuard(
+            hash_workers=settings.login_hash_workers,
+            max_waiting=settings.login_max_waiting,
+            account_failures=settings.login_account_failures,
+            address_failures=settings.login_address_failures,
+            window_s=settings.login_window_s,
+        )
         if sessions is not None:
             app.state.sessions = sessions
             yield
@@ -94,7 +107,9 @@ def create_app(
         # Served by api/routes/docs.py with vendored assets, so they work offline.
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(reject_unknown_query)],
     )
+    app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(docs.router)

@@ -9,11 +9,13 @@ to a problem a client developer can act on.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import Request
 
-from api.errors import MalformedBody, UnsupportedMediaType
+from api.errors import MalformedBody, UnsupportedMediaType, safe_loc_part
 from gis.errors import InvalidInput, LimitExceeded
 
 
@@ -21,7 +23,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise MalformedBody(f"The JSON object has the key '{key}' more than once.")
+            name = safe_loc_part(key)
+            shown = f"the key '{name}'" if name == key else "a key"
+            raise MalformedBody(f"The JSON object has {shown} more than once.")
         out[key] = value
     return out
 
@@ -30,21 +34,72 @@ def _no_constants(token: str) -> Any:
     raise InvalidInput(f"{token} is not a number in JSON; send coordinates as finite numbers.")
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether any string (key or value) holds an unpaired UTF-16 surrogate (U+D800-U+DFFF).
+
+    JSON may escape one (RFC 8259 leaves it to the parser), Python keeps it in a ``str``, and
+    nothing downstream can encode it: PostgreSQL, a log line and a UTF-8 answer all fail.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+LONE_SURROGATE_MESSAGE = (
+    "A text in the body holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF); "
+    "send text as valid Unicode."
+)
+
+
+#: How much of an over-limit body is read and discarded before answering 413, and for how
+#: long. A client that sent its whole body without waiting for an answer can only read the
+#: 413 if the server read what it sent: closing a socket with unread data resets it.
+DRAIN_MAX_BYTES = 16 * 1024 * 1024
+DRAIN_MAX_S = 5.0
+
+
+async def _drain(stream: AsyncIterator[bytes], size: int) -> None:
+    with anyio.move_on_after(DRAIN_MAX_S):
+        async for chunk in stream:
+            size += len(chunk)
+            if size > DRAIN_MAX_BYTES:
+                return
+
+
 async def read_json(request: Request, *, max_bytes: int) -> Any:
     """Return the parsed JSON body, or raise a problem naming what is wrong."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";")[0].strip().lower()
     if media not in ("application/json", "application/geo+json") and not media.endswith("+json"):
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
+    too_large = LimitExceeded(f"The body is larger than the limit of {max_bytes} bytes.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise LimitExceeded(f"The body is larger than the limit of {max_bytes} bytes.")
+        if int(declared) <= DRAIN_MAX_BYTES and "100-continue" not in request.headers.get(
+            "expect", ""
+        ):
+            await _drain(request.stream(), 0)
+        raise too_large
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    async for chunk in stream:
         size += len(chunk)
         if size > max_bytes:
-            raise LimitExceeded(f"The body is larger than the limit of {max_bytes} bytes.")
+            await _drain(stream, size)
+            raise too_large
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
@@ -52,7 +107,7 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
     except UnicodeDecodeError as exc:
         raise MalformedBody(f"The body is not valid UTF-8 (byte {exc.start}).") from exc
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        parsed = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise MalformedBody(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
@@ -61,3 +116,6 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
         raise InvalidInput("The JSON body is nested too deeply.") from exc
     except ValueError as exc:  # an integer of more digits than Python converts (4300)
         raise InvalidInput("The JSON body holds a number with too many digits.") from exc
+    if _has_lone_surrogate(parsed):
+        raise InvalidInput(LONE_SURROGATE_MESSAGE)
+    return parsed

@@ -7,6 +7,7 @@ a report may carry a resident's phone number, and an error log is no place for i
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gis import errors as e
 
@@ -67,7 +69,18 @@ class UnsupportedMediaType(e.GridmapError):
 IdempotencyConflict = e.IdempotencyConflict
 
 
+class Throttled(e.GridmapError):
+    """Too many attempts; ``retry_after_s`` says when to try again."""
+
+    kind = "too-many-requests"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 STATUS_FOR[AuthError] = 401
+STATUS_FOR[Throttled] = 429
 STATUS_FOR[Forbidden] = 403
 STATUS_FOR[MalformedBody] = 400
 STATUS_FOR[UnsupportedMediaType] = 415
@@ -103,11 +116,27 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: A field name gridmap could have declared: shown as is. Anything else a client made up.
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+UNEXPECTED_FIELD = "an unexpected field"
+
+
+def safe_loc_part(part: object) -> str:
+    """A location step fit to repeat: an index or a plain name, else "an unexpected field".
+
+    A client's own key may be personal data (``{"13912345678": "x"}``): it is never echoed.
+    """
+    if isinstance(part, int):
+        return str(part)
+    text = str(part)
+    return text if _PLAIN_NAME.fullmatch(text) else UNEXPECTED_FIELD
+
+
 def _safe_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Keep where and why; drop 'input' and 'ctx' which may echo the submitted values.
     return [
         {
-            "loc": [str(p) for p in err.get("loc", ())],
+            "loc": [safe_loc_part(p) for p in err.get("loc", ())],
             "msg": err.get("msg", ""),
             "type": err.get("type", ""),
         }
@@ -124,11 +153,24 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
         if status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
+        if isinstance(exc, Throttled):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        if status == 413:
+            headers = {"Connection": "close"}  # the rest of the body is not worth reading
         return problem(status, exc.kind, exc.message, headers=headers, **exc.details)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _safe_validation_errors(exc)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.url.path.endswith("/auth/token") and media == "application/json":
+            return problem(
+                422,
+                "validation",
+                "Sign-in takes a form, not JSON: send username and password as "
+                "application/x-www-form-urlencoded (curl -d username=… -d password=…).",
+                errors=errors,
+            )
         where = ", ".join(".".join(err["loc"]) + ": " + err["msg"] for err in errors[:5])
         return problem(422, "validation", f"The request is not valid: {where}", errors=errors)
 
@@ -137,6 +179,13 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         kind = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
         return problem(exc.status_code, kind, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client hung up while sending its body: nobody will read an answer, and it is
+        # no fault of the server's, so one quiet line, no traceback.
+        log.info("client disconnected during the body of %s %s", request.method, request.url.path)
+        return problem(400, "client-disconnected", "The client disconnected before the body.")
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)

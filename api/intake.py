@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from api.errors import safe_loc_part
 from api.schemas import CRS_ALIASES, ReportIn
 from gis.errors import InvalidInput
 from services.intake import Intake, Report, SelfHandled
@@ -25,7 +26,7 @@ MAX_BATCH = 1000
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "body"
+        where = ".".join(safe_loc_part(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "The report is not valid: " + "; ".join(parts)
 

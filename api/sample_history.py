@@ -57,6 +57,22 @@ def _times(
     return sorted(out)
 
 
+def _same_local_hour(times: list[datetime], tz: ZoneInfo) -> list[slice]:
+    """Runs of consecutive (sorted) times that fall in the same local hour."""
+    runs: list[slice] = []
+    start = 0
+    for i in range(1, len(times) + 1):
+        if i == len(times) or _hour_of(times[i], tz) != _hour_of(times[start], tz):
+            runs.append(slice(start, i))
+            start = i
+    return runs
+
+
+def _hour_of(moment: datetime, tz: ZoneInfo) -> tuple[int, int, int, int]:
+    local = moment.astimezone(tz)
+    return local.year, local.month, local.day, local.hour
+
+
 def _status(age_h: float, rng: np.random.Generator) -> str:
     """Where an event of this age stands: fresh ones open, old ones mostly closed."""
     done = 1.0 - np.exp(-age_h / 10.0)
@@ -79,14 +95,18 @@ def replay_month(
     session: Session,
     *,
     n: int,
+    now: datetime,
     days: float = 30.0,
-    now: datetime | None = None,
     seed: int = 7,
     timezone: str = "Asia/Shanghai",
     echo: Callable[[str], None] = print,
 ) -> list[int]:
-    """Store ``n`` simulated events received over the last ``days`` days; return their ids."""
-    now = now or datetime.now(UTC)
+    """Store ``n`` simulated events received over the last ``days`` days; return their ids.
+
+    ``now`` is the clock (injected: the same ``now`` and seed give the same history). Each
+    report is dispatched as of its own receipt hour, so who was on duty, and with it how much
+    of the month is closed, does not depend on the hour the history is generated at.
+    """
     tz = ZoneInfo(timezone)
     active = boundaries.active_version(session)
     if active is None:
@@ -102,13 +122,15 @@ def replay_month(
     for start in range(0, n, BATCH):
         chunk = times[start : start + BATCH]
         intakes = [prepare(i, simulator.report(t.astimezone(tz))) for i, t in enumerate(chunk)]
-        outcomes = process(
-            session,
-            state,
-            intakes,
-            submitter=Submitter("history", "system"),
-            clock=Clock(chunk[-1], timezone),
-        )
+        outcomes = []
+        for hour in _same_local_hour(chunk, tz):
+            outcomes += process(
+                session,
+                state,
+                intakes[hour.start : hour.stop],
+                submitter=Submitter("history", "system"),
+                clock=Clock(chunk[hour.stop - 1], timezone),
+            )
         stored = [(o.event, t) for o, t in zip(outcomes, chunk, strict=True) if o.event is not None]
         statuses = [
             _status((now - t).total_seconds() / 3600, rng) if e.status == "dispatched" else e.status

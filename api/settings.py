@@ -43,6 +43,21 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(
         default=10.0, ge=0, le=300, description="How long a verified API key is trusted."
     )
+    login_hash_workers: int = Field(
+        default=2, ge=1, le=64, description="Threads hashing passwords at sign-in."
+    )
+    login_max_waiting: int = Field(
+        default=16, ge=1, le=10_000, description="Sign-ins waiting for a hashing thread (429)."
+    )
+    login_account_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins per account per window before 429."
+    )
+    login_address_failures: int = Field(
+        default=30, ge=1, description="Failed sign-ins per client address per window before 429."
+    )
+    login_window_s: float = Field(
+        default=300.0, gt=0, le=86_400, description="The window failed sign-ins are counted in."
+    )
     timezone: str = Field(default="Asia/Shanghai", description="Local time of duty schedules.")
     due_soon_hours: float = Field(
         default=2.0, gt=0, le=240, description="The due_soon queue's window, in working hours."

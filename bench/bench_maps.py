@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def prepare(n_events: int, echo: Any = print) -> URL:
             load_sample(session, echo=lambda m: None)
             create_demo_users(session)
         with Session(engine) as session, session.begin():
-            replay_month(session, n=n_events, echo=lambda m: None)
+            replay_month(session, n=n_events, now=datetime.now(UTC), echo=lambda m: None)
         engine.dispose()
     return url
 

@@ -28,6 +28,7 @@ from gis.coords import classify_coordinates, to_wgs84
 from gis.dispatch import WorkerOnGrid
 from gis.errors import GridmapError, IdempotencyConflict, InvalidInput
 from gis.placement import Placement, RouteOutcome, place, quarantine, team_of
+from gis.report_time import report_time_problem
 from gis.routing import FLAGS, UNROUTED, Route
 from gis.store import events as event_store
 from gis.store import workflow as workflow_store
@@ -209,6 +210,10 @@ def process(
                     "self_handled: only a worker's account reports what it handled itself."
                 ),
             )
+            continue
+        time_problem = report_time_problem(it.report.reported_at, clock.now)
+        if time_problem is not None:
+            outcomes[it.index] = Outcome(it.index, 422, problem=InvalidInput(time_problem))
             continue
         first = first_of_key.get(it.client_event_id)
         if first is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,16 @@ CHROMIUM_ARGS = [
 SECRET = "live-tests-" + "k" * 40
 
 
+def live_clock() -> datetime:
+    """Where the live history ends: the servers under test window the maps by their clock.
+
+    What the history holds does not depend on the hour (each report is dispatched as of its
+    own time, see ``replay_month``); ``tests/test_sample_history.py`` checks that at fixed
+    clocks.
+    """
+    return datetime.now(UTC)
+
+
 @functools.cache
 def _live_database_url() -> URL:
     from api.sample_history import replay_month
@@ -57,7 +67,7 @@ def _live_database_url() -> URL:
             load_sample(session, echo=lambda m: None)
             create_demo_users(session)
         with Session(engine) as session, session.begin():
-            replay_month(session, n=LIVE_EVENTS, seed=11, echo=lambda m: None)
+            replay_month(session, n=LIVE_EVENTS, now=live_clock(), seed=11, echo=lambda m: None)
     finally:
         engine.dispose()
     return url

@@ -16,8 +16,12 @@ def test_health_and_ready(app_client: TestClient) -> None:
     assert app_client.get("/readyz").json() == {"status": "ready"}
 
 
-def test_lookup_returns_chain_basic_community_subdistrict(app_client: TestClient) -> None:
-    body = app_client.get("/api/v1/lookup", params={"lon": 117.97, "lat": 37.38}).json()
+def test_lookup_returns_chain_basic_community_subdistrict(
+    app_client: TestClient, auth_headers
+) -> None:
+    body = app_client.get(
+        "/api/v1/lookup", params={"lon": 117.97, "lat": 37.38}, headers=auth_headers("worker")
+    ).json()
     levels = [g["level"] for g in body["grids"]]
     assert levels == ["basic", "community", "subdistrict"]
     basic, community, subdistrict = (g["code"] for g in body["grids"])
@@ -26,7 +30,7 @@ def test_lookup_returns_chain_basic_community_subdistrict(app_client: TestClient
     assert len(basic) == 15
     assert body["candidates"] == [basic]
     assert body["flag"] in ("inside", "near_boundary")
-    assert body["workers"], "every sample basic grid has workers"
+    assert body["workers"], "every sample basic grid has workers (shown to signed-in callers)"
 
 
 def test_lookup_outside_every_grid_is_an_empty_chain(app_client: TestClient) -> None:

@@ -7,6 +7,7 @@ endpoints must answer only the roles the pages are for.
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -400,4 +401,12 @@ def test_plan_layers_show_problems_and_changes(
     assert len(body["draft"]["features"]) == len(features)
     got = next(f for f in body["draft"]["features"] if f["id"] == target.code)
     assert shapely.geometry.shape(got["geometry"]).equals_exact(moved, 1e-8)
-    assert gzip  # compression is exercised in test_base_layers
+    # The plan layers go out gzipped: the raw bytes on the wire decompress to the same body.
+    with app_client.stream(
+        "GET",
+        f"/api/v1/maps/plans/{draft.id}",
+        headers={**auth_headers("planner"), "Accept-Encoding": "gzip"},
+    ) as raw:
+        packed = b"".join(raw.iter_raw())
+    assert raw.headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(packed)) == body

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -62,7 +62,13 @@ def _load(settings: Settings) -> DemoSetup:
         with Session(engine) as session, session.begin():
             if session.scalar(select(func.count()).select_from(EventRow)) == 0:
                 # A month of history, so the maps and heatmaps show a working command centre.
-                replay_month(session, n=HISTORY_EVENTS, timezone=settings.timezone, echo=_err)
+                replay_month(
+                    session,
+                    n=HISTORY_EVENTS,
+                    now=datetime.now(UTC),
+                    timezone=settings.timezone,
+                    echo=_err,
+                )
         tokens = {}
         with Session(engine) as session:
             for username in DEMO_USERS:

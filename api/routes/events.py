@@ -127,7 +127,14 @@ async def post_event(
     request: Request,
     settings: SettingsDep,
     user: Annotated[User, allow(*REPORTERS)],
-    idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description="A UUID the client mints per report (or send client_event_id).",
+            json_schema_extra={"format": "uuid"},
+        ),
+    ] = None,
 ) -> JSONResponse:
     """Store one report, route it to a grid and dispatch it to a worker.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter, Request
 
 from api.security import public
@@ -12,14 +13,26 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", dependencies=[public()])
-def healthz() -> dict[str, str]:
-    """The process is up (says nothing about the database)."""
+async def healthz() -> dict[str, str]:
+    """The process is up (says nothing about the database).
+
+    Answered on the event loop: no thread pool, so no queue of busy requests, delays it.
+    """
     return {"status": "ok"}
 
 
 @router.get("/readyz", dependencies=[public()])
-def readyz(request: Request) -> dict[str, str]:
-    """The database answers and has PostGIS: the service can do its work."""
+async def readyz(request: Request) -> dict[str, str]:
+    """The database answers and has PostGIS: the service can do its work.
+
+    Checked in threads of its own (``app.state.health_limiter``), not the shared pool.
+    """
+    return await anyio.to_thread.run_sync(
+        _check_ready, request, limiter=request.app.state.health_limiter
+    )
+
+
+def _check_ready(request: Request) -> dict[str, str]:
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
         with request.app.state.sessions() as session:

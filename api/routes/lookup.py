@@ -2,7 +2,9 @@
 
 Answered from the in-memory routing index of the version active now (or at ``at=``), with
 exactly the semantics events are routed by; PostGIS holds the polygons the index is built
-from. Public: a resident's app may ask which grid a place belongs to.
+from. Public: a resident's app may ask which grid a place belongs to. Who works there
+(names and roles of people) is answered only to signed-in callers: anonymously,
+``workers`` is always empty.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from api.deps import SessionDep
-from api.security import public
+from api.security import authenticate, public
 from gis.errors import NotFound
 from gis.store.roster import workers_by_grid
 
@@ -53,6 +55,15 @@ class LookupOut(BaseModel):
     workers: list[WorkerRef]
 
 
+def _signed_in(request: Request) -> bool:
+    """Whether the caller presented valid credentials (bad ones are a 401, as anywhere)."""
+    headers = request.headers
+    if not headers.get("authorization") and not headers.get("x-api-key"):
+        return False
+    authenticate(request)
+    return True
+
+
 @router.get("/lookup", dependencies=[public()], response_model=LookupOut)
 def lookup(
     request: Request,
@@ -67,7 +78,8 @@ def lookup(
     """Covers semantics: a point on an edge is in both grids; the lowest code is chosen.
 
     ``flag`` is ``inside``, ``near_boundary``, ``on_boundary``, ``snapped`` or ``unrouted``
-    (see the README's routing section); ``workers`` are those assigned to the basic grid.
+    (see the README's routing section); ``workers`` are those assigned to the basic grid,
+    for signed-in callers only (empty without credentials).
     """
     state = request.app.state.routing
     routing = state.at(session, at) if at is not None else state.current(session)
@@ -75,9 +87,10 @@ def lookup(
         raise NotFound("No boundary version was active at that time.")
     route = routing.route(session, lon, lat, accuracy_m)
     chain = routing.chain(route.grid_code)
+    signed_in = _signed_in(request)
     workers = (
         workers_by_grid(session, [route.grid_code]).get(route.grid_code, [])
-        if route.grid_code
+        if route.grid_code and signed_in
         else []
     )
     return LookupOut(

@@ -91,10 +91,12 @@ def _statuses(requested: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+#: Most category codes one filter takes (repeated or comma-separated alike).
+MAX_CATEGORIES: Final = 64
 CategoryQ = Annotated[
     list[str] | None,
     Query(
-        max_length=64,
+        max_length=MAX_CATEGORIES,
         description="Category codes (repeat, or separate with commas).",
     ),
 ]
@@ -149,6 +151,8 @@ def _filter_params(
         ] = "auto",
     ) -> FilterParams:
         categories = _split(category)
+        if len(categories) > MAX_CATEGORIES:
+            raise InvalidInput(f"category: at most {MAX_CATEGORIES} category codes.")
         if any(not c.isdigit() or len(c) > 16 for c in categories):
             raise InvalidInput("category: category codes are digits, e.g. 0101.")
         statuses = _split(status)

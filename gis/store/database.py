@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, make_url, text
+from psycopg.types.datetime import TimestamptzBinaryLoader, TimestamptzLoader
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 
 from gis.errors import DatabaseUnavailable, EmbeddedDatabaseError
@@ -25,9 +28,61 @@ def normalise_url(url: str | URL) -> URL:
     return parsed
 
 
+#: What a stored time Python cannot hold is read as: the nearest time it can.
+EARLIEST_READABLE = datetime.min.replace(tzinfo=UTC)
+LATEST_READABLE = datetime.max.replace(tzinfo=UTC)
+
+
+def _clamped(data: Any, *, binary: bool) -> datetime:
+    if binary:
+        # Microseconds since 2000-01-01 as a signed 64-bit integer: the sign says which end.
+        return EARLIEST_READABLE if bytes(data)[0] & 0x80 else LATEST_READABLE
+    raw = bytes(data).strip()
+    return EARLIEST_READABLE if raw.startswith(b"-") or raw.endswith(b"BC") else LATEST_READABLE
+
+
+class TolerantTimestamptzLoader(TimestamptzLoader):
+    """Read ``timestamptz`` values beyond Python's years 1-9999 (BC, ``infinity``) clamped.
+
+    psycopg refuses them with a DataError, so one such row, however it got stored, would
+    fail every query that reads it: an event page, a change feed stuck at its cursor, a map.
+    Clamped to ``datetime.min``/``max`` (UTC), it is shown for what it is: out of range.
+    """
+
+    def load(self, data: Any) -> datetime:
+        """Parse as psycopg does, clamping what it cannot represent."""
+        try:
+            return super().load(data)
+        except (psycopg.DataError, OverflowError, ValueError):
+            return _clamped(data, binary=False)
+
+
+class TolerantTimestamptzBinaryLoader(TimestamptzBinaryLoader):
+    """The binary-format twin of :class:`TolerantTimestamptzLoader`."""
+
+    def load(self, data: Any) -> datetime:
+        """Parse as psycopg does, clamping what it cannot represent."""
+        try:
+            return super().load(data)
+        except (psycopg.DataError, OverflowError, ValueError):
+            return _clamped(data, binary=True)
+
+
+def tolerate_any_time(dbapi_connection: Any, _record: Any = None) -> None:
+    """Register the tolerant ``timestamptz`` loaders on one psycopg connection."""
+    adapters = getattr(dbapi_connection, "adapters", None)
+    if adapters is None:  # SQLAlchemy may hand over its adapted wrapper
+        adapters = dbapi_connection.driver_connection.adapters
+    adapters.register_loader("timestamptz", TolerantTimestamptzLoader)
+    adapters.register_loader("timestamptz", TolerantTimestamptzBinaryLoader)
+
+
 def make_engine(url: str | URL, *, pool_size: int = 10) -> Engine:
-    """Build the engine gridmap uses everywhere: pre-ping, so a restarted server is survived."""
-    return create_engine(
+    """Build the engine gridmap uses everywhere: pre-ping, so a restarted server is survived.
+
+    Every connection reads out-of-range times clamped (:class:`TolerantTimestamptzLoader`).
+    """
+    engine = create_engine(
         normalise_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -41,6 +96,8 @@ def make_engine(url: str | URL, *, pool_size: int = 10) -> Engine:
             "options": "-c idle_in_transaction_session_timeout=60000",
         },
     )
+    event.listen(engine, "connect", tolerate_any_time)
+    return engine
 
 
 def _libpq_kwargs(url: URL, database: str) -> dict[str, object]:

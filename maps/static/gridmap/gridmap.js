@@ -522,10 +522,10 @@
     var bar = topBar(cfg, me);
     eventRenderer = L.svg({ pane: "gm-events", padding: 0.5 });
     intoPane(map, layers.hazard, "gm-heat");
-    var filterQ = { window: f.window, category: f.category, status: f.status, crs: cfg.crs };
+    var filterQ = { window: f.window, category: f.category, status: f.status };
     var loaded = await Promise.all([
       api(cfg, "/maps/base", { crs: cfg.crs }),
-      api(cfg, "/maps/events", filterQ),
+      api(cfg, "/maps/events", Object.assign({ crs: cfg.crs }, filterQ)),
       api(cfg, "/maps/grid-stats", filterQ),
     ]);
     var base = loaded[0];
