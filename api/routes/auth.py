@@ -9,7 +9,7 @@ import anyio
 from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel
 
-from api.deps import SettingsDep, open_session
+from api.deps import SessionDep, SettingsDep, open_session
 from api.errors import AuthError, Throttled
 from api.login_guard import LoginGuard, TooManySignIns
 from api.security import ANY_ROLE, allow, issue_token, public, verify_password
