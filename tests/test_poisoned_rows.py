@@ -161,7 +161,7 @@ def test_a_poisoned_row_stops_no_reader(
     # The feed serves the bad row and the good ones around it, in pages of two.
     assert set(posted) <= _wait_served(client, headers, cursor, set(posted))
 
-    maps = client.get("/api/v1/maps/events", params={"window_h": 24}, headers=headers)
+    maps = client.get("/api/v1/maps/events", params={"window": 24}, headers=headers)
     assert maps.status_code == 200, maps.text
     assert bad in [f["id"] for f in maps.json()["features"]]
 
