@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,7 +44,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.signing_key = settings.signing_key()
-        app.state.routing = routing or RoutingState()
+        app.state.routing = routing or RoutingState(index_dir=settings.data_dir / "routing")
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
         app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size)
         if sessions is not None:
@@ -54,12 +55,13 @@ def create_app(
         engine = make_engine(url, pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
-        app.state.routing.listen(url)
+        # The version in force is known before the first request; its index builds meanwhile.
+        await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
         try:
-            async with activation_task(app.state.sessions, timezone=settings.timezone):
+            async with activation_task(engine, timezone=settings.timezone):
                 yield
         finally:
-            app.state.routing.close()
+            await anyio.to_thread.run_sync(app.state.routing.close)
             engine.dispose()
 
     app = FastAPI(

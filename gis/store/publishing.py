@@ -309,6 +309,29 @@ def apply_due_versions(
     return done
 
 
+def route_unversioned_events(
+    session: Session,
+    now: datetime | None = None,
+    *,
+    actor: str = "gridmap scheduler",
+    timezone: str = DEFAULT_TIMEZONE,
+) -> list[EventMove]:
+    """Route, by the version in force, the open reports that no version routed.
+
+    Intake stores a report with no version only while none is in force; the first publish
+    routes those. Older servers also stored some right after a start ("no boundary version
+    is active" while one was), and nothing routed them later: this finds them (quarantined
+    reports stay in quarantine). Cheap when there are none.
+    """
+    now = now or datetime.now(UTC)
+    active = boundaries.active_version(session, now)
+    if active is None:
+        return []
+    return reroute_open_events(
+        session, active, actor=actor, now=now, timezone=timezone, unversioned_only=True
+    )
+
+
 # --- re-routing -------------------------------------------------------------------------------
 
 
@@ -336,9 +359,14 @@ def reroute_open_events(
     snap_m: float = SNAP_DISTANCE_M,
     near_m: float = NEAR_BOUNDARY_M,
     timezone: str = DEFAULT_TIMEZONE,
+    unversioned_only: bool = False,
 ) -> list[EventMove]:
-    """Re-route the open events whose grid differs under ``version``; return the moves."""
-    moving = _find_moving(session, version.id, received_after, snap_m, near_m)
+    """Re-route the open events whose grid differs under ``version``; return the moves.
+
+    ``unversioned_only``: only the events routed by no version (see
+    :func:`route_unversioned_events`); each is written, even when it stays unrouted.
+    """
+    moving = _find_moving(session, version.id, received_after, snap_m, near_m, unversioned_only)
     if not moving:
         return []
     parent_of = boundaries.hierarchy(session, version.id)
@@ -376,7 +404,8 @@ def reroute_open_events(
     for m in moving:
         rule = rule_text(m.flag, len(m.candidates), m.tolerance_m, snap_m)
         arrow = f"{m.old_code or 'unrouted'} → {m.code or 'unrouted queue'}"
-        note = f"re-routed on publish of boundary version {version.id}: {arrow}"
+        how = "routed late by" if unversioned_only else "re-routed on publish of"
+        note = f"{how} boundary version {version.id}: {arrow}"
         worker_id: int | None = None
         worker_no: str | None = None
         tier: str | None = None
@@ -452,6 +481,7 @@ def _find_moving(
     received_after: datetime | None,
     snap_m: float,
     near_m: float,
+    unversioned_only: bool = False,
 ) -> list[_Moving]:
     """Route the candidate open events in one query; keep those whose grid changes.
 
@@ -459,6 +489,13 @@ def _find_moving(
     re-checked on the latest row version, so an event closed meanwhile is left alone.
     """
     window = "AND e.received_at >= :received_after" if received_after is not None else ""
+    if unversioned_only:
+        window += " AND e.boundary_version_id IS NULL"
+    changed = (
+        "(r.code IS DISTINCT FROM e.grid_code OR e.boundary_version_id IS NULL)"
+        if unversioned_only
+        else "r.code IS DISTINCT FROM e.grid_code"
+    )
     points = f"""(
         SELECT e.id, e.location
         FROM events e
@@ -478,7 +515,7 @@ def _find_moving(
         FROM routed r
         JOIN events e ON e.id = r.id
         LEFT JOIN grids g ON g.version_id = :version_id AND g.code = r.code
-        WHERE r.code IS DISTINCT FROM e.grid_code
+        WHERE {changed}
           AND e.status = ANY(CAST(:open AS text[]))
           AND e.boundary_version_id IS DISTINCT FROM :version_id
         ORDER BY e.id

@@ -1,0 +1,209 @@
+"""One routing index per machine: built once, written to the data folder, loaded by every process.
+
+``gridmap serve --workers 4`` starts four processes that all need the index of the version in
+force. Building it is CPU-bound (seconds at 100,000 grids), so building it four times on a
+2-core machine would quadruple the time during which PostGIS answers every report. Instead
+the first process to need an index takes a file lock next to the index file, builds the index
+and writes it; the others wait on the lock (PostGIS answers for them meanwhile) and then load
+the file. A later start finds the file and loads it at once.
+
+The file name holds the version id and a hash of what the index is built from (every leaf's
+code and WKB) and of the routing code itself, so a file can never be taken for another
+version, for the same id in another database, or for an index written by older code. Files of
+versions no longer used are removed, keeping the newest few.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import pickle
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import shapely
+
+import gis.routing
+from gis.grids import GridFeature
+from gis.routing import RoutingIndex
+
+log = logging.getLogger("gridmap.routing")
+
+#: Index files kept in the folder (the version in force, the one before, a few for ``at=``).
+KEEP_FILES: Final = 6
+SUFFIX: Final = ".index"
+
+
+def index_key(version_id: int, leaf: Sequence[GridFeature]) -> str:
+    """The file name of a version's index: id, content and routing code, hashed."""
+    digest = hashlib.sha256()
+    digest.update(Path(gis.routing.__file__).read_bytes())
+    for f in leaf:
+        digest.update(f.code.encode() + b"\0")
+        digest.update(shapely.to_wkb(f.geometry, output_dimension=2))
+    return f"v{version_id}-{digest.hexdigest()[:24]}{SUFFIX}"
+
+
+def build_index(version_id: int, leaf: Sequence[GridFeature]) -> RoutingIndex:
+    """Build a version's index in this process (CPU-bound)."""
+    started = time.perf_counter()
+    index = RoutingIndex.build(
+        [f.code for f in leaf], [f.geometry for f in leaf], version_id=version_id
+    )
+    log.info(
+        "routing index for boundary version %d built in %.0f ms (%d grids)",
+        version_id,
+        (time.perf_counter() - started) * 1000,
+        index.grid_count,
+    )
+    return index
+
+
+def shared_index(folder: Path, version_id: int, leaf: Sequence[GridFeature]) -> RoutingIndex:
+    """The version's index from ``folder``, built and written there by whoever comes first.
+
+    Blocks while another process builds it (call it from a background thread). A file that
+    cannot be read (cut short by a crash, written by other code) is built again.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / index_key(version_id, leaf)
+    index = _try_load(path)
+    if index is not None:
+        return index
+    with _file_lock(path.with_name(path.name + ".lock")):
+        index = _try_load(path)  # built by another process while we waited
+        if index is not None:
+            return index
+        built = build_index(version_id, leaf)
+        started = time.perf_counter()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        save_index(built, tmp)
+        os.replace(tmp, path)  # atomic: a reader sees the whole file or none
+        log.info("routing index written to %s in %.0f ms", path.name, _ms(started))
+    _remove_old_files(folder, keep=path)
+    # Loaded back rather than kept, so this process maps the same file as the others.
+    return _try_load(path) or built
+
+
+def _try_load(path: Path) -> RoutingIndex | None:
+    if not path.is_file():
+        return None
+    started = time.perf_counter()
+    try:
+        index = load_index(path)
+    except Exception as exc:
+        log.warning("routing index file %s unreadable (%s); building it again", path.name, exc)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    log.info("routing index loaded from %s in %.0f ms", path.name, _ms(started))
+    return index
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock across the processes of this machine (released if one dies)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_old_files(folder: Path, *, keep: Path) -> None:
+    """Remove all but the newest index files (a process still using one keeps its mapping)."""
+    files = sorted(folder.glob(f"v*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[KEEP_FILES:]:
+        if old != keep:
+            with contextlib.suppress(OSError):
+                old.unlink()
+                Path(f"{old}.lock").unlink(missing_ok=True)
+
+
+# --- reading and writing an index ---------------------------------------------------------------
+# TODO(routing-exact merge): switch to ``RoutingIndex.save(path)`` and
+# ``RoutingIndex.load(path)`` (numpy arrays loadable with mmap, so the processes share the
+# pages) and delete the pickle adapter below. The two functions already prefer those methods
+# when the class has them.
+
+
+def save_index(index: RoutingIndex, path: Path) -> None:
+    """Write ``index`` to ``path``."""
+    save = getattr(index, "save", None)
+    if callable(save):
+        save(path)
+        return
+    with path.open("wb") as handle:
+        pickle.dump(_Pickled(index), handle, protocol=5)
+
+
+def load_index(path: Path) -> RoutingIndex:
+    """Read an index written by :func:`save_index`."""
+    load = getattr(RoutingIndex, "load", None)
+    if callable(load):
+        loaded = load(path)
+        assert isinstance(loaded, RoutingIndex)
+        return loaded
+    with path.open("rb") as handle:
+        wrapper = pickle.load(handle)
+    if not isinstance(wrapper, _Pickled):
+        raise ValueError("not a gridmap routing index")
+    return wrapper.index
+
+
+class _Pickled:
+    """Pickles a RoutingIndex whose attributes include memoryviews of its numpy arrays.
+
+    A memoryview cannot be pickled, but each one here is a cast view of a numpy array
+    (``array.data.cast("B").cast(fmt)``); it is stored as that array and format and
+    re-created on load.
+    """
+
+    def __init__(self, index: RoutingIndex) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (_strip(self.index),))
+
+
+class _View:
+    def __init__(self, base: Any, fmt: str) -> None:
+        self.base = base
+        self.fmt = fmt
+
+
+def _strip(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, memoryview):
+        return _View(value.obj, value.format)
+    if isinstance(value, tuple):
+        return tuple(_strip(v, depth) for v in value)
+    if depth < 3 and hasattr(value, "__dict__") and type(value).__module__ == "gis.routing":
+        clone = object.__new__(type(value))
+        clone.__dict__.update({k: _strip(v, depth + 1) for k, v in vars(value).items()})
+        return clone
+    return value
+
+
+def _dress(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, _View):
+        return memoryview(value.base).cast("B").cast(value.fmt)
+    if isinstance(value, tuple):
+        return tuple(_dress(v, depth) for v in value)
+    if depth < 3 and hasattr(value, "__dict__") and type(value).__module__ == "gis.routing":
+        for k, v in list(vars(value).items()):
+            setattr(value, k, _dress(v, depth + 1))
+    return value
+
+
+def _restore(stripped: Any) -> _Pickled:
+    return _Pickled(_dress(stripped))
