@@ -206,6 +206,8 @@ class RoutingState:
         self._roster_at = 0.0
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
+        #: Set while the watcher's LISTEN connection is up (announcements reach this process).
+        self.listening = threading.Event()
         #: Switches seen, (version id, monotonic time): for logs and tests.
         self.switches: list[tuple[int | None, float]] = []
 
@@ -374,6 +376,7 @@ class RoutingState:
                         connect_timeout=5,
                     )
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self.listening.set()
                 except Exception as exc:
                     conn = None
                     if not failing:
@@ -395,6 +398,7 @@ class RoutingState:
                 for _ in conn.notifies(timeout=self.check_interval_s, stop_after=1):
                     pass
             except Exception as exc:
+                self.listening.clear()
                 log.warning("boundary listener lost: %s; reconnecting", _first_line(exc))
                 with contextlib.suppress(Exception):
                     conn.close()
