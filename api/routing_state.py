@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -151,6 +151,9 @@ IndexSource = Callable[[int, list[GridFeature]], RoutingIndex]
 #: Versions whose routing a process keeps (the one in force, and a few for ``at=`` lookups).
 KEEP_VERSIONS: Final = 4
 
+#: A scheduled version's routing (and index) is prepared this long before it takes effect.
+PREPARE_AHEAD_S: Final = 600.0
+
 #: Wait between attempts when building an index failed (out of memory, a bad file).
 BUILD_RETRY_S: Final = 10.0
 
@@ -198,6 +201,7 @@ class RoutingState:
         self._switching = threading.Lock()  # one thread reads a newly active version
         self._in_force: VersionRouting | None = None
         self._checked_at = -math.inf
+        self._next_at = math.inf  # monotonic time a scheduled version takes effect
         self._routings: OrderedDict[int, VersionRouting] = OrderedDict()
         self._building: set[int] = set()
         self._categories: dict[str, tuple[str | None, float, bool]] = {}
@@ -227,14 +231,29 @@ class RoutingState:
 
     def current(self, session: Session) -> VersionRouting | None:
         """The routing of the version in force; None only when no version is in force."""
-        if self.watching or time.monotonic() - self._checked_at < self.check_interval_s:
+        if self.watching:
+            return self._in_force
+        now = time.monotonic()
+        if now - self._checked_at < self.check_interval_s and now < self._next_at:
             return self._in_force
         return self.refresh(session)
 
     def refresh(self, session: Session) -> VersionRouting | None:
-        """Read which version is in force now and switch to it (its index builds meanwhile)."""
-        active = boundaries.active_version(session)
+        """Read which version is in force now and switch to it (its index builds meanwhile).
+
+        A version scheduled to take effect within :data:`PREPARE_AHEAD_S` has its routing
+        prepared now, and the next check comes at its effective time.
+        """
+        wall = datetime.now(UTC)
+        active = boundaries.active_version(session, wall)
+        upcoming = boundaries.next_scheduled_version(session, wall)
         checked = time.monotonic()
+        self._next_at = math.inf
+        if upcoming is not None and upcoming.effective_from is not None:
+            ahead = (upcoming.effective_from - wall).total_seconds()
+            self._next_at = checked + ahead
+            if ahead <= PREPARE_AHEAD_S:
+                self._routing_of(session, upcoming.id)
         held = self._in_force
         if active is None or (held is not None and held.version_id == active.id):
             if active is None and held is not None:
@@ -381,6 +400,7 @@ class RoutingState:
                     conn = None
                     if not failing:
                         log.warning("boundary listener: %s; polling", _first_line(exc))
+            started = time.monotonic()
             try:
                 with sessions() as session, session.begin():
                     self.refresh(session)
@@ -389,14 +409,24 @@ class RoutingState:
                 if not failing:
                     log.warning("routing state: checking the version failed: %s", _first_line(exc))
                 failing = True
+            # The next check: an interval after this one began, or when a scheduled version
+            # takes effect (that comes without an announcement), or at the first NOTIFY.
+            now = time.monotonic()
+            wait = min(started + self.check_interval_s, self._next_at + 0.001) - now
+            wait = max(wait, 0.001)
             if conn is None:
-                self._stop.wait(self.check_interval_s)
+                self._stop.wait(wait)
                 continue
             try:
-                # Back at the first NOTIFY, or after the interval: a scheduled version's
-                # time comes without one.
-                for _ in conn.notifies(timeout=self.check_interval_s, stop_after=1):
-                    pass
+                deadline = now + wait
+                notified = False
+                while not notified and not self._stop.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    # In short slices, so close() is not kept waiting.
+                    for _ in conn.notifies(timeout=min(left, 0.5), stop_after=1):
+                        notified = True
             except Exception as exc:
                 self.listening.clear()
                 log.warning("boundary listener lost: %s; reconnecting", _first_line(exc))

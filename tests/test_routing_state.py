@@ -301,7 +301,7 @@ def test_a_periodic_job_runs_in_one_process_and_another_takes_over(
         "name": f"test job {uuid.uuid4()}",
         "interval_s": 0.2,
         "out": str(out),
-        "seconds": 9.0,
+        "seconds": 6.0,
     }
     runs = [_scenario("job", args) for _ in range(3)]
     deadline = time.monotonic() + 60
