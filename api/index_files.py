@@ -53,7 +53,9 @@ def build_index(version_id: int, leaf: Sequence[GridFeature]) -> RoutingIndex:
     """Build a version's index in this process (CPU-bound)."""
     started = time.perf_counter()
     index = RoutingIndex.build(
-        [f.code for f in leaf], [f.geometry for f in leaf], version_id=version_id
+        [f.code for f in leaf],
+        [f.geometry for f in leaf],  # type: ignore[misc]  # leaves are polygons
+        version_id=version_id,
     )
     log.info(
         "routing index for boundary version %d built in %.0f ms (%d grids)",
@@ -196,7 +198,8 @@ def _strip(value: Any, depth: int = 0) -> Any:
 
 def _dress(value: Any, depth: int = 0) -> Any:
     if isinstance(value, _View):
-        return memoryview(value.base).cast("B").cast(value.fmt)
+        fmt: Any = value.fmt
+        return memoryview(value.base).cast("B").cast(fmt)
     if isinstance(value, tuple):
         return tuple(_dress(v, depth) for v in value)
     if depth < 3 and hasattr(value, "__dict__") and type(value).__module__ == "gis.routing":
