@@ -4,8 +4,9 @@
 force. Building it is CPU-bound (seconds at 100,000 grids), so building it four times on a
 2-core machine would quadruple the time during which PostGIS answers every report. Instead
 the first process to need an index takes a file lock next to the index file, builds the index
-and writes it; the others wait on the lock (PostGIS answers for them meanwhile) and then load
-the file. A later start finds the file and loads it at once.
+(in a helper process, so its own requests are not slowed) and writes it; the others wait on
+the lock (PostGIS answers for them meanwhile) and then load the file. A later start finds the
+file and loads it at once.
 
 The file name holds the version id and a hash of what the index is built from (every leaf's
 code and WKB) and of the routing code itself, so a file can never be taken for another
@@ -15,10 +16,12 @@ versions no longer used are removed, keeping the newest few.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
 import logging
+import multiprocessing
 import os
 import pickle
 import time
@@ -81,15 +84,45 @@ def shared_index(folder: Path, version_id: int, leaf: Sequence[GridFeature]) -> 
         index = _try_load(path)  # built by another process while we waited
         if index is not None:
             return index
-        built = build_index(version_id, leaf)
         started = time.perf_counter()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_index(built, tmp)
-        os.replace(tmp, path)  # atomic: a reader sees the whole file or none
-        log.info("routing index written to %s in %.0f ms", path.name, _ms(started))
+        try:
+            grids = _build_elsewhere(version_id, list(leaf), tmp)
+            os.replace(tmp, path)  # atomic: a reader sees the whole file or none
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.info(
+            "routing index for boundary version %d built in %.0f ms (%d grids) and written to %s",
+            version_id,
+            _ms(started),
+            grids,
+            path.name,
+        )
     _remove_old_files(folder, keep=path)
     # Loaded back rather than kept, so this process maps the same file as the others.
-    return _try_load(path) or built
+    index = _try_load(path)
+    if index is None:
+        raise RuntimeError(f"the routing index just written to {path.name} cannot be read")
+    return index
+
+
+def _build_elsewhere(version_id: int, leaf: list[GridFeature], path: Path) -> int:
+    """Build and write the index in a helper process; return its grid count.
+
+    The build is CPU-bound Python and holds the GIL for long stretches: in a server process it
+    would slow every request (PostGIS answers them meanwhile) and could keep the process from
+    answering uvicorn's health ping, which kills it. A helper process keeps the server free.
+    """
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(build_and_save, version_id, leaf, path).result()
+
+
+def build_and_save(version_id: int, leaf: list[GridFeature], path: Path) -> int:
+    """Build a version's index and write it to ``path`` (run in a helper process)."""
+    index = build_index(version_id, leaf)
+    save_index(index, path)
+    return index.grid_count
 
 
 def _try_load(path: Path) -> RoutingIndex | None:
