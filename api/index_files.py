@@ -16,14 +16,14 @@ versions no longer used are removed, keeping the newest few.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
 import logging
-import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -111,11 +111,27 @@ def _build_elsewhere(version_id: int, leaf: list[GridFeature], path: Path) -> in
 
     The build is CPU-bound Python and holds the GIL for long stretches: in a server process it
     would slow every request (PostGIS answers them meanwhile) and could keep the process from
-    answering uvicorn's health ping, which kills it. A helper process keeps the server free.
+    answering uvicorn's health ping, which kills it. A plain child process (not a pool that
+    could outlive a killed server process waiting for work) keeps the server free; it gets its
+    grids through a file and ends when the build does.
     """
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(build_and_save, version_id, leaf, path).result()
+    job = path.with_name(path.name + ".grids")
+    with job.open("wb") as handle:
+        pickle.dump((version_id, leaf), handle, protocol=5)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.index_files", str(job), str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        job.unlink(missing_ok=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"the routing index build failed: {last}")
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 def build_and_save(version_id: int, leaf: list[GridFeature], path: Path) -> int:
@@ -243,3 +259,13 @@ def _dress(value: Any, depth: int = 0) -> Any:
 
 def _restore(stripped: Any) -> _Pickled:
     return _Pickled(_dress(stripped))
+
+
+if __name__ == "__main__":
+    # The helper process of _build_elsewhere: python -m api.index_files GRIDS_FILE INDEX_FILE.
+    # Through the module's real name, so what it pickles loads in the server processes.
+    from api import index_files
+
+    with Path(sys.argv[1]).open("rb") as grids:
+        version, features = pickle.load(grids)
+    print(index_files.build_and_save(version, features, Path(sys.argv[2])))

@@ -231,8 +231,8 @@ class RoutingState:
 
     def current(self, session: Session) -> VersionRouting | None:
         """The routing of the version in force; None only when no version is in force."""
-        if self.watching:
-            return self._in_force
+        if self.watching and self._checked_at > -math.inf:
+            return self._in_force  # (until the watcher's first check succeeds, ask here)
         now = time.monotonic()
         if now - self._checked_at < self.check_interval_s and now < self._next_at:
             return self._in_force
