@@ -406,7 +406,7 @@ def test_a_server_routes_every_report_from_its_start_and_across_a_publish(
                     if made.status_code != 201:
                         problems.append(f"copy {made.status_code}: {made.text[:200]}")
 
-    server.start()
+    server.start(timeout_s=300)  # a loaded 2-core machine can take a minute to import
     try:
         threads = [threading.Thread(target=post) for _ in range(2)]
         threads.append(threading.Thread(target=look_and_draft))
