@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -68,7 +69,7 @@ def create_app(
         # The working-hours calendar due times count on (GRIDMAP_CALENDAR).
         app.state.calendar = deadlines.load_calendar(settings.calendar)
         app.state.signing_key = settings.signing_key()
-        app.state.routing = routing or RoutingState()
+        app.state.routing = routing or RoutingState(index_dir=settings.data_dir / "routing")
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
         app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size)
         # Health checks get their own threads: they must never queue behind busy routes.
@@ -88,15 +89,16 @@ def create_app(
         engine = make_engine(url, pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
-        app.state.routing.listen(url)
+        # The version in force is known before the first request; its index builds meanwhile.
+        await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
         try:
             async with (
-                activation_task(app.state.sessions, timezone=settings.timezone),
+                activation_task(engine, timezone=settings.timezone),
                 overdue_task(app.state.sessions, app.state.clock),
             ):
                 yield
         finally:
-            app.state.routing.close()
+            await anyio.to_thread.run_sync(app.state.routing.close)
             engine.dispose()
 
     app = FastAPI(

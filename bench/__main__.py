@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): every benchmark, one table each, ratios in-run.
 
 python -m bench                 # all
-python -m bench routing intake  # some: validation, routing, intake, maps, assessment
+python -m bench routing intake  # some: validation, routing, intake, maps, assessment, workers
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ SUITES = {
     "intake": "bench.bench_intake",
     "maps": "bench.bench_maps",
     "assessment": "bench.bench_assessment",
+    "workers": "bench.bench_workers",
 }
 
 

@@ -314,6 +314,29 @@ def apply_due_versions(
     return done
 
 
+def route_unversioned_events(
+    session: Session,
+    now: datetime | None = None,
+    *,
+    actor: str = "gridmap scheduler",
+    timezone: str = DEFAULT_TIMEZONE,
+) -> list[EventMove]:
+    """Route, by the version in force, the open reports that no version routed.
+
+    Intake stores a report with no version only while none is in force; the first publish
+    routes those. Older servers also stored some right after a start ("no boundary version
+    is active" while one was), and nothing routed them later: this finds them (quarantined
+    reports stay in quarantine). Cheap when there are none.
+    """
+    now = now or datetime.now(UTC)
+    active = boundaries.active_version(session, now)
+    if active is None:
+        return []
+    return reroute_open_events(
+        session, active, actor=actor, now=now, timezone=timezone, unversioned_only=True
+    )
+
+
 # --- re-routing -------------------------------------------------------------------------------
 
 
@@ -328,13 +351,18 @@ def reroute_open_events(
     near_m: float = NEAR_BOUNDARY_M,
     timezone: str = DEFAULT_TIMEZONE,
     actor_role: str = "system",
+    unversioned_only: bool = False,
 ) -> list[EventMove]:
     """Re-route the open events whose grid differs under ``version``; return the moves.
 
     Each move is placed by :func:`gis.placement.place` (the rule intake and dispatch use)
     and logged as a ``reroute`` transition naming ``actor`` in ``actor_role``.
+    ``unversioned_only``: only the events routed by no version (see
+    :func:`route_unversioned_events`); each is written, even when it stays unrouted.
     """
-    moving = rerouting.find_moving(session, version.id, received_after, snap_m, near_m)
+    moving = rerouting.find_moving(
+        session, version.id, received_after, snap_m, near_m, unversioned_only
+    )
     if not moving:
         return []
     parent_of = boundaries.hierarchy(session, version.id)
@@ -372,7 +400,8 @@ def reroute_open_events(
     for m in moving:
         rule = rule_text(m.flag, len(m.candidates), m.tolerance_m, snap_m)
         arrow = f"{m.old_code or 'unrouted'} → {m.code or 'unrouted queue'}"
-        note = f"re-routed on publish of boundary version {version.id}: {arrow}"
+        how = "routed late by" if unversioned_only else "re-routed on publish of"
+        note = f"{how} boundary version {version.id}: {arrow}"
         if m.code is None:
             placement = place(
                 RouteOutcome(None, m.flag, rule), [], None, [], required_role=None, moment=None

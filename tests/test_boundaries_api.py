@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import io
 import json
-import logging
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -15,7 +13,6 @@ from pathlib import Path
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from api import activation, uploads
@@ -559,30 +556,6 @@ def test_copy_and_delete_drafts(
 
 
 # --- the periodic activation ------------------------------------------------------------------
-
-
-def test_activation_rounds_survive_a_database_outage(caplog: pytest.LogCaptureFixture) -> None:
-    calls = 0
-
-    def broken() -> Session:
-        nonlocal calls
-        calls += 1
-        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
-
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            activation.run_rounds(broken, stop, interval_s=0.01, timezone="Asia/Shanghai")  # type: ignore[arg-type]
-        )
-        while calls < 3:
-            await asyncio.sleep(0.01)
-        stop.set()
-        await asyncio.wait_for(task, 2)
-
-    with caplog.at_level(logging.WARNING, logger="gridmap.activation"):
-        asyncio.run(scenario())
-    assert calls >= 3
-    assert "boundary activation failed" in caplog.text
 
 
 def test_activation_round_activates_a_due_version(session: Session, sessions: object) -> None:

@@ -462,6 +462,23 @@ def active_version(session: Session, at: datetime | None = None) -> BoundaryVers
     return _version(row) if row else None
 
 
+def next_scheduled_version(
+    session: Session, after: datetime | None = None
+) -> BoundaryVersion | None:
+    """The published version taking effect next after ``after`` (default now), if any.
+
+    Lets a server wake at that moment, and prepare the version's routing before it.
+    """
+    after = after or datetime.now(UTC)
+    row = session.scalars(
+        select(BoundaryVersionRow)
+        .where(BoundaryVersionRow.status == "published", BoundaryVersionRow.effective_from > after)
+        .order_by(BoundaryVersionRow.effective_from)
+        .limit(1)
+    ).first()
+    return _version(row) if row else None
+
+
 def publish_version(
     session: Session,
     version_id: int,

@@ -42,13 +42,22 @@ def find_moving(
     received_after: datetime | None,
     snap_m: float,
     near_m: float,
+    unversioned_only: bool = False,
 ) -> list[Moving]:
     """Route the candidate open events in one query; keep those whose grid changes.
 
     The candidate rows are locked (``FOR UPDATE OF e``), and the outer conditions are
     re-checked on the latest row version, so an event closed meanwhile is left alone.
+    ``unversioned_only`` takes only events no version routed, each whether it moves or not.
     """
     window = "AND e.received_at >= :received_after" if received_after is not None else ""
+    if unversioned_only:
+        window += " AND e.boundary_version_id IS NULL"
+    changed = (
+        "(r.code IS DISTINCT FROM e.grid_code OR e.boundary_version_id IS NULL)"
+        if unversioned_only
+        else "r.code IS DISTINCT FROM e.grid_code"
+    )
     points = f"""(
         SELECT e.id, e.location
         FROM events e
@@ -68,7 +77,7 @@ def find_moving(
         FROM routed r
         JOIN events e ON e.id = r.id
         LEFT JOIN grids g ON g.version_id = :version_id AND g.code = r.code
-        WHERE r.code IS DISTINCT FROM e.grid_code
+        WHERE {changed}
           AND e.status = ANY(CAST(:open AS text[]))
           AND e.boundary_version_id IS DISTINCT FROM :version_id
         ORDER BY e.id
