@@ -28,9 +28,10 @@ from api.devserver import ServerProcess
 from api.seed import load_sample
 from bench.common import ROOT, bench_database_url, libpq_url, print_table
 from gis.grids import leaves
-from gis.store import boundaries, publishing
+from gis.store import boundaries
 from gis.store.database import make_engine, migrate
 from gis.synthetic import make_coverage
+from services import publishing
 
 DATABASE = "gridmap_workers_bench"
 TARGETS = {"switch_s": 1.0}

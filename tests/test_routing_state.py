@@ -44,9 +44,10 @@ from api.security import new_api_key
 from api.seed import load_sample
 from gis.grids import GridFeature, leaves
 from gis.routing import RoutingIndex
-from gis.store import boundaries, publishing, users
+from gis.store import boundaries, users
 from gis.store.database import make_engine, migrate
-from gis.store.publishing import DEFAULT_TIMEZONE
+from services import publishing
+from services.publishing import DEFAULT_TIMEZONE
 from tests.boundary_fixtures import add_event, interior_point
 from tests.conftest import RUN_TAG, _fresh_database, _server_url
 from tests.routing_support import probe_points, shared_leaves, swapped_sample
