@@ -17,6 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
+from api.feed_hub import FeedHub
+from api.overload import InFlightLimit, RateLimits
+from api.read_db import ReadRouter, ReplicaRetry
 from api.routes import auth, categories, events, feed, grids, health, lookup, maps
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
@@ -46,21 +49,42 @@ def create_app(
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
         app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size)
+        app.state.rate_limits = RateLimits(
+            settings.rate_limit_per_key,
+            settings.rate_limit_per_user,
+            settings.rate_limit_burst_s,
+        )
         if sessions is not None:
             app.state.sessions = sessions
+            app.state.reads = ReadRouter(sessions)
+            app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter)
             yield
+            app.state.feed_hub.close()
             return
         url = prepare_database(settings, migrate_schema=settings.migrate_on_start)
         engine = make_engine(url, pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        read_engine = None
+        if settings.database_read_url:
+            read_engine = make_engine(
+                settings.database_read_url, pool_size=settings.db_pool_size, connect_timeout=2
+            )
+        app.state.reads = ReadRouter(
+            app.state.sessions,
+            sessionmaker(read_engine, expire_on_commit=False) if read_engine else None,
+        )
+        app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter, listen=url)
         app.state.routing.listen(url)
         try:
             async with activation_task(app.state.sessions, timezone=settings.timezone):
                 yield
         finally:
+            app.state.feed_hub.close()
             app.state.routing.close()
             engine.dispose()
+            if read_engine is not None:
+                read_engine.dispose()
 
     app = FastAPI(
         title="gridmap",
@@ -69,6 +93,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(ReplicaRetry)
+    app.add_middleware(InFlightLimit, limit=lambda: settings.max_in_flight)
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(grids.router, prefix=API_PREFIX)

@@ -68,11 +68,22 @@ class IdempotencyConflict(e.GridmapError):
     kind = "idempotency-key-reused"
 
 
+class RateLimited(e.GridmapError):
+    """One client sent more than its configured rate; it may retry after ``retry_after``."""
+
+    kind = "rate-limited"
+
+    def __init__(self, message: str, *, retry_after: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 STATUS_FOR[AuthError] = 401
 STATUS_FOR[Forbidden] = 403
 STATUS_FOR[MalformedBody] = 400
 STATUS_FOR[UnsupportedMediaType] = 415
 STATUS_FOR[IdempotencyConflict] = 422
+STATUS_FOR[RateLimited] = 429
 
 
 def status_for(exc: e.GridmapError) -> int:
@@ -124,6 +135,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
         if status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": exc.retry_after}
         return problem(status, exc.kind, exc.message, headers=headers, **exc.details)
 
     @app.exception_handler(RequestValidationError)

@@ -25,7 +25,7 @@ def normalise_url(url: str | URL) -> URL:
     return parsed
 
 
-def make_engine(url: str | URL, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str | URL, *, pool_size: int = 10, connect_timeout: int = 5) -> Engine:
     """Build the engine gridmap uses everywhere: pre-ping, so a restarted server is survived."""
     return create_engine(
         normalise_url(url),
@@ -34,7 +34,7 @@ def make_engine(url: str | URL, *, pool_size: int = 10) -> Engine:
         pool_pre_ping=True,
         pool_timeout=5,
         connect_args={
-            "connect_timeout": 5,
+            "connect_timeout": connect_timeout,
             "application_name": "gridmap",
             # A request that died mid-transaction must not hold locks, or the change feed's
             # horizon, for long.
