@@ -111,6 +111,7 @@ class ReadRouter:
         if self._use_replica():
             assert self.replica is not None
             session = self.replica()
+            transaction = session.begin()
             try:
                 session.connection()
             except Exception as exc:
@@ -120,7 +121,7 @@ class ReadRouter:
                 self.mark_down()
             else:
                 self.served["replica"] += 1
-                with session, session.begin():
+                with session, transaction:
                     yield session, True
                 return
         self.served["primary"] += 1

@@ -435,7 +435,7 @@ def run(
             # The throughput runs measure intake, not the rate limiter.
             "GRIDMAP_RATE_LIMIT_PER_KEY": "0",
         }
-        server = ServerProcess(env, workers=workers, cwd=str(ROOT)).start()
+        server = ServerProcess(env, workers=workers, cwd=str(ROOT)).start(timeout_s=240)
         try:
             _warm(server.url, key, points)
             result["gridmap"] = _measure(url, server.url, key, points, seconds)

@@ -196,7 +196,7 @@ def run(seconds: float, listeners: int, rate: float) -> dict[str, Any]:
             "GRIDMAP_RATE_LIMIT_PER_USER": "0",
             "GRIDMAP_RATE_LIMIT_PER_KEY": "0",
         }
-        server = ServerProcess(env, workers=WORKERS, cwd=str(ROOT)).start()
+        server = ServerProcess(env, workers=WORKERS, cwd=str(ROOT)).start(timeout_s=240)
         assert server.process is not None
         samples: list[dict[str, Any]] = []
         stop = threading.Event()

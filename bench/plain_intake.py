@@ -139,7 +139,7 @@ class PlainServer:
         self._cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 60.0) -> PlainServer:
+    def start(self, timeout_s: float = 240.0) -> PlainServer:
         """Start and wait until it answers."""
         import httpx
 
