@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +17,7 @@ from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.feed_hub import FeedHub
-from api.overload import InFlightLimit, RateLimits
+from api.overload import DatabaseGate, InFlightLimit, RateLimits
 from api.read_db import ReadRouter, ReplicaRetry
 from api.routes import auth, categories, events, feed, grids, health, lookup, maps
 from api.routes import boundaries as boundary_routes
@@ -48,7 +47,7 @@ def create_app(
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState()
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
-        app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size)
+        app.state.db_limiter = DatabaseGate(settings.db_pool_size, settings.max_db_wait_ms / 1000)
         app.state.rate_limits = RateLimits(
             settings.rate_limit_per_key,
             settings.rate_limit_per_user,

@@ -78,12 +78,23 @@ class RateLimited(e.GridmapError):
         self.retry_after = retry_after
 
 
+class Overloaded(e.GridmapError):
+    """The process is at capacity: the request waited too long for the database gate."""
+
+    kind = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: str = "1") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 STATUS_FOR[AuthError] = 401
 STATUS_FOR[Forbidden] = 403
 STATUS_FOR[MalformedBody] = 400
 STATUS_FOR[UnsupportedMediaType] = 415
 STATUS_FOR[IdempotencyConflict] = 422
 STATUS_FOR[RateLimited] = 429
+STATUS_FOR[Overloaded] = 503
 
 
 def status_for(exc: e.GridmapError) -> int:
@@ -135,7 +146,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
         if status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | Overloaded):
             headers = {"Retry-After": exc.retry_after}
         return problem(status, exc.kind, exc.message, headers=headers, **exc.details)
 

@@ -32,6 +32,7 @@ from typing import Any, Final
 import anyio
 from sqlalchemy.engine import URL
 
+from api.errors import Overloaded
 from api.read_db import ReadRouter
 from gis.store.events import ChangePage, FeedCursor, changes_since, feed_horizon
 
@@ -79,7 +80,7 @@ class FeedHub:
     def __init__(
         self,
         reads: ReadRouter,
-        gate: Callable[[], anyio.CapacityLimiter],
+        gate: Callable[[], Any],
         *,
         listen: URL | None = None,
     ) -> None:
@@ -100,11 +101,19 @@ class FeedHub:
 
     # -- queries ---------------------------------------------------------------------------
     async def query(self, cursor: FeedCursor, limit: int = PAGE) -> ChangePage:
-        """A feed page through the database gate (also used by streams catching up)."""
-        self.queries += 1
-        return await anyio.to_thread.run_sync(
-            read_page, self._reads, cursor, limit, limiter=self._gate()
-        )
+        """A feed page through the database gate (also used by streams catching up).
+
+        When intake keeps the gate busy the feed waits its turn: a map can be a second
+        late, a report cannot be refused for it.
+        """
+        while True:
+            self.queries += 1
+            try:
+                return await anyio.to_thread.run_sync(
+                    read_page, self._reads, cursor, limit, limiter=self._gate()
+                )
+            except Overloaded:
+                await asyncio.sleep(MIN_INTERVAL_S)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:

@@ -18,11 +18,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from types import TracebackType
 from typing import Final
 
+import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import PROBLEM_JSON, TYPE_BASE, RateLimited
+from api.errors import PROBLEM_JSON, TYPE_BASE, Overloaded, RateLimited
 
 #: Requests that are never shed: health checks must answer while the server is busy, the
 #: live stream holds its connection for minutes (the feed hub bounds its database work),
@@ -159,3 +161,46 @@ class RateLimits:
                 "delay in Retry-After (with the same client_event_id for reports).",
                 retry_after=retry_after_header(wait),
             )
+
+
+class DatabaseGate:
+    """At most ``tokens`` database jobs at once, and none waits longer than ``max_wait_s``.
+
+    A job that cannot start in time is refused with :class:`Overloaded` (503,
+    ``Retry-After: 1``) instead of queueing.
+
+    The in-flight bound alone still lets admitted requests queue behind the pool: with 32
+    admitted and room for 8 at the database, the last waits four turns. Bounding the wait
+    keeps the latency of what is answered near the work's own time. Used as ``limiter=`` of
+    ``anyio.to_thread.run_sync`` (it is entered with ``async with``), like a
+    ``CapacityLimiter``.
+    """
+
+    def __init__(self, tokens: int, max_wait_s: float) -> None:
+        self._limiter = anyio.CapacityLimiter(tokens)
+        self.max_wait_s = max_wait_s
+        self.refused = 0
+
+    async def __aenter__(self) -> None:
+        """Take a token, or refuse when none frees up in time."""
+        if self.max_wait_s <= 0:
+            await self._limiter.acquire()
+            return
+        try:
+            with anyio.fail_after(self.max_wait_s):
+                await self._limiter.acquire()
+        except TimeoutError:
+            self.refused += 1
+            raise Overloaded(
+                "The server is at capacity; retry after the delay in Retry-After with the "
+                "same client_event_id (nothing was stored)."
+            ) from None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Give the token back."""
+        self._limiter.release()

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         le=10_000,
         description="Requests one process serves at once; more get 503 + Retry-After. 0: no bound.",
     )
+    max_db_wait_ms: float = Field(
+        default=100.0,
+        ge=0,
+        le=60_000,
+        description="Longest a report waits for a database connection before a 503; 0: no bound.",
+    )
     rate_limit_per_key: float = Field(
         default=1000.0, ge=0, description="Requests/s per API key and process; 0: no limit."
     )

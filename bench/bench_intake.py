@@ -36,13 +36,11 @@ from sqlalchemy.orm import Session
 from api.devserver import ServerProcess
 from api.security import new_api_key
 from api.seed import load_sample
-from bench.common import ROOT, bench_database_url, libpq_url, print_table
+from bench.common import ROOT, bench_database_url, libpq_url, print_table, wait_until_quiet
 from gis.store import users
 from gis.store.database import make_engine, migrate
 
 DATABASE = "gridmap_intake_bench"
-#: Generous time for a process to build the sample's routing index (~2 s here).
-WARM_BUILD_S = 6.0
 
 
 def _prepare() -> tuple[Any, str]:
@@ -91,18 +89,19 @@ def _points(n: int = 2000, seed: int = 3) -> list[tuple[float, float]]:
     return [(round(x, 7), round(y, 7)) for x, y in points]
 
 
-def _warm(base: str, key: str, points: list[tuple[float, float]]) -> None:
+def _warm(base: str, key: str, points: list[tuple[float, float]], server_pid: int) -> None:
     """Warm every server process and let its routing index finish building.
 
     The first report a process sees starts the index build in the background (PostGIS
-    routes meanwhile); measuring during the build would measure the build.
+    routes meanwhile); measuring during the build would measure the build. So the bench
+    waits until the server's processes are idle, twice (a process may get its first
+    report only in the second round).
     """
-    with httpx.Client(base_url=base, headers={"X-API-Key": key}) as c:
-        for lon, lat in points[:40]:
-            c.post("/api/v1/events", json=_report(lon, lat))
-        time.sleep(WARM_BUILD_S)
-        for lon, lat in points[:40]:
-            c.post("/api/v1/events", json=_report(lon, lat))
+    with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60) as c:
+        for _ in range(2):
+            for lon, lat in points[:40]:
+                c.post("/api/v1/events", json=_report(lon, lat))
+            wait_until_quiet(server_pid)
 
 
 def _report(lon: float, lat: float) -> dict[str, Any]:
@@ -437,7 +436,8 @@ def run(
         }
         server = ServerProcess(env, workers=workers, cwd=str(ROOT)).start(timeout_s=240)
         try:
-            _warm(server.url, key, points)
+            assert server.process is not None
+            _warm(server.url, key, points, server.process.pid)
             result["gridmap"] = _measure(url, server.url, key, points, seconds)
             if profile and server.process is not None:
                 result["profile"] = _profile(server.process.pid, server.url, key, points, seconds)

@@ -36,7 +36,14 @@ from api.devserver import ServerProcess
 from api.security import issue_token, new_api_key
 from api.seed import load_sample
 from bench.bench_intake import _points
-from bench.common import ROOT, bench_database_url, libpq_url, print_table
+from bench.common import (
+    ROOT,
+    bench_database_url,
+    child_pids,
+    libpq_url,
+    print_table,
+    wait_until_quiet,
+)
 from gis.store import users
 from gis.store.database import make_engine, migrate
 
@@ -137,17 +144,6 @@ async def _listener(
                 await asyncio.sleep(0.5)
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            text = (task / "children").read_text().split()
-            out += [int(c) for c in text]
-    except OSError:
-        pass
-    return out
-
-
 def _rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -166,7 +162,7 @@ def _sampler(url: Any, server_pid: int, stop: threading.Event, samples: list[dic
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (DATABASE,)
             ).fetchone()
-            workers = _children(server_pid)
+            workers = child_pids(server_pid)
             samples.append(
                 {
                     "t": time.monotonic(),
@@ -219,7 +215,7 @@ def run(seconds: float, listeners: int, rate: float) -> dict[str, Any]:
                             "location": {"lon": lon, "lat": lat},
                         },
                     )
-            time.sleep(4)
+            wait_until_quiet(server.process.pid)
 
             async def listen_all() -> None:
                 until = time.monotonic() + seconds + 8

@@ -54,3 +54,44 @@ def print_table(
         print("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (uvicorn's workers), from /proc."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def wait_until_quiet(pid: int, timeout_s: float = 180.0, busy_s: float = 0.1) -> float:
+    """Wait until a server's workers use < ``busy_s`` CPU per second twice in a row.
+
+    A process builds its routing index in the background after its first report; measuring
+    before that ends would measure the build. Returns the seconds waited.
+    """
+    import time
+
+    started = time.monotonic()
+    calm = 0
+    while time.monotonic() - started < timeout_s and calm < 2:
+        pids = child_pids(pid) or [pid]
+        before = cpu_seconds(pids)
+        time.sleep(1.0)
+        calm = calm + 1 if cpu_seconds(pids) - before < busy_s else 0
+    return time.monotonic() - started

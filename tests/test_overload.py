@@ -107,3 +107,34 @@ def test_a_user_over_the_rate_gets_429_with_retry_after(live: tuple) -> None:
         assert limited.json()["type"].endswith("/rate-limited")
         other = {"Authorization": f"Bearer {token_for(url, 'dispatcher')}"}
         assert client.get("/api/v1/auth/me", headers=other).status_code == 200
+
+
+def test_the_database_gate_refuses_a_job_that_would_wait_too_long() -> None:
+    from api.errors import Overloaded
+    from api.overload import DatabaseGate
+
+    gate = DatabaseGate(1, max_wait_s=0.05)
+
+    async def scenario() -> tuple[float, int]:
+        held, done = anyio.Event(), anyio.Event()
+
+        async def holder() -> None:
+            async with gate:
+                held.set()
+                await done.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder)
+            await held.wait()
+            started = time.perf_counter()
+            with pytest.raises(Overloaded):
+                async with gate:
+                    pass
+            waited = time.perf_counter() - started
+            done.set()
+        async with gate:  # free again once the first job is done
+            pass
+        return waited, gate.refused
+
+    waited, refused = anyio.run(scenario)
+    assert 0.04 <= waited < 0.5 and refused == 1
