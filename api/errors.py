@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from gis import errors as e
 
@@ -198,6 +199,12 @@ def install_error_handlers(app: FastAPI) -> None:
             return await _db_down(request, exc)
         log.exception("database error on %s %s", request.method, request.url.path)
         return problem(500, "internal", "An internal error occurred; it has been logged.")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client hung up while its body was being read (a load generator stopping, a
+        # tablet losing its network): nobody will read this answer, and nothing was stored.
+        return problem(400, "client-disconnected", "The client closed the connection.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -36,7 +36,14 @@ from sqlalchemy.orm import Session
 from api.devserver import ServerProcess
 from api.security import new_api_key
 from api.seed import load_sample
-from bench.common import ROOT, bench_database_url, libpq_url, print_table, wait_until_quiet
+from bench.common import (
+    ROOT,
+    bench_database_url,
+    drain_stderr,
+    libpq_url,
+    print_table,
+    wait_until_quiet,
+)
 from gis.store import users
 from gis.store.database import make_engine, migrate
 
@@ -435,6 +442,7 @@ def run(
             "GRIDMAP_RATE_LIMIT_PER_KEY": "0",
         }
         server = ServerProcess(env, workers=workers, cwd=str(ROOT)).start(timeout_s=240)
+        drain_stderr(server.process)
         try:
             assert server.process is not None
             _warm(server.url, key, points, server.process.pid)

@@ -40,6 +40,7 @@ from bench.common import (
     ROOT,
     bench_database_url,
     child_pids,
+    drain_stderr,
     libpq_url,
     print_table,
     wait_until_quiet,
@@ -193,6 +194,7 @@ def run(seconds: float, listeners: int, rate: float) -> dict[str, Any]:
             "GRIDMAP_RATE_LIMIT_PER_KEY": "0",
         }
         server = ServerProcess(env, workers=WORKERS, cwd=str(ROOT)).start(timeout_s=240)
+        drain_stderr(server.process)
         assert server.process is not None
         samples: list[dict[str, Any]] = []
         stop = threading.Event()

@@ -95,3 +95,23 @@ def wait_until_quiet(pid: int, timeout_s: float = 180.0, busy_s: float = 0.1) ->
         time.sleep(1.0)
         calm = calm + 1 if cpu_seconds(pids) - before < busy_s else 0
     return time.monotonic() - started
+
+
+def drain_stderr(process: Any, keep: int = 200) -> list[str]:
+    """Read a server's piped stderr in a thread, keeping the last lines.
+
+    A server logging into a pipe nobody reads blocks once the pipe is full.
+    """
+    import collections
+    import threading
+
+    tail: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def pump() -> None:
+        if process.stderr is None:
+            return
+        for line in iter(process.stderr.readline, b""):
+            tail.append(line.decode(errors="replace").rstrip())
+
+    threading.Thread(target=pump, daemon=True).start()
+    return tail  # type: ignore[return-value]
