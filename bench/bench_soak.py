@@ -239,7 +239,7 @@ def run(seconds: float, listeners: int, rate: float) -> dict[str, Any]:
         finally:
             stop.set()
             server.stop()
-    posts = json.loads(Path(out).read_text())
+        posts = json.loads(Path(out).read_text())
     acked = {p[0]: p[1] for p in posts if p[0] is not None}
     latencies = [p[2] * 1000 for p in posts]
     statuses: dict[int, int] = {}
