@@ -19,10 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
+from api.feed_hub import FeedHub
 from api.login_guard import LoginGuard
 from api.openapi import complete_openapi
 from api.overdue import overdue_task
+from api.overload import DatabaseGate, InFlightLimit, RateLimits
 from api.query_check import reject_unknown_query
+from api.read_db import ReadRouter, ReplicaRetry
 from api.routes import (
     assessment,
     auth,
@@ -71,7 +74,12 @@ def create_app(
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState(index_dir=settings.data_dir / "routing")
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
-        app.state.db_limiter = anyio.CapacityLimiter(settings.db_pool_size)
+        app.state.db_limiter = DatabaseGate(settings.db_pool_size, settings.max_db_wait_ms / 1000)
+        app.state.rate_limits = RateLimits(
+            settings.rate_limit_per_key,
+            settings.rate_limit_per_user,
+            settings.rate_limit_burst_s,
+        )
         # Health checks get their own threads: they must never queue behind busy routes.
         app.state.health_limiter = anyio.CapacityLimiter(2)
         app.state.login_guard = LoginGuard(
@@ -83,12 +91,25 @@ def create_app(
         )
         if sessions is not None:
             app.state.sessions = sessions
+            app.state.reads = ReadRouter(sessions)
+            app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter)
             yield
+            app.state.feed_hub.close()
             return
         url = prepare_database(settings, migrate_schema=settings.migrate_on_start)
         engine = make_engine(url, pool_size=settings.db_pool_size)
         app.state.engine = engine
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        read_engine = None
+        if settings.database_read_url:
+            read_engine = make_engine(
+                settings.database_read_url, pool_size=settings.db_pool_size, connect_timeout=2
+            )
+        app.state.reads = ReadRouter(
+            app.state.sessions,
+            sessionmaker(read_engine, expire_on_commit=False) if read_engine else None,
+        )
+        app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter, listen=url)
         # The version in force is known before the first request; its index builds meanwhile.
         await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
         try:
@@ -98,8 +119,11 @@ def create_app(
             ):
                 yield
         finally:
+            app.state.feed_hub.close()
             await anyio.to_thread.run_sync(app.state.routing.close)
             engine.dispose()
+            if read_engine is not None:
+                read_engine.dispose()
 
     app = FastAPI(
         title="gridmap",
@@ -113,6 +137,8 @@ def create_app(
     )
     app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
+    app.add_middleware(ReplicaRetry)
+    app.add_middleware(InFlightLimit, limit=lambda: settings.max_in_flight)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(auth.router, prefix=API_PREFIX)

@@ -25,10 +25,20 @@ def _session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def _read_session(request: Request) -> Iterator[Session]:
+    from api.read_db import open_read_session
+
+    with open_read_session(request) as session:
+        yield session
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
 SessionDep = Annotated[Session, Depends(_session)]
+#: For reads that need not see the caller's own writes: served by the replica when one is
+#: configured (``GRIDMAP_DATABASE_READ_URL``), by the primary when it fails.
+ReadSessionDep = Annotated[Session, Depends(_read_session)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -79,6 +79,26 @@ class Throttled(e.GridmapError):
         self.retry_after_s = retry_after_s
 
 
+class RateLimited(e.GridmapError):
+    """One client sent more than its configured rate; it may retry after ``retry_after``."""
+
+    kind = "rate-limited"
+
+    def __init__(self, message: str, *, retry_after: str) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Overloaded(e.GridmapError):
+    """The process is at capacity: the request waited too long for the database gate."""
+
+    kind = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: str = "1") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 STATUS_FOR[AuthError] = 401
 STATUS_FOR[Throttled] = 429
 STATUS_FOR[Forbidden] = 403
@@ -86,6 +106,8 @@ STATUS_FOR[MalformedBody] = 400
 STATUS_FOR[UnsupportedMediaType] = 415
 STATUS_FOR[IdempotencyConflict] = 422
 STATUS_FOR[e.NotPermitted] = 403
+STATUS_FOR[RateLimited] = 429
+STATUS_FOR[Overloaded] = 503
 
 
 def status_for(exc: e.GridmapError) -> int:
@@ -155,6 +177,8 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": "Bearer"}
         if isinstance(exc, Throttled):
             headers = {"Retry-After": str(exc.retry_after_s)}
+        if isinstance(exc, RateLimited | Overloaded):
+            headers = {"Retry-After": exc.retry_after}
         if status == 413:
             headers = {"Connection": "close"}  # the rest of the body is not worth reading
         return problem(status, exc.kind, exc.message, headers=headers, **exc.details)
@@ -223,6 +247,12 @@ def install_error_handlers(app: FastAPI) -> None:
             return await _db_down(request, exc)
         log.exception("database error on %s %s", request.method, request.url.path)
         return problem(500, "internal", "An internal error occurred; it has been logged.")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # The client hung up while its body was being read (a load generator stopping, a
+        # tablet losing its network): nobody will read this answer, and nothing was stored.
+        return problem(400, "client-disconnected", "The client closed the connection.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -204,6 +204,10 @@ class RoleCheck:
             user = await run_in_threadpool(authenticate, request)
         if user.role != "admin" and user.role not in self.roles:
             raise Forbidden(f"The role '{user.role}' may not do this.")
+        limits = getattr(request.app.state, "rate_limits", None)
+        if limits is not None:
+            key = _presented_api_key(request)
+            limits.check(hash_api_key(key) if key else None, user.id)
         request.state.user = user
         return user
 

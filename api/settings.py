@@ -30,9 +30,16 @@ class Settings(BaseSettings):
         default=None,
         description="PostgreSQL + PostGIS URL. Unset: the embedded cluster in data_dir.",
     )
+    database_read_url: str | None = Field(
+        default=None,
+        description="A streaming replica for maps, feeds and lists; the primary when unset.",
+    )
     data_dir: Path = Field(default=Path(".gridmap"), description="Embedded cluster and state.")
     pg_port: int | None = Field(
         default=None, description="Embedded cluster port (default: any free)."
+    )
+    pg_replica_port: int | None = Field(
+        default=None, description="Embedded replica port (default: any free)."
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -74,6 +81,27 @@ class Settings(BaseSettings):
         default=None,
         description="Assessment score weights, a .toml or .json file (default 0.4/0.2/0.2/0.2).",
     )
+    max_in_flight: int = Field(
+        default=32,
+        ge=0,
+        le=10_000,
+        description="Requests one process serves at once; more get 503 + Retry-After. 0: no bound.",
+    )
+    max_db_wait_ms: float = Field(
+        default=100.0,
+        ge=0,
+        le=60_000,
+        description="Longest a report waits for a database connection before a 503; 0: no bound.",
+    )
+    rate_limit_per_key: float = Field(
+        default=1000.0, ge=0, description="Requests/s per API key and process; 0: no limit."
+    )
+    rate_limit_per_user: float = Field(
+        default=50.0, ge=0, description="Requests/s per signed-in user and process; 0: no limit."
+    )
+    rate_limit_burst_s: float = Field(
+        default=2.0, gt=0, le=60, description="A bucket holds this many seconds of its rate."
+    )
     tiles: Literal["none", "xyz", "tianditu"] = Field(
         default="none", description="Map background: none, an XYZ tile server, or Tianditu."
     )
@@ -108,6 +136,11 @@ class Settings(BaseSettings):
     def embedded(self) -> EmbeddedCluster:
         """The embedded cluster used when no database URL is configured."""
         return EmbeddedCluster(self.data_dir / "pg", port=self.pg_port)
+
+    @cached_property
+    def embedded_replica(self) -> EmbeddedCluster:
+        """The embedded streaming replica started by ``gridmap db start --replica``."""
+        return EmbeddedCluster(self.data_dir / "pg-replica", port=self.pg_replica_port)
 
     def signing_key(self) -> str:
         """Return the token signing key; in development, one kept in the data folder."""

@@ -1,7 +1,10 @@
 """``python -m bench`` (``make bench``): every benchmark, one table each, ratios in-run.
 
 python -m bench                 # all
-python -m bench routing intake  # some: validation, routing, intake, maps, assessment, workers
+python -m bench routing intake  # some: validation, routing, intake, soak, maps, assessment, workers
+python -m bench --quick intake  # short runs of the suites that have a size option
+
+Exits 1 when any suite missed a target, so CI and a developer see it without reading.
 """
 
 from __future__ import annotations
@@ -13,23 +16,33 @@ SUITES = {
     "validation": "bench.bench_validation",
     "routing": "bench.bench_routing",
     "intake": "bench.bench_intake",
+    "soak": "bench.bench_soak",
     "maps": "bench.bench_maps",
     "assessment": "bench.bench_assessment",
     "workers": "bench.bench_workers",
 }
+#: Suites that take ``--quick``.
+QUICK = {"intake", "soak"}
 
 
 def main(argv: list[str]) -> int:
-    """Run the named suites (default all) with their default sizes."""
-    names = argv or list(SUITES)
+    """Run the named suites (default all); non-zero when a target was missed."""
+    quick = "--quick" in argv
+    names = [a for a in argv if a != "--quick"] or list(SUITES)
     unknown = [n for n in names if n not in SUITES]
     if unknown:
         print(f"unknown suite(s) {unknown}; choose from {list(SUITES)}", file=sys.stderr)
         return 2
+    failed = []
     for name in names:
         print(f"\n=== {name} ===", flush=True)
         module = importlib.import_module(SUITES[name])
-        module.main([])
+        rc = module.main(["--quick"] if quick and name in QUICK else [])
+        if rc:
+            failed.append(name)
+    if failed:
+        print(f"\ntargets missed in: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,3 +56,74 @@ def print_table(
         print("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))
         if n == 0:
             print("  " + "  ".join("-" * w for w in widths))
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (uvicorn's workers), from /proc."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def wait_until_quiet(pid: int, timeout_s: float = 300.0, busy_s: float = 0.1) -> float:
+    """Wait until a server's workers use < ``busy_s`` CPU per second twice in a row.
+
+    A process builds its routing index in the background after its first report; measuring
+    before that ends would measure the build. Returns the seconds waited.
+    """
+    import time
+
+    started = time.monotonic()
+    # On a busy machine a starved process looks idle; py-spy names the build thread.
+    spy = Path(sys.executable).with_name("py-spy")
+    while spy.exists() and time.monotonic() - started < timeout_s:
+        dumps = [
+            subprocess.run([str(spy), "dump", "--pid", str(p)], capture_output=True, text=True)
+            for p in child_pids(pid) or [pid]
+        ]
+        if not any("gridmap-index" in d.stdout for d in dumps):
+            break
+        time.sleep(1.0)
+    calm = 0
+    while time.monotonic() - started < timeout_s and calm < 2:
+        pids = child_pids(pid) or [pid]
+        before = cpu_seconds(pids)
+        time.sleep(1.0)
+        calm = calm + 1 if cpu_seconds(pids) - before < busy_s else 0
+    return time.monotonic() - started
+
+
+def drain_stderr(process: Any, keep: int = 200) -> list[str]:
+    """Read a server's piped stderr in a thread, keeping the last lines.
+
+    A server logging into a pipe nobody reads blocks once the pipe is full.
+    """
+    import collections
+    import threading
+
+    tail: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def pump() -> None:
+        if process.stderr is None:
+            return
+        for line in iter(process.stderr.readline, b""):
+            tail.append(line.decode(errors="replace").rstrip())
+
+    threading.Thread(target=pump, daemon=True).start()
+    return tail  # type: ignore[return-value]

@@ -23,11 +23,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(func=_guarded(func))
+        if name == "start":
+            p.add_argument(
+                "--replica",
+                action="store_true",
+                help="also start a streaming replica of the embedded cluster (pg_basebackup) "
+                "and print its URL, for GRIDMAP_DATABASE_READ_URL",
+            )
 
 
 def _guarded(func):  # type: ignore[no-untyped-def]
     def run(args: argparse.Namespace) -> int:
         try:
+            if getattr(args, "replica", False):
+                return _start_replica(Settings())
             return int(func(Settings()))
         except GridmapError as exc:
             print(f"gridmap: {exc.message}", file=sys.stderr)
@@ -46,12 +55,35 @@ def _start(settings: Settings) -> int:
     return 0
 
 
+def _start_replica(settings: Settings) -> int:
+    if settings.database_url:
+        print(
+            "gridmap: --replica starts a replica of the embedded cluster; with "
+            "GRIDMAP_DATABASE_URL set, set up replication on that server and point "
+            "GRIDMAP_DATABASE_READ_URL at the replica.",
+            file=sys.stderr,
+        )
+        return 2
+    prepare_database(settings, echo=_err)
+    replica = settings.embedded_replica
+    url = replica.start_replica(settings.embedded, echo=_err)
+    print(
+        f"streaming replica ready (data in {replica.data_dir}); "
+        "reads go there with GRIDMAP_DATABASE_READ_URL set to:",
+        file=sys.stderr,
+    )
+    print(url)
+    return 0
+
+
 def _stop(settings: Settings) -> int:
     if settings.database_url:
         print(
             "GRIDMAP_DATABASE_URL is set: gridmap did not start that server and will not stop it."
         )
         return 0
+    if settings.embedded_replica.stop():
+        print("embedded replica stopped")
     stopped = settings.embedded.stop()
     print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
     return 0
@@ -69,6 +101,12 @@ def _status(settings: Settings) -> int:
         print(f"  port:        {st.port}")
     if st.url:
         print(f"  url:         {st.url}")
+    rep = settings.embedded_replica.status()
+    if rep.initialised:
+        print(f"embedded replica: {'running' if rep.running else 'stopped'}")
+        print(f"  data folder: {rep.data_dir}")
+        if rep.url:
+            print(f"  url:         {rep.url}")
     return 0 if st.running else 3
 
 

@@ -4,7 +4,8 @@ Both serve pages of :func:`gis.store.events.changes_since`, whose cursor never s
 (see migration 0003): a client keeps the last ``cursor`` and asks again with ``since=`` it,
 and keys events by id because a row may be served twice around a page boundary.
 
-The stream polls the feed every :data:`POLL_S` seconds on the server and sends an
+The stream follows the process's feed reader (``api/feed_hub.py``: one reader woken by
+``NOTIFY``, whatever the number of screens) and sends an
 ``event: changes`` message whenever something changed, a comment line every
 :data:`HEARTBEAT_S` seconds otherwise (so proxies keep the connection open), and ends after
 ``max_seconds`` with ``event: end``: clients reconnect with the last cursor (``since=`` or
@@ -26,14 +27,13 @@ from typing import Annotated, Any, Final, Literal
 import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import open_session
+from api.feed_hub import FeedHub, page_message, read_page
 from api.responses import compact_json
 from api.security import allow
 from gis.errors import InvalidInput
 from gis.store.event_stats import MapEvent, event_flags
-from gis.store.events import FeedCursor, StoredEvent, changes_since
+from gis.store.events import FeedCursor, StoredEvent
 from maps.layers import display_points
 
 router = APIRouter(tags=["events"])
@@ -112,8 +112,7 @@ def event_features(
 
 
 def _page(request: Request, cursor: FeedCursor, limit: int, crs: Crs) -> dict[str, Any]:
-    with open_session(request) as session:
-        page = changes_since(session, cursor, limit=limit)
+    page = read_page(request.app.state.reads, cursor, limit)
     return {
         "type": "FeatureCollection",
         "features": event_features([from_stored(e) for e in page.events], crs),
@@ -176,9 +175,14 @@ async def stream(
     """Server-sent events: ``changes`` messages with the feed's payload, then ``end``.
 
     The first message is sent at once (possibly with no features) and carries the cursor
-    to resume from.
+    to resume from. Changes come from the process's feed reader (see ``api/feed_hub.py``).
     """
     start_cursor = _cursor_from(since, last_event_id)
+    hub: FeedHub = request.app.state.feed_hub
+    await hub.start()
+
+    def render(events: list[StoredEvent], datum: str) -> list[dict[str, Any]]:
+        return event_features([from_stored(e) for e in events], datum)  # type: ignore[arg-type]
 
     async def messages() -> AsyncIterator[str]:
         cursor = start_cursor
@@ -186,21 +190,46 @@ async def stream(
         last_sent = time.monotonic()
         yield "retry: 2000\n\n"
         first = True
+        seq: int | None = None
         while time.monotonic() < deadline:
             if await request.is_disconnected():
                 return
-            page = await run_in_threadpool(_page, request, cursor, STREAM_PAGE, crs)
-            cursor = FeedCursor.parse(page["cursor"])
-            if page["features"] or first:
-                yield _sse("changes", page, event_id=str(cursor))
-                last_sent = time.monotonic()
-                first = False
-                if page["more"]:
+            if seq is None:
+                # Catching up on our own until the hub's cursor is reached.
+                hub_cursor, hub_seq = hub.position()
+                if cursor >= hub_cursor and not first:
+                    seq = hub_seq
                     continue
-            elif time.monotonic() - last_sent >= HEARTBEAT_S:
+                page = await hub.query(cursor, STREAM_PAGE)
+                cursor = max(cursor, page.cursor)
+                if page.events or first:
+                    body = {
+                        "type": "FeatureCollection",
+                        "features": render(page.events, crs),
+                        "cursor": str(cursor),
+                        "more": page.more,
+                    }
+                    yield _sse("changes", body, event_id=str(cursor))
+                    last_sent = time.monotonic()
+                    first = False
+                if not page.more and cursor < hub_cursor:
+                    await anyio.sleep(0.05)  # our snapshot lagged the hub's; look again
+                continue
+            pages = hub.pages_after(seq)
+            if pages is None:
+                seq = None  # fell behind the hub's history: catch up on our own
+                continue
+            for hub_page in pages:
+                seq = hub_page.seq
+                if hub_page.cursor > cursor:
+                    yield page_message(hub_page, crs, render)
+                    cursor = hub_page.cursor
+                    last_sent = time.monotonic()
+            if time.monotonic() - last_sent >= HEARTBEAT_S:
                 yield ": heartbeat\n\n"
                 last_sent = time.monotonic()
-            await anyio.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+            remaining = deadline - time.monotonic()
+            await hub.wait(seq, max(0.0, min(POLL_S, HEARTBEAT_S, remaining)))
         yield _sse("end", {"cursor": str(cursor), "reconnect": True}, event_id=str(cursor))
 
     return StreamingResponse(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from api.deps import SessionDep
+from api.deps import ReadSessionDep
 from api.security import ANY_ROLE, allow
 from gis.errors import NotFound
 from gis.store import boundaries
@@ -85,7 +85,7 @@ VersionQ = Annotated[
 
 @router.get("/grids", response_model=GridPage)
 def list_grids(
-    session: SessionDep,
+    session: ReadSessionDep,
     version: VersionQ = None,
     level: Level | None = None,
     parent: Annotated[str | None, Query(max_length=32, pattern=r"^\d+$")] = None,
@@ -104,7 +104,7 @@ def list_grids(
     "/grids.geojson", response_class=JSONResponse, responses={200: {"content": {GEOJSON: {}}}}
 )
 def grids_geojson(
-    session: SessionDep,
+    session: ReadSessionDep,
     version: VersionQ = None,
     level: Level | None = None,
     parent: Annotated[str | None, Query(max_length=32, pattern=r"^\d+$")] = None,
@@ -120,7 +120,7 @@ def grids_geojson(
     "/grids/{code}", response_class=JSONResponse, responses={200: {"content": {GEOJSON: {}}}}
 )
 def get_grid(
-    session: SessionDep,
+    session: ReadSessionDep,
     code: Annotated[str, Path(max_length=32, pattern=r"^\d+$")],
     version: VersionQ = None,
 ) -> JSONResponse:

@@ -25,11 +25,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
+from sqlalchemy.orm import Session
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import ReadSessionDep, SessionDep, SettingsDep
 from api.responses import compact_json
 from api.routes.feed import CrsQ, event_features
 from api.security import allow, public
@@ -279,7 +280,7 @@ def assessment_map(
 # --- data --------------------------------------------------------------------------------
 
 
-def _active_id(session: SessionDep) -> int:
+def _active_id(session: Session) -> int:
     active = boundaries.active_version(session)
     if active is None:
         raise NotFound("No boundary version is active yet; load or publish one first.")
@@ -287,7 +288,7 @@ def _active_id(session: SessionDep) -> int:
 
 
 @router.get("/base", dependencies=[allow(*ANALYSTS)])
-def base_layers(request: Request, session: SessionDep, crs: CrsQ = "wgs84") -> Response:
+def base_layers(request: Request, session: ReadSessionDep, crs: CrsQ = "wgs84") -> Response:
     """The active grids simplified for display, with workers; the category table."""
     version = boundaries.get_version(session, _active_id(session))
     features = boundaries.version_features(session, version.id)
@@ -313,7 +314,7 @@ def base_layers(request: Request, session: SessionDep, crs: CrsQ = "wgs84") -> R
 @router.get("/events", dependencies=[allow(*DISPATCHER)])
 def map_events(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     params: LiveFilters,
     crs: CrsQ = "wgs84",
     limit: Annotated[int, Query(ge=1, le=MAX_MAP_EVENTS)] = MAX_MAP_EVENTS,
@@ -352,7 +353,7 @@ def map_event(
 
 
 @router.get("/grid-stats", dependencies=[allow(*ANALYSTS)])
-def grid_stats(request: Request, session: SessionDep, params: LiveFilters) -> Response:
+def grid_stats(request: Request, session: ReadSessionDep, params: LiveFilters) -> Response:
     """Per grid: events of the window matching the filters, and open events now."""
     now = datetime.now(UTC)
     counts = stats.grid_counts(session, params.event_filter(now))
@@ -376,7 +377,7 @@ def _step_origin(now: datetime, window_h: int, step_h: int, tz: ZoneInfo) -> dat
 @router.get("/heat", dependencies=[allow(*ANALYSTS)])
 def heat(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     params: HeatFilters,
     crs: CrsQ = "wgs84",

@@ -77,7 +77,7 @@ def tolerate_any_time(dbapi_connection: Any, _record: Any = None) -> None:
     adapters.register_loader("timestamptz", TolerantTimestamptzBinaryLoader)
 
 
-def make_engine(url: str | URL, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str | URL, *, pool_size: int = 10, connect_timeout: int = 5) -> Engine:
     """Build the engine gridmap uses everywhere: pre-ping, so a restarted server is survived.
 
     Every connection reads out-of-range times clamped (:class:`TolerantTimestamptzLoader`).
@@ -89,7 +89,7 @@ def make_engine(url: str | URL, *, pool_size: int = 10) -> Engine:
         pool_pre_ping=True,
         pool_timeout=5,
         connect_args={
-            "connect_timeout": 5,
+            "connect_timeout": connect_timeout,
             "application_name": "gridmap",
             # A request that died mid-transaction must not hold locks, or the change feed's
             # horizon, for long.

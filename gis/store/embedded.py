@@ -202,6 +202,91 @@ class EmbeddedCluster:
         self._ensure_database(port)
         return self.url(port)
 
+    def is_replica(self) -> bool:
+        """Tell whether this cluster is a standby (``standby.signal`` in its folder)."""
+        return (self.data_dir / "standby.signal").is_file()
+
+    def start_replica(
+        self, primary: EmbeddedCluster, *, echo: Callable[[str], None] = print
+    ) -> str:
+        """Start this cluster as a streaming replica of ``primary``; return its URL.
+
+        On first use the folder is filled by ``pg_basebackup`` from the running primary
+        (``-R`` writes ``standby.signal`` and the connection to stream from). The primary
+        keeps 512 MB of WAL for it (``wal_keep_size``), so a replica stopped for a while
+        can catch up without a replication slot that would pin WAL forever if the replica
+        were abandoned. Idempotent, like :meth:`start`.
+        """
+        port = self.running_port()
+        if port is not None and self.is_initialised():
+            return self.url(port)
+        primary_port = primary.running_port()
+        if primary_port is None:
+            raise EmbeddedDatabaseError(
+                "The primary embedded PostgreSQL is not running; start it first "
+                "(`gridmap db start`)."
+            )
+        binaries = find_server_binaries()
+        if not self.is_initialised():
+            self._basebackup(binaries, primary, primary_port, echo)
+        port = self._choose_port()
+        self._pg_ctl_start(binaries, port)
+        marker = self._read_marker()
+        marker["port"] = port
+        self._write_marker(marker)
+        return self.url(port)
+
+    def _basebackup(
+        self,
+        binaries: ServerBinaries,
+        primary: EmbeddedCluster,
+        primary_port: int,
+        echo: Callable[[str], None],
+    ) -> None:
+        import psycopg
+
+        if self.data_dir.is_dir() and any(self.data_dir.iterdir()):
+            raise EmbeddedDatabaseError(
+                f"{self.data_dir} exists and is not an embedded gridmap replica; "
+                "refusing to copy the primary over it."
+            )
+        echo(f"gridmap: creating a streaming replica in {self.data_dir} (pg_basebackup)")
+        with psycopg.connect(
+            host="127.0.0.1", port=primary_port, user=SUPERUSER, dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute("ALTER SYSTEM SET wal_keep_size = '512MB'")
+            conn.execute("SELECT pg_reload_conf()")
+        self._prepare_dir()
+        self._run(
+            [
+                binaries.tool("pg_basebackup"),
+                "-D",
+                str(self.data_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(primary_port),
+                "-U",
+                SUPERUSER,
+                "--no-password",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "-R",
+            ],
+            what="copy the primary with pg_basebackup",
+        )
+        (self.data_dir / "server.log").unlink(missing_ok=True)  # the primary's, copied along
+        self._write_marker(
+            {
+                "created_by": "gridmap",
+                "major": binaries.major,
+                "port": None,
+                "replica_of": str(primary.data_dir),
+            }
+        )
+
     def stop(self) -> bool:
         """Stop the cluster if gridmap started it; return whether a server was stopped."""
         if not self.is_initialised():

@@ -20,6 +20,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -222,6 +223,8 @@ class EventRow(Base):
             "worker_id",
             postgresql_where=text(_in("status", OPEN_TASK_STATUSES)),
         ),
+        # A county's events by time: its monthly export, and the shard key (docs/scale.md).
+        Index("ix_events_county_received", "county_code", "received_at"),
         # The overdue task and the due_soon queue scan open events by due time.
         Index(
             "ix_events_open_due_at",
@@ -248,6 +251,10 @@ class EventRow(Base):
     )
     reporter: Mapped[str | None] = mapped_column(Text)
     grid_code: Mapped[str | None] = mapped_column(String(32))
+    # The county (区县) code: the grid code's first six digits, computed by PostgreSQL.
+    county_code: Mapped[str | None] = mapped_column(
+        String(6), Computed("left(grid_code, 6)", persisted=True)
+    )
     boundary_version_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_versions.id"))
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="reported")

@@ -1,0 +1,140 @@
+"""Overload is answered at once: past the in-flight bound 503, past a client's rate 429."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.overload import RateLimits, TokenBuckets, retry_after_header
+from tests.maps_support import live_database_url, live_settings, report_body, token_for
+
+INSIDE = (117.9705, 37.3805)
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    now = [0.0]
+    buckets = TokenBuckets(rate=2.0, burst=3.0, clock=lambda: now[0])
+    assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert buckets.take("a") == pytest.approx(0.5)  # one token comes back every 0.5 s
+    assert buckets.take("b") == 0.0  # clients do not share a bucket
+    now[0] = 0.5
+    assert buckets.take("a") == 0.0
+    assert buckets.take("a") > 0
+    now[0] = 100.0
+    assert [buckets.take("a") for _ in range(4)][:3] == [0.0, 0.0, 0.0]  # capped at the burst
+    assert TokenBuckets(rate=0, burst=1).take("x") == 0.0  # 0: no limit
+    assert retry_after_header(0.01) == "1" and retry_after_header(2.2) == "3"
+
+
+def test_keys_and_users_have_separate_buckets() -> None:
+    limits = RateLimits(per_key=1.0, per_user=1.0, burst_s=1.0, clock=lambda: 0.0)
+    limits.check("keyhash", 7)
+    limits.check(None, 7)  # the same owner signed in: the user's own bucket
+    with pytest.raises(Exception) as caught:
+        limits.check("keyhash", 7)
+    assert type(caught.value).__name__ == "RateLimited"
+    assert caught.value.retry_after == "1"  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    return live_database_url(), tmp_path_factory.mktemp("overload-state")
+
+
+def test_requests_past_the_bound_get_503_within_milliseconds(live: tuple) -> None:
+    url, state = live
+    app = create_app(live_settings(url, state, max_in_flight=2, rate_limit_per_user=0))
+    headers = {"Authorization": f"Bearer {token_for(url, 'dispatcher')}"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        # Slow requests: the database gate is closed, so admitted reports wait behind it.
+        gate = client.portal.call(lambda: anyio.CapacityLimiter(1))
+        app.state.db_limiter = gate
+        client.portal.call(gate.acquire_on_behalf_of, "test")
+        answers: list[httpx.Response] = []
+
+        def post() -> None:
+            answers.append(
+                client.post("/api/v1/events", json=report_body(*INSIDE), headers=headers)
+            )
+
+        try:
+            slow = [threading.Thread(target=post) for _ in range(2)]
+            for t in slow:
+                t.start()
+            deadline = time.monotonic() + 10
+            while client.portal.call(lambda: gate.statistics().tasks_waiting) < 2:
+                assert time.monotonic() < deadline, "the slow requests never reached the gate"
+                time.sleep(0.02)
+
+            for _ in range(3):
+                started = time.perf_counter()
+                extra = client.post("/api/v1/events", json=report_body(*INSIDE), headers=headers)
+                elapsed = time.perf_counter() - started
+                assert extra.status_code == 503
+                assert extra.headers["retry-after"] == "1"
+                assert extra.headers["content-type"] == "application/problem+json"
+                assert extra.json()["type"].endswith("/overloaded")
+                assert elapsed < 0.25  # answered, not queued
+            assert client.get("/healthz").status_code == 200  # health checks are never shed
+
+        finally:
+            client.portal.call(gate.release_on_behalf_of, "test")
+        for t in slow:
+            t.join(timeout=30)
+        assert len(answers) == 2 and {r.status_code for r in answers} <= {201, 202}
+        # Capacity is back: the next report is admitted.
+        again = client.post("/api/v1/events", json=report_body(*INSIDE), headers=headers)
+        assert again.status_code in (201, 202), again.text
+
+
+def test_a_user_over_the_rate_gets_429_with_retry_after(live: tuple) -> None:
+    url, state = live
+    app = create_app(live_settings(url, state, rate_limit_per_user=1.0, rate_limit_burst_s=2.0))
+    headers = {"Authorization": f"Bearer {token_for(url, 'planner')}"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        codes = [client.get("/api/v1/auth/me", headers=headers).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        limited = client.get("/api/v1/auth/me", headers=headers)
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        assert limited.json()["type"].endswith("/rate-limited")
+        other = {"Authorization": f"Bearer {token_for(url, 'dispatcher')}"}
+        assert client.get("/api/v1/auth/me", headers=other).status_code == 200
+
+
+def test_the_database_gate_refuses_a_job_that_would_wait_too_long() -> None:
+    from api.errors import Overloaded
+    from api.overload import DatabaseGate
+
+    gate = DatabaseGate(1, max_wait_s=0.05)
+
+    async def scenario() -> tuple[float, int]:
+        held, done = anyio.Event(), anyio.Event()
+
+        async def holder() -> None:
+            async with gate:
+                held.set()
+                await done.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder)
+            await held.wait()
+            started = time.perf_counter()
+            with pytest.raises(Overloaded):
+                async with gate:
+                    pass
+            waited = time.perf_counter() - started
+            done.set()
+        async with gate:  # free again once the first job is done
+            pass
+        return waited, gate.refused
+
+    waited, refused = anyio.run(scenario)
+    assert 0.04 <= waited < 0.5 and refused == 1
