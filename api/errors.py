@@ -206,8 +206,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        # The client hung up while sending its body: nobody will read an answer, and it is
-        # no fault of the server's, so one quiet line, no traceback.
+        # The client hung up while sending its body (a load generator stopping, a tablet
+        # losing its network): nobody will read an answer, nothing was stored, and it is no
+        # fault of the server's, so one quiet line, no traceback.
         log.info("client disconnected during the body of %s %s", request.method, request.url.path)
         return problem(400, "client-disconnected", "The client disconnected before the body.")
 
@@ -247,12 +248,6 @@ def install_error_handlers(app: FastAPI) -> None:
             return await _db_down(request, exc)
         log.exception("database error on %s %s", request.method, request.url.path)
         return problem(500, "internal", "An internal error occurred; it has been logged.")
-
-    @app.exception_handler(ClientDisconnect)
-    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        # The client hung up while its body was being read (a load generator stopping, a
-        # tablet losing its network): nobody will read this answer, and nothing was stored.
-        return problem(400, "client-disconnected", "The client closed the connection.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
