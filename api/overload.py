@@ -29,7 +29,15 @@ from api.errors import PROBLEM_JSON, TYPE_BASE, Overloaded, RateLimited
 #: Requests that are never shed: health checks must answer while the server is busy, the
 #: live stream holds its connection for minutes (the feed hub bounds its database work),
 #: and static files cost no database time.
-EXEMPT_PREFIXES: Final = ("/healthz", "/readyz", "/static", "/api/v1/events/stream")
+#: Sign-in is bounded by its own guard (api/login_guard.py: a small hashing pool, a bounded
+#: queue, 429 per account and address), which answers a flood of sign-ins more precisely.
+EXEMPT_PREFIXES: Final = (
+    "/healthz",
+    "/readyz",
+    "/static",
+    "/api/v1/events/stream",
+    "/api/v1/auth/token",
+)
 #: Seconds a shed client is asked to wait; short, because capacity frees up in milliseconds.
 SHED_RETRY_AFTER_S: Final = 1
 
@@ -180,6 +188,18 @@ class DatabaseGate:
         self._limiter = anyio.CapacityLimiter(tokens)
         self.max_wait_s = max_wait_s
         self.refused = 0
+
+    def patient(self) -> DatabaseGate:
+        """The same tokens, waiting as long as it takes: for work bounded by its own guard.
+
+        Sign-in is (api/login_guard.py): its attempts are few by construction, and shedding
+        them with 503 would answer a password flood with the very error it must not cause.
+        """
+        twin = DatabaseGate.__new__(DatabaseGate)
+        twin._limiter = self._limiter
+        twin.max_wait_s = 0
+        twin.refused = 0
+        return twin
 
     async def __aenter__(self) -> None:
         """Take a token, or refuse when none frees up in time."""

@@ -36,4 +36,4 @@ def may_read(session: Session, user: User, event: StoredEvent) -> bool:
 
 def not_visible(event_id: int) -> NotFound:
     """The 404 for an event the caller may not see (or that does not exist)."""
-    return NotFound(f"Event {event_id} was not found or is not visible to you.")
+    return NotFound(f"Event {event_id}: not found or not visible to you.")

@@ -66,7 +66,7 @@ async def sign_in(
     failed = True
     try:
         found = await anyio.to_thread.run_sync(
-            _lookup, request, username, limiter=request.app.state.db_limiter
+            _lookup, request, username, limiter=request.app.state.db_limiter.patient()
         )
         # An unknown user is checked against a dummy hash: the same work, the same timing.
         ok = await guard.hash_in_pool(verify_password, password, found[1] if found else None)
