@@ -19,7 +19,19 @@ from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.overdue import overdue_task
-from api.routes import auth, categories, docs, events, feed, grids, health, lookup, maps, workflow
+from api.routes import (
+    auth,
+    categories,
+    docs,
+    events,
+    feed,
+    grids,
+    health,
+    lookup,
+    maps,
+    positions,
+    workflow,
+)
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
 from api.security import ApiKeyCache
@@ -91,6 +103,8 @@ def create_app(
     # Before events: /events/changes and /events/stream must not match /events/{event_id}.
     app.include_router(feed.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
+    # Before the workflow routes: /workers/positions must not be read as /workers/{worker_no}.
+    app.include_router(positions.router, prefix=API_PREFIX)
     app.include_router(workflow.router, prefix=API_PREFIX)
     app.include_router(categories.router, prefix=API_PREFIX)
     app.include_router(maps.router, prefix=API_PREFIX)

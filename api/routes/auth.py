@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel
 
 from api.deps import SessionDep, SettingsDep
-from api.errors import AuthError
+from api.errors import BadCredentials
 from api.security import ANY_ROLE, allow, issue_token, public, verify_password
 from gis.store import users as user_store
 from gis.store.users import User
@@ -49,7 +49,7 @@ def sign_in(
     """Exchange a username and password for a bearer token."""
     found = user_store.user_with_password_hash(session, username)
     if found is None or not verify_password(password, found[1]) or not found[0].active:
-        raise AuthError("Unknown user or wrong password.")
+        raise BadCredentials("Unknown user or wrong password.")
     ttl = timedelta(minutes=settings.token_ttl_minutes)
     token = issue_token(found[0], request.app.state.signing_key, ttl)
     return TokenOut(access_token=token, expires_in=int(ttl.total_seconds()), role=found[0].role)

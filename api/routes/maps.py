@@ -265,8 +265,14 @@ def base_layers(request: Request, session: SessionDep, crs: CrsQ = "wgs84") -> R
     version = boundaries.get_version(session, _active_id(session))
     features = boundaries.version_features(session, version.id)
     workers = roster.workers_by_grid(session, [f.code for f in features if f.level == "basic"])
+    paths = {str(getattr(route, "path", "")) for route in request.app.routes}
     body = {
         "version": {"id": version.id, "label": version.label},
+        # APIs merged from other branches the pages use when present (never a 404 to probe).
+        "optional": {
+            "assessment": any(p.endswith("/assessment") for p in paths),
+            "photos": any(p.endswith("/photos/{sha}/thumbnail") for p in paths),
+        },
         "bbox": layers.bbox(features),
         "grids": layers.grid_collection(features, workers=workers, crs=crs),
         "categories": [
@@ -336,6 +342,51 @@ def grid_stats(request: Request, session: SessionDep, params: LiveFilters) -> Re
         "grids": {c: {"events": counts.get(c, 0), "open": open_now.get(c, 0)} for c in codes},
     }
     return compact_json(request, body)
+
+
+#: The longest trend the statistics panel may ask for.
+MAX_TREND_DAYS: Final = 92
+
+
+@router.get("/daily", dependencies=[allow(*ANALYSTS)])
+def daily(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    days: Annotated[
+        int, Query(ge=1, le=MAX_TREND_DAYS, description="Local days, today last.")
+    ] = 30,
+) -> Response:
+    """Figures per local day for the statistics panel and its trends (today is the last day).
+
+    ``reported``: events received; ``registered``: events that entered the case system;
+    ``closed``: events closed; ``handled`` / ``handled_on_time``: handle steps, and those no
+    later than the due time then in force. ``on_time_rate`` = on time / handled (null if none).
+    """
+    tz = ZoneInfo(settings.timezone)
+    now = request.app.state.clock().astimezone(tz)
+    last = now.date()
+    first = last - timedelta(days=days - 1)
+    since = datetime(first.year, first.month, first.day, tzinfo=tz)
+    rows = stats.daily_figures(
+        session, since, first.isoformat(), last.isoformat(), settings.timezone
+    )
+    body = {
+        "timezone": settings.timezone,
+        "days": [
+            {
+                "day": r.day,
+                "reported": r.reported,
+                "registered": r.registered,
+                "closed": r.closed,
+                "handled": r.handled,
+                "handled_on_time": r.handled_on_time,
+                "on_time_rate": round(r.handled_on_time / r.handled, 4) if r.handled else None,
+            }
+            for r in rows
+        ],
+    }
+    return compact_json(request, body, headers={"Cache-Control": "private, max-age=30"})
 
 
 def _step_origin(now: datetime, window_h: int, step_h: int, tz: ZoneInfo) -> datetime:
