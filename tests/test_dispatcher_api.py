@@ -132,3 +132,39 @@ def test_positions_round_trip_and_are_validated(client, account, clock, session)
     clock.now += timedelta(hours=25)
     listed = client.get("/api/v1/workers/positions", headers=dispatcher).json()
     assert all(p["worker_no"] != worker_no for p in listed["items"])
+
+
+def test_event_list_filters(app_client, auth_headers) -> None:
+    dispatcher = auth_headers("dispatcher")
+    code, lon, lat = interior_point()
+    made = post(app_client, dispatcher, report(lon, lat))
+    quarantined = post(app_client, dispatcher, report(0.0, 0.0))
+
+    def ids(**params: object) -> set[int]:
+        resp = app_client.get("/api/v1/maps/events", params=params, headers=dispatcher)
+        assert resp.status_code == 200, resp.text
+        return {f["id"] for f in resp.json()["features"]}
+
+    assert made["id"] in ids(grid=code)
+    assert made["id"] not in ids(grid="000000000000000")
+    assert made["id"] in ids(community=code[:12])
+    assert made["id"] not in ids(community="X")
+    assert made["id"] in ids(worker=made["worker_no"])
+    assert quarantined["id"] in ids(flag="quarantined")
+    assert made["id"] not in ids(flag="quarantined")
+    assert made["id"] in ids(**{"from": "2000-01-01T00:00:00+08:00"})
+    assert made["id"] not in ids(
+        **{"from": "2000-01-01T00:00:00+08:00", "to": "2000-01-02T00:00:00+08:00"}
+    )
+
+    for bad in (
+        {"bogus": "1"},
+        {"flag": "not-a-flag"},
+        {"from": "2026-01-01T00:00:00"},  # no offset
+        {"from": "2026-01-02T00:00:00+08:00", "to": "2026-01-01T00:00:00+08:00"},
+        {"grid": "a b"},
+        {"worker": "<script>"},
+    ):
+        resp = app_client.get("/api/v1/maps/events", params=bad, headers=dispatcher)
+        assert resp.status_code == 422, bad
+        assert "<script>" not in resp.text

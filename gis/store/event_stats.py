@@ -14,9 +14,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import BigInteger, ColumnElement, bindparam, func, select, text
+from sqlalchemy import BigInteger, ColumnElement, and_, bindparam, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from gis.dispatch import OPEN_EVENT_STATUSES
@@ -36,6 +36,13 @@ class EventFilter:
     statuses: tuple[str, ...] = ()
     hazard_only: bool = False
     ids: tuple[int, ...] = ()
+    #: Basic grid codes; community codes (a grid belongs when its code starts with one);
+    #: worker numbers; flags of :func:`event_flags` (an event must carry every one).
+    grids: tuple[str, ...] = ()
+    communities: tuple[str, ...] = ()
+    workers: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    now: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,41 @@ def _conditions(flt: EventFilter) -> list[ColumnElement[bool]]:
     if flt.hazard_only:
         hazards = select(EventCategoryRow.code).where(EventCategoryRow.hazard.is_(True))
         out.append(EventRow.category_code.in_(hazards))
+    if flt.grids:
+        out.append(EventRow.grid_code.in_(flt.grids))
+    if flt.communities:
+        out.append(
+            or_(*(EventRow.grid_code.startswith(c, autoescape=True) for c in flt.communities))
+        )
+    if flt.workers:
+        numbers = select(WorkerRow.id).where(WorkerRow.worker_no.in_(flt.workers))
+        out.append(EventRow.worker_id.in_(numbers))
+    for flag in flt.flags:
+        out.append(_flag_condition(flag, flt.now))
     return out
+
+
+#: Flags a filter may ask for (see :func:`event_flags`).
+FILTER_FLAGS: Final = (
+    "near_boundary",
+    "on_boundary",
+    "snapped",
+    "unrouted",
+    "quarantined",
+    "overdue",
+)
+
+
+def _flag_condition(flag: str, now: datetime | None) -> ColumnElement[bool]:
+    """The SQL twin of one tag of :func:`event_flags`."""
+    if flag == "quarantined":
+        return EventRow.quarantine_reason.is_not(None)
+    if flag == "overdue":
+        return and_(
+            EventRow.status.in_(OPEN_EVENT_STATUSES),
+            EventRow.due_at < (now if now is not None else func.now()),
+        )
+    return EventRow.routing_flag == flag
 
 
 def map_events(session: Session, flt: EventFilter, *, limit: int) -> tuple[list[MapEvent], bool]:

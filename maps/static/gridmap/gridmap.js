@@ -926,9 +926,170 @@
     GM.state.statsAt = Date.now();
   }
 
+  // --- the event list: instant filters over the loaded events, sortable, CSV export -------
+  //
+  // Filters run in the browser over the map's events (the page's window); a from/to outside
+  // that window, or a queue, asks the API (/maps/events with from/to, /queues/{name}).
+  var LIST_COLUMNS = [
+    ["id", "编号"], ["received_at", "上报时间"], ["category", "类别"], ["status", "状态"],
+    ["grid", "网格"], ["worker", "处置人"], ["flags", "标记"],
+  ];
+
+  function eventList(cfg, host, ctx, openEvent) {
+    var cats = ctx.cats;
+    var state = { sort: "received_at", desc: true, extra: null, queueIds: null };
+    var flagOptions = Object.keys(cfg.flags).map(function (k) {
+      return '<option value="' + esc(k) + '">' + esc(cfg.flags[k]) + "</option>";
+    }).join("");
+    host.innerHTML =
+      '<div class="gm-panel-title">事件列表 <span class="gm-muted" data-role="shown"></span></div>' +
+      '<form class="gm-list-filters" data-role="filters">' +
+      '<label>从<input type="datetime-local" name="from"></label><label>到<input type="datetime-local" name="to"></label>' +
+      '<select name="category"><option value="">全部类别</option>' + Object.keys(cats).sort().map(function (c) {
+        return '<option value="' + esc(c) + '">' + esc(cats[c].name) + "</option>";
+      }).join("") + "</select>" +
+      '<select name="status"><option value="">全部状态</option>' + cfg.statusOrder.map(function (s) {
+        return '<option value="' + esc(s) + '">' + esc(cfg.statuses[s][0]) + "</option>";
+      }).join("") + "</select>" +
+      '<select name="queue"><option value="">全部队列</option>' + QUEUES.map(function (q) {
+        return '<option value="' + q[0] + '">' + esc(q[1]) + "</option>";
+      }).join("") + "</select>" +
+      '<select name="flag"><option value="">全部标记</option>' + flagOptions + "</select>" +
+      '<input name="community" placeholder="社区编码" maxlength="32">' +
+      '<input name="grid" placeholder="网格编码" maxlength="32">' +
+      '<input name="worker" placeholder="网格员编号" maxlength="32">' +
+      '<input name="number" placeholder="事件编号" inputmode="numeric" maxlength="12">' +
+      '<button type="button" data-role="csv">导出 CSV</button></form>' +
+      '<table class="gm-table"><thead><tr>' + LIST_COLUMNS.map(function (c) {
+        return '<th data-sort="' + c[0] + '">' + esc(c[1]) + "</th>";
+      }).join("") + '</tr></thead><tbody data-role="rows"></tbody></table>';
+    var form = host.querySelector("[data-role=filters]");
+    var rowsHost = host.querySelector("[data-role=rows]");
+    var shown = [];
+
+    function source() {
+      var out = {};
+      Object.keys(GM.markers).forEach(function (id) { out[id] = GM.markers[id].feature; });
+      (state.extra || []).forEach(function (f) { out[f.id] = f; });
+      return Object.keys(out).map(function (id) { return out[id]; });
+    }
+    function value(f, key) {
+      var p = f.properties;
+      if (key === "id") { return f.id; }
+      if (key === "category") { return (cats[p.category] || { name: p.category }).name; }
+      if (key === "status") { return (cfg.statuses[p.status] || [p.status])[0]; }
+      if (key === "flags") { return (p.flags || []).map(function (x) { return cfg.flags[x] || x; }).join(" "); }
+      return p[key] || "";
+    }
+    function render() {
+      var v = {};
+      ["from", "to", "category", "status", "queue", "flag", "community", "grid", "worker", "number"].forEach(function (k) {
+        v[k] = form[k].value.trim();
+      });
+      var from = v.from ? new Date(v.from).getTime() : null;
+      var to = v.to ? new Date(v.to).getTime() : null;
+      shown = source().filter(function (f) {
+        var p = f.properties;
+        var at = new Date(p.received_at).getTime();
+        if (from !== null && at < from) { return false; }
+        if (to !== null && at >= to) { return false; }
+        if (v.category && p.category !== v.category) { return false; }
+        if (v.status && p.status !== v.status) { return false; }
+        if (v.flag && (p.flags || []).indexOf(v.flag) < 0) { return false; }
+        if (v.community && (p.grid || "").indexOf(v.community) !== 0) { return false; }
+        if (v.grid && (p.grid || "").indexOf(v.grid) !== 0) { return false; }
+        if (v.worker && (p.worker || "") !== v.worker) { return false; }
+        if (v.number && String(f.id).indexOf(v.number.replace(/^#/, "")) !== 0) { return false; }
+        if (v.queue && state.queueIds && !state.queueIds[f.id]) { return false; }
+        return true;
+      });
+      var key = state.sort;
+      shown.sort(function (a, b) {
+        var x = key === "id" ? a.id : String(value(a, key));
+        var y = key === "id" ? b.id : String(value(b, key));
+        var c = x < y ? -1 : x > y ? 1 : a.id - b.id;
+        return state.desc ? -c : c;
+      });
+      host.querySelectorAll("th").forEach(function (th) {
+        th.classList.toggle("gm-sorted", th.getAttribute("data-sort") === key);
+        th.classList.toggle("gm-desc", th.getAttribute("data-sort") === key && state.desc);
+      });
+      var limit = 500;
+      rowsHost.innerHTML = shown.slice(0, limit).map(function (f) {
+        return '<tr data-id="' + esc(f.id) + '">' + LIST_COLUMNS.map(function (c) {
+          var text = c[0] === "received_at" ? localTime(f.properties.received_at) : value(f, c[0]);
+          return "<td>" + esc(c[0] === "id" ? "#" + text : text) + "</td>";
+        }).join("") + "</tr>";
+      }).join("");
+      host.querySelector("[data-role=shown]").textContent = num(shown.length) + " 件" + (shown.length > limit ? "（列出前 " + limit + " 件，导出全部）" : "");
+      GM.state.listed = shown.length;
+    }
+    var again = debounce(render, 150);
+    form.addEventListener("input", again);
+    form.addEventListener("change", async function (e) {
+      var name = e.target.name;
+      if (name === "queue") {
+        state.queueIds = null;
+        if (form.queue.value) {
+          var page = await api(cfg, "/queues/" + form.queue.value, { limit: 500 });
+          state.queueIds = {};
+          page.items.forEach(function (ev) { state.queueIds[ev.id] = true; });
+        }
+      }
+      if (name === "from" || name === "to") {
+        // Outside the map's window: ask the API for that range.
+        var since = new Date(Date.now() - cfg.filters.window * 3600 * 1000);
+        var from = form.from.value ? new Date(form.from.value) : null;
+        state.extra = null;
+        if (from && from < since) {
+          var params = { from: from.toISOString(), crs: cfg.crs, limit: 20000 };
+          if (form.to.value) { params.to = new Date(form.to.value).toISOString(); }
+          try { state.extra = (await api(cfg, "/maps/events", params)).features; } catch (err) { toast(err.message, "error"); }
+        }
+      }
+      render();
+    });
+    host.querySelectorAll("th").forEach(function (th) {
+      th.addEventListener("click", function () {
+        var key = th.getAttribute("data-sort");
+        state.desc = state.sort === key ? !state.desc : false;
+        state.sort = key;
+        render();
+      });
+    });
+    rowsHost.addEventListener("click", function (e) {
+      var tr = e.target.closest("tr[data-id]");
+      if (!tr) { return; }
+      var id = Number(tr.getAttribute("data-id"));
+      if (ctx.locate) { ctx.locate(id); }
+      openEvent(id);
+    });
+    host.querySelector("[data-role=csv]").addEventListener("click", function () {
+      var cell = function (x) {
+        var s = String(x === null || x === undefined ? "" : x);
+        if (/^[=+\-@\t\r]/.test(s)) { s = "'" + s; }  // no formulas in a spreadsheet
+        return '"' + s.replace(/"/g, '""') + '"';
+      };
+      var lines = [["id", "received_at", "category", "category_name", "status", "grid_code", "worker_no", "flags"].join(",")];
+      shown.forEach(function (f) {
+        var p = f.properties;
+        lines.push([f.id, p.received_at, p.category, value(f, "category"), p.status, p.grid || "", p.worker || "",
+          (p.flags || []).join(" ")].map(cell).join(","));
+      });
+      var blob = new Blob(["\ufeff" + lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });
+      var a = el("a", { href: URL.createObjectURL(blob), download: "events-" + new Date().toISOString().slice(0, 10) + ".csv" });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      GM.state.csvRows = shown.length;
+    });
+    render();
+  }
+
   function desk(map, layers, cfg, me, ctx) {
     var side = el("aside", { class: "gm-side", "data-role": "side" },
       '<div class="gm-side-head"><span class="gm-panel-title">工作队列</span>' +
+      '<button type="button" data-role="list">事件列表</button>' +
       '<label class="gm-sound"><input type="checkbox" data-role="sound"> 隐患声音提醒</label>' +
       '<button type="button" data-role="collapse" title="收起/展开">⇔</button></div>' +
       '<div class="gm-queues" data-role="queues">' + QUEUES.map(function (q) {
@@ -1274,6 +1435,12 @@
       if (sound.checked) { beep(); }
     }
 
+    side.querySelector("[data-role=list]").addEventListener("click", function () {
+      current = null;
+      document.body.classList.remove("gm-side-collapsed");
+      side.querySelectorAll(".gm-queue").forEach(function (b) { b.classList.remove("gm-on"); });
+      eventList(cfg, body, ctx, openEvent);
+    });
     refreshCounts();
     statistics(cfg, side.querySelector("[data-role=stats-body]"), workerName, roster, ctx.optional || {});
     return {
