@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from tests.maps_support import report_body, token_for
-from tests.test_map_clicks_browser import _show_marker
 from tests.test_maps_browser import (
     ARTIFACTS,
     Live,
@@ -91,12 +90,36 @@ def _desk(browser: Any, live: Live, *, size: tuple[int, int] = (1600, 1000)) -> 
     return page, watch
 
 
+def _marker_point(page: Any, event_id: int, zoom: int = 18) -> dict[str, float]:
+    """Centre the map on the (unclustered) marker and return its page coordinates.
+
+    Like ``_show_marker`` but never waits on MarkerCluster's callback, which does not come
+    when the map is already where the marker is (an evaluate without a timeout).
+    """
+    page.evaluate(
+        f"""() => {{
+            const m = GridMap.markers[{event_id}];
+            GridMap.map.setView(m.getLatLng(), {zoom}, {{animate: false}});
+        }}"""
+    )
+    page.wait_for_timeout(600)
+    point: dict[str, float] = page.evaluate(
+        f"""() => {{
+            const m = GridMap.markers[{event_id}];
+            const p = GridMap.map.latLngToContainerPoint(m.getLatLng());
+            const box = GridMap.map.getContainer().getBoundingClientRect();
+            return {{x: box.left + p.x, y: box.top + p.y}};
+        }}"""
+    )
+    return point
+
+
 def _open_panel_by_click(page: Any, event_id: int, watch: Any = None) -> None:
     try:
         page.wait_for_function(f"() => !!GridMap.markers[{event_id}]", timeout=WAIT_MS)
     except Exception:
         raise AssertionError(f"marker never came; page errors: {watch and watch.errors}") from None
-    point = _show_marker(page, event_id)
+    point = _marker_point(page, event_id)
     page.mouse.click(point["x"], point["y"])
     page.wait_for_selector(f".gm-event[data-id='{event_id}']", timeout=WAIT_MS)
 
