@@ -1230,7 +1230,7 @@
       var basic = (ev.grids || []).filter(function (g) { return g.level === "basic"; })[0];
       var flags = [];
       if (ev.overdue) { flags.push("overdue"); }
-      if (ev.routing_flag) { flags.push(ev.routing_flag); }
+      if (ev.routing_flag && ev.routing_flag !== "inside" && ev.routing_flag !== "invalid") { flags.push(ev.routing_flag); }
       if (ev.status === "reported") { flags.push("quarantined"); }
       var photos = [];
       var addPhoto = function (p) { if (photos.indexOf(p) < 0) { photos.push(p); } };
