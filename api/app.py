@@ -38,6 +38,7 @@ from api.routes import (
     lookup,
     maps,
     photos,
+    positions,
     workflow,
 )
 from api.routes import boundaries as boundary_routes
@@ -147,6 +148,8 @@ def create_app(
     # Before events: /events/changes and /events/stream must not match /events/{event_id}.
     app.include_router(feed.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
+    # Before the workflow routes: /workers/positions must not be read as /workers/{worker_no}.
+    app.include_router(positions.router, prefix=API_PREFIX)
     app.include_router(workflow.router, prefix=API_PREFIX)
     app.include_router(categories.router, prefix=API_PREFIX)
     app.include_router(maps.router, prefix=API_PREFIX)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from api import messages
 from gis import errors as e
 
 log = logging.getLogger("gridmap.api")
@@ -45,6 +46,12 @@ class AuthError(e.GridmapError):
     """Missing, expired or forged credentials."""
 
     kind = "unauthorized"
+
+
+class BadCredentials(AuthError):
+    """The sign-in form's username or password is wrong."""
+
+    kind = "bad-credentials"
 
 
 class Forbidden(e.GridmapError):
@@ -125,17 +132,17 @@ def problem(
     *,
     title: str | None = None,
     headers: dict[str, str] | None = None,
+    request: Request | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    """Build one problem+json response."""
-    body = {
-        "type": TYPE_BASE + kind,
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    """Build one problem+json response, in the request's language (``api/messages.py``)."""
+    lang = messages.negotiate(request.headers.get("accept-language") if request else None)
+    title, detail = messages.localise(
+        lang, status, kind, title or HTTPStatus(status).phrase, detail, extra
+    )
+    body = {"type": TYPE_BASE + kind, "title": title, "status": status, "detail": detail, **extra}
+    all_headers = {**(headers or {}), "Content-Language": lang, "Vary": "Accept-Language"}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=all_headers)
 
 
 #: A field name gridmap could have declared: shown as is. Anything else a client made up.
@@ -181,7 +188,9 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"Retry-After": exc.retry_after}
         if status == 413:
             headers = {"Connection": "close"}  # the rest of the body is not worth reading
-        return problem(status, exc.kind, exc.message, headers=headers, **exc.details)
+        return problem(
+            status, exc.kind, exc.message, headers=headers, request=request, **exc.details
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -196,13 +205,25 @@ def install_error_handlers(app: FastAPI) -> None:
                 errors=errors,
             )
         where = ", ".join(".".join(err["loc"]) + ": " + err["msg"] for err in errors[:5])
-        return problem(422, "validation", f"The request is not valid: {where}", errors=errors)
+        return problem(
+            422,
+            "validation",
+            f"The request is not valid: {where}",
+            request=request,
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         kind = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
-        return problem(exc.status_code, kind, detail, headers=getattr(exc, "headers", None))
+        return problem(
+            exc.status_code,
+            kind,
+            detail,
+            headers=getattr(exc, "headers", None),
+            request=request,
+        )
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
@@ -221,6 +242,7 @@ def install_error_handlers(app: FastAPI) -> None:
             e.DatabaseUnavailable.kind,
             "The database is not answering; retry shortly.",
             headers={"Retry-After": str(RETRY_AFTER_S)},
+            request=request,
         )
 
     @app.exception_handler(DataError)
@@ -240,6 +262,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "unstorable-value",
             "A value in the request cannot be stored: text must not contain NUL characters, "
             "and numbers and dates must be within the ranges the fields document.",
+            request=request,
         )
 
     @app.exception_handler(DBAPIError)
@@ -247,9 +270,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.connection_invalidated:
             return await _db_down(request, exc)
         log.exception("database error on %s %s", request.method, request.url.path)
-        return problem(500, "internal", "An internal error occurred; it has been logged.")
+        return problem(
+            500, "internal", "An internal error occurred; it has been logged.", request=request
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal", "An internal error occurred; it has been logged.")
+        return problem(
+            500, "internal", "An internal error occurred; it has been logged.", request=request
+        )

@@ -37,12 +37,21 @@ from tests.maps_support import CHROMIUM_ARGS as ARGS
 
 DATABASE = "gridmap_bench_maps"
 SECRET = "bench-maps-" + "s" * 40
-#: (label, path, user, weight target in bytes, DOMContentLoaded target in ms)
+#: Issue 11's budgets: every page at most 1.5 MB transferred, ``/map`` drawn within 1.5 s.
+PAGE_BUDGET_BYTES = 1_500_000
+MAP_DRAWN_MS = 1500.0
+#: (label, path, user, weight target in bytes, drawn target in ms)
 PAGES: tuple[tuple[str, str, str, int | None, float | None], ...] = (
-    ("dispatcher (7 d, default)", "/map", "dispatcher", 1_500_000, 1500.0),
-    ("dispatcher (30 d, all events)", "/map?window=720", "dispatcher", 1_500_000, 1500.0),
+    ("dispatcher (7 d, default)", "/map", "dispatcher", PAGE_BUDGET_BYTES, MAP_DRAWN_MS),
+    (
+        "dispatcher (30 d, all events)",
+        "/map?window=720",
+        "dispatcher",
+        PAGE_BUDGET_BYTES,
+        MAP_DRAWN_MS,
+    ),
     ("heatmap (30 d, daily frames)", "/maps/heatmap?window=720&step=24", "planner", 500_000, None),
-    ("planner (active version)", "/maps/plans/1", "planner", None, None),
+    ("planner (active version)", "/maps/plans/1", "planner", PAGE_BUDGET_BYTES, None),
 )
 
 
@@ -168,16 +177,16 @@ def run(n_events: int = 20_000, repeats: int = 3) -> list[dict[str, Any]]:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             tokens = {u: _token(url, u) for u in ("dispatcher", "planner")}
             _measure(browser, server.url, "/map", tokens["dispatcher"])  # warm the server
-            for label, path, user, weight_target, dcl_target in PAGES:
+            for label, path, user, weight_target, drawn_target in PAGES:
                 runs = [_measure(browser, server.url, path, tokens[user]) for _ in range(repeats)]
                 runs.sort(key=lambda r: r["dcl_ms"])
                 row = {"page": label, **runs[len(runs) // 2]}
                 row["transferred_kb"] = row["transferred"] / 1000
                 row["decoded_kb"] = row["decoded"] / 1000
                 row["weight_target_kb"] = weight_target / 1000 if weight_target else None
-                row["dcl_target_ms"] = dcl_target
+                row["drawn_target_ms"] = drawn_target
                 ok = (weight_target is None or row["transferred"] <= weight_target) and (
-                    dcl_target is None or row["dcl_ms"] <= dcl_target
+                    drawn_target is None or row["drawn_ms"] <= drawn_target
                 )
                 row["ok"] = "yes" if ok and row["offsite"] == 0 else "NO"
                 rows.append(row)
@@ -193,8 +202,8 @@ COLUMNS = (
     ("decoded_kb", "decoded KB"),
     ("weight_target_kb", "target KB"),
     ("dcl_ms", "DOMContentLoaded ms"),
-    ("dcl_target_ms", "target ms"),
     ("drawn_ms", "drawn ms"),
+    ("drawn_target_ms", "target drawn ms"),
     ("largest", "largest request"),
     ("ok", "ok"),
 )

@@ -21,6 +21,7 @@ STATUSES: Final[dict[str, tuple[str, str]]] = {
     "claimed": ("认领", "#fadb14"),
     "postponed": ("缓办", "#d4b106"),
     "returned": ("退回", "#eb2f96"),
+    "rework": ("返工", "#ffd8bf"),
     "handled": ("处置", "#95de64"),
     "verified": ("核查", "#36cfc9"),
     "closed": ("结案", "#4096ff"),
@@ -30,7 +31,15 @@ STATUSES: Final[dict[str, tuple[str, str]]] = {
 
 #: Status groups a filter may name instead of listing statuses.
 STATUS_GROUPS: Final[dict[str, tuple[str, ...]]] = {
-    "open": ("reported", "registered", "dispatched", "claimed", "returned", "postponed"),
+    "open": (
+        "reported",
+        "registered",
+        "dispatched",
+        "claimed",
+        "returned",
+        "postponed",
+        "rework",
+    ),
     "done": ("handled", "verified", "closed", "evaluated"),
 }
 

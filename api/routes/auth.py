@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel
 
 from api.deps import SessionDep, SettingsDep, open_session
-from api.errors import AuthError, Throttled
+from api.errors import BadCredentials, Throttled
 from api.login_guard import LoginGuard, TooManySignIns
 from api.security import ANY_ROLE, allow, issue_token, public, verify_password
 from gis.store import users as user_store
@@ -71,7 +71,7 @@ async def sign_in(
         # An unknown user is checked against a dummy hash: the same work, the same timing.
         ok = await guard.hash_in_pool(verify_password, password, found[1] if found else None)
         if found is None or not ok or not found[0].active:
-            raise AuthError("Unknown user or wrong password.")
+            raise BadCredentials("Unknown user or wrong password.")
         failed = False
     finally:
         guard.settle(reserved, failed=failed)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
+from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
@@ -293,8 +294,14 @@ def base_layers(request: Request, session: ReadSessionDep, crs: CrsQ = "wgs84") 
     version = boundaries.get_version(session, _active_id(session))
     features = boundaries.version_features(session, version.id)
     workers = roster.workers_by_grid(session, [f.code for f in features if f.level == "basic"])
+    paths = {str(getattr(route, "path", "")) for route in request.app.routes}
     body = {
         "version": {"id": version.id, "label": version.label},
+        # APIs merged from other branches the pages use when present (never a 404 to probe).
+        "optional": {
+            "assessment": any(p.endswith("/assessment") for p in paths),
+            "photos": any(p.endswith("/photos/{sha}/thumbnail") for p in paths),
+        },
         "bbox": layers.bbox(features),
         "grids": layers.grid_collection(features, workers=workers, crs=crs),
         "categories": [
@@ -311,6 +318,25 @@ def base_layers(request: Request, session: ReadSessionDep, crs: CrsQ = "wgs84") 
     return compact_json(request, body, headers={"Cache-Control": "private, max-age=60"})
 
 
+CodeListQ = Annotated[
+    list[str] | None,
+    Query(max_length=200, description="Codes (repeat, or separate with commas)."),
+]
+#: The query parameters ``GET /maps/events`` knows; any other is refused (422).
+EVENT_LIST_PARAMS: Final = frozenset(
+    {"window", "category", "status", "hazard", "hazard_window", "step", "per", "crs", "limit"}
+    | {"from", "to", "grid", "community", "worker", "flag"}
+)
+_CODE_CHARS: Final = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_.-")
+
+
+def _codes(name: str, values: Sequence[str] | None) -> tuple[str, ...]:
+    codes = _split(values)
+    if any(len(c) > 32 or not set(c) <= _CODE_CHARS for c in codes):
+        raise InvalidInput(f"{name}: codes are letters, digits, '_', '.' or '-', at most 32.")
+    return codes
+
+
 @router.get("/events", dependencies=[allow(*DISPATCHER)])
 def map_events(
     request: Request,
@@ -318,21 +344,61 @@ def map_events(
     params: LiveFilters,
     crs: CrsQ = "wgs84",
     limit: Annotated[int, Query(ge=1, le=MAX_MAP_EVENTS)] = MAX_MAP_EVENTS,
+    start: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="from",
+            description="Received at or after (ISO 8601 with offset); replaces window.",
+        ),
+    ] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="Received before (ISO 8601 with offset)."),
+    ] = None,
+    grid: CodeListQ = None,
+    community: CodeListQ = None,
+    worker: CodeListQ = None,
+    flag: CodeListQ = None,
 ) -> Response:
-    """Events of the window as compact GeoJSON, newest first, with the feed cursor to follow.
+    """Events of the window (or ``from``/``to``) as compact GeoJSON, newest first.
 
-    The cursor is read before the events, so a change committed meanwhile is served by the
-    feed (perhaps again: clients key by id) and never lost between snapshot and feed.
+    Filtered by grid, community (grid code prefix), worker and flags (an event carries every
+    flag asked for), with the feed cursor to follow. The cursor is read before the events,
+    so a change committed meanwhile is served by the feed (perhaps again: clients key by id)
+    and never lost between snapshot and feed.
     """
+    unknown = sorted(set(request.query_params) - EVENT_LIST_PARAMS)
+    if unknown:
+        raise InvalidInput(
+            "Unknown query parameter(s); this endpoint takes "
+            + ", ".join(sorted(EVENT_LIST_PARAMS))
+            + "."
+        )
+    flags = _split(flag)
+    if any(f not in stats.FILTER_FLAGS for f in flags):
+        raise InvalidInput(f"flag: one of {', '.join(stats.FILTER_FLAGS)}.")
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput("from/to: 'to' must be later than 'from'.")
     cursor = str(feed_horizon(session))
     now = datetime.now(UTC)
-    events, truncated = stats.map_events(session, params.event_filter(now), limit=limit)
+    since = start if start is not None else now - timedelta(hours=params.filters.window_h)
+    flt = replace(
+        params.event_filter(now),
+        since=since,
+        until=end,
+        grids=_codes("grid", grid),
+        communities=_codes("community", community),
+        workers=_codes("worker", worker),
+        flags=flags,
+        now=now,
+    )
+    events, truncated = stats.map_events(session, flt, limit=limit)
     body = {
         "type": "FeatureCollection",
         "features": event_features(events, crs, now),
         "cursor": cursor,
         "truncated": truncated,
-        "since": (now - timedelta(hours=params.filters.window_h)).isoformat(),
+        "since": since.isoformat(),
     }
     return compact_json(request, body, media_type="application/geo+json")
 
@@ -364,6 +430,51 @@ def grid_stats(request: Request, session: ReadSessionDep, params: LiveFilters) -
         "grids": {c: {"events": counts.get(c, 0), "open": open_now.get(c, 0)} for c in codes},
     }
     return compact_json(request, body)
+
+
+#: The longest trend the statistics panel may ask for.
+MAX_TREND_DAYS: Final = 92
+
+
+@router.get("/daily", dependencies=[allow(*ANALYSTS)])
+def daily(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    days: Annotated[
+        int, Query(ge=1, le=MAX_TREND_DAYS, description="Local days, today last.")
+    ] = 30,
+) -> Response:
+    """Figures per local day for the statistics panel and its trends (today is the last day).
+
+    ``reported``: events received; ``registered``: events that entered the case system;
+    ``closed``: events closed; ``handled`` / ``handled_on_time``: handle steps, and those no
+    later than the due time then in force. ``on_time_rate`` = on time / handled (null if none).
+    """
+    tz = ZoneInfo(settings.timezone)
+    now = request.app.state.clock().astimezone(tz)
+    last = now.date()
+    first = last - timedelta(days=days - 1)
+    since = datetime(first.year, first.month, first.day, tzinfo=tz)
+    rows = stats.daily_figures(
+        session, since, first.isoformat(), last.isoformat(), settings.timezone
+    )
+    body = {
+        "timezone": settings.timezone,
+        "days": [
+            {
+                "day": r.day,
+                "reported": r.reported,
+                "registered": r.registered,
+                "closed": r.closed,
+                "handled": r.handled,
+                "handled_on_time": r.handled_on_time,
+                "on_time_rate": round(r.handled_on_time / r.handled, 4) if r.handled else None,
+            }
+            for r in rows
+        ],
+    }
+    return compact_json(request, body, headers={"Cache-Control": "private, max-age=30"})
 
 
 def _step_origin(now: datetime, window_h: int, step_h: int, tz: ZoneInfo) -> datetime:

@@ -14,9 +14,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import BigInteger, ColumnElement, bindparam, func, select, text
+from sqlalchemy import BigInteger, ColumnElement, and_, bindparam, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from gis.dispatch import OPEN_EVENT_STATUSES
@@ -36,6 +36,13 @@ class EventFilter:
     statuses: tuple[str, ...] = ()
     hazard_only: bool = False
     ids: tuple[int, ...] = ()
+    #: Basic grid codes; community codes (a grid belongs when its code starts with one);
+    #: worker numbers; flags of :func:`event_flags` (an event must carry every one).
+    grids: tuple[str, ...] = ()
+    communities: tuple[str, ...] = ()
+    workers: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    now: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,41 @@ def _conditions(flt: EventFilter) -> list[ColumnElement[bool]]:
     if flt.hazard_only:
         hazards = select(EventCategoryRow.code).where(EventCategoryRow.hazard.is_(True))
         out.append(EventRow.category_code.in_(hazards))
+    if flt.grids:
+        out.append(EventRow.grid_code.in_(flt.grids))
+    if flt.communities:
+        out.append(
+            or_(*(EventRow.grid_code.startswith(c, autoescape=True) for c in flt.communities))
+        )
+    if flt.workers:
+        numbers = select(WorkerRow.id).where(WorkerRow.worker_no.in_(flt.workers))
+        out.append(EventRow.worker_id.in_(numbers))
+    for flag in flt.flags:
+        out.append(_flag_condition(flag, flt.now))
     return out
+
+
+#: Flags a filter may ask for (see :func:`event_flags`).
+FILTER_FLAGS: Final = (
+    "near_boundary",
+    "on_boundary",
+    "snapped",
+    "unrouted",
+    "quarantined",
+    "overdue",
+)
+
+
+def _flag_condition(flag: str, now: datetime | None) -> ColumnElement[bool]:
+    """The SQL twin of one tag of :func:`event_flags`."""
+    if flag == "quarantined":
+        return EventRow.quarantine_reason.is_not(None)
+    if flag == "overdue":
+        return and_(
+            EventRow.status.in_(OPEN_EVENT_STATUSES),
+            EventRow.due_at < (now if now is not None else func.now()),
+        )
+    return EventRow.routing_flag == flag
 
 
 def map_events(session: Session, flt: EventFilter, *, limit: int) -> tuple[list[MapEvent], bool]:
@@ -256,3 +297,65 @@ def replay_history(
         ),
         {"ids": list(ids), "times": list(received_at), "statuses": list(statuses)},
     )
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """One local day of the statistics panel.
+
+    ``reported``: events received; ``registered``: events that entered the case system
+    (routed at once, or a quarantined report registered by a dispatcher); ``closed``: close
+    steps; ``handled`` and ``handled_on_time``: handle steps, and those taken no later than
+    the due time in force then (the step's ``due_at``; none counts as on time).
+    """
+
+    day: str
+    reported: int
+    registered: int
+    closed: int
+    handled: int
+    handled_on_time: int
+
+
+_DAILY_SQL = text(
+    """
+    WITH days AS (
+        SELECT generate_series(CAST(:first AS date), CAST(:last AS date), interval '1 day')::date
+            AS day
+    ),
+    received AS (
+        SELECT (received_at AT TIME ZONE :tz)::date AS day, count(*) AS n
+        FROM events
+        WHERE received_at >= :since
+        GROUP BY 1
+    ),
+    steps AS (
+        SELECT (at AT TIME ZONE :tz)::date AS day,
+               count(*) FILTER (WHERE (action = 'report' AND to_status <> 'reported')
+                                   OR action = 'register') AS registered,
+               count(*) FILTER (WHERE action = 'close') AS closed,
+               count(*) FILTER (WHERE action = 'handle') AS handled,
+               count(*) FILTER (WHERE action = 'handle' AND (due_at IS NULL OR at <= due_at))
+                   AS on_time
+        FROM event_transitions
+        WHERE at >= :since
+        GROUP BY 1
+    )
+    SELECT days.day, coalesce(r.n, 0), coalesce(s.registered, 0), coalesce(s.closed, 0),
+           coalesce(s.handled, 0), coalesce(s.on_time, 0)
+    FROM days
+    LEFT JOIN received r ON r.day = days.day
+    LEFT JOIN steps s ON s.day = days.day
+    ORDER BY days.day
+    """
+)
+
+
+def daily_figures(
+    session: Session, since: datetime, first: str, last: str, tz: str
+) -> list[DayFigures]:
+    """Figures per local day from ``first`` to ``last`` (ISO dates; ``since`` = first's start)."""
+    rows = session.execute(
+        _DAILY_SQL, {"since": since, "first": first, "last": last, "tz": tz}
+    ).all()
+    return [DayFigures(str(d), int(a), int(b), int(c), int(h), int(o)) for d, a, b, c, h, o in rows]

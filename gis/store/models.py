@@ -399,3 +399,17 @@ class PublishedRankingRow(Base):
     published_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class WorkerPositionRow(Base):
+    """Where a worker's tablet reported its position (kept 24 hours, migration 0010)."""
+
+    __tablename__ = "worker_positions"
+    __table_args__ = (Index("ix_worker_positions_worker_id_at", "worker_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy_m: Mapped[float | None] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -88,7 +88,8 @@
 
   async function api(cfg, path, params, options) {
     var opts = options || {};
-    var headers = Object.assign({ Accept: "application/json" }, opts.headers || {});
+    // Problem messages come back in Chinese (api/messages.py).
+    var headers = Object.assign({ Accept: "application/json", "Accept-Language": "zh-CN" }, opts.headers || {});
     headers.Authorization = "Bearer " + token();
     var resp = await fetch(cfg.api + path + query(params), {
       method: opts.method || "GET",
@@ -136,7 +137,7 @@
         try {
           var resp = await fetch(cfg.api + "/auth/token", {
             method: "POST",
-            headers: { "Content-Type": "application/x-www-form-urlencoded" },
+            headers: { "Content-Type": "application/x-www-form-urlencoded", "Accept-Language": "zh-CN" },
             body: new URLSearchParams({ username: form.username.value, password: form.password.value }),
           });
           var body = await resp.json();
@@ -559,13 +560,21 @@
       '<div class="gm-legend-title">事件状态 <span class="gm-muted" data-role="total"></span></div>' +
       '<div data-role="statuses"></div>' +
       '<div class="gm-legend-note"><i class="gm-ring"></i>白色描边 = 超期</div>' +
+      '<div class="gm-legend-title">聚合（数字 = 件数）</div>' +
+      '<div class="gm-legend-cl"><i style="background:#f5f8fb"></i>多为未办结 <i style="background:#a9bccf"></i>混合 ' +
+      '<i style="background:#4a5f74"></i>多为已办结</div>' +
+      '<div class="gm-legend-cl"><i style="background:#f5f8fb;box-shadow:0 0 0 3px #a8071a"></i>红圈 = 含超期</div>' +
       '<div data-role="density" class="gm-density-legend" hidden></div>' +
       '<div class="gm-legend-title">隐患热力</div><div class="gm-heat-ramp"><span>低</span><i></i><span>高</span></div>');
     var ticker = control(map, "bottomleft", "gm-ticker",
-      '<div class="gm-panel-title">实时动态</div><ol data-role="feed"><li class="gm-muted">等待新事件…</li></ol>');
+      '<div class="gm-panel-title">实时动态 <span class="gm-muted" data-role="paused"></span></div>' +
+      '<ol data-role="feed"><li class="gm-muted">等待新事件…</li></ol>');
+    L.DomEvent.disableScrollPropagation(ticker);
 
     var markers = {};
     GM.markers = markers;
+    var locate = function (id) { return findEvent(id, true); };
+    var side = desk(map, layers, cfg, me, { cats: cats, locate: locate, optional: base.optional });
     var wanted = {
       since: Date.now() - f.window * 3600 * 1000,
       categories: f.category || [],
@@ -583,10 +592,12 @@
       var m = L.circleMarker([c[1], c[0]], markerStyle(cfg, feature));
       m.feature = feature;
       m.bindPopup(function () { return eventPopup(cfg, cats, m.feature); }, { className: "gm-popup" });
+      m.on("click", function () { side.openEvent(m.feature.id); });
       return m;
     }
     // An event by number: its marker when shown, else the API (it may be outside the filters).
-    async function findEvent(id) {
+    async function findEvent(id, quiet) {
+      if (!quiet) { side.openEvent(id); }
       var m = markers[id];
       if (m) {
         layers.events.zoomToShowLayer(m, function () { m.openPopup(); });
@@ -594,7 +605,10 @@
       }
       try {
         var ev = await api(cfg, "/maps/events/" + id, { crs: cfg.crs });
-        if (!ev.geometry) { toast("事件 #" + id + " 没有可信坐标（见坐标存疑队列）", "warn"); return true; }
+        if (!ev.geometry) {
+          if (!quiet) { toast("事件 #" + id + " 没有可信坐标（见坐标存疑队列）", "warn"); }
+          return true;
+        }
         var c = ev.geometry.coordinates;
         map.setView([c[1], c[0]], 17);
         L.popup({ className: "gm-popup" }).setLatLng([c[1], c[0]]).setContent(eventPopup(cfg, cats, ev)).openOn(map);
@@ -675,14 +689,33 @@
         esc((cfg.statuses[p.status] || [p.status])[0]) + "</span> " +
         esc(what) + " #" + esc(feature.id) + " " + esc(c.name) +
         ' <span class="gm-muted">' + esc(p.grid || "") + "</span>");
+      item.setAttribute("data-id", feature.id);
       item.addEventListener("click", function () {
+        side.openEvent(feature.id);
         var m = markers[feature.id];
         if (m) { layers.events.zoomToShowLayer(m, function () { m.openPopup(); }); }
       });
-      if (list.firstElementChild && list.firstElementChild.classList.contains("gm-muted")) { list.innerHTML = ""; }
-      list.insertBefore(item, list.firstChild);
-      while (list.children.length > 6) { list.removeChild(list.lastChild); }
+      tickerQueue.push(item);
+      if (!tickerHovered) { flushTicker(); } else {
+        ticker.querySelector("[data-role=paused]").textContent = "已暂停 · " + tickerQueue.length + " 条新动态";
+      }
     }
+    // The ticker keeps the last TICKER_KEEP items, scrollable; while the mouse is over it
+    // nothing moves (new items wait), so the item under the mouse can be clicked.
+    var TICKER_KEEP = 50;
+    var tickerQueue = [];
+    var tickerHovered = false;
+    function flushTicker() {
+      var list = ticker.querySelector("[data-role=feed]");
+      if (list.firstElementChild && list.firstElementChild.classList.contains("gm-muted")) { list.innerHTML = ""; }
+      tickerQueue.forEach(function (item) { list.insertBefore(item, list.firstChild); });
+      tickerQueue = [];
+      while (list.children.length > TICKER_KEEP) { list.removeChild(list.lastChild); }
+      ticker.querySelector("[data-role=paused]").textContent = "";
+      GM.state.ticker = list.children.length;
+    }
+    ticker.addEventListener("mouseenter", function () { tickerHovered = true; });
+    ticker.addEventListener("mouseleave", function () { tickerHovered = false; flushTicker(); });
     function apply(page) {
       var added = 0;
       page.features.forEach(function (feature) {
@@ -709,6 +742,7 @@
           added++;
           pulse(feature);
           feed(feature, "新事件");
+          side.alarm(feature);
           if (hazardSet[feature.properties.category]) {
             var xy = feature.geometry.coordinates;
             layers.hazard.addLatLng([xy[1], xy[0], 1]);
@@ -718,9 +752,40 @@
       if (page.features.length) {
         updateLegend();
         refreshStats();
+        side.changed(page.features);
       }
       return added;
     }
+
+    // Workers where their tablets last reported them (24 h), green when on duty now.
+    var crew = L.layerGroup();
+    layers.control.addOverlay(crew, "网格员位置");
+    GM.layers.crew = crew;
+    async function refreshCrew() {
+      try {
+        var got = await Promise.all([api(cfg, "/workers/positions"), api(cfg, "/workers")]);
+        var duty = {};
+        got[1].items.forEach(function (w) { duty[w.worker_no] = w; });
+        crew.clearLayers();
+        got[0].items.forEach(function (p) {
+          var w = duty[p.worker_no] || {};
+          L.marker([p.lat, p.lon], {
+            pane: "gm-events",
+            icon: L.divIcon({
+              className: "gm-crew" + (w.on_duty_now ? " gm-crew-on" : ""),
+              html: "<span>" + esc(p.name) + "</span>",
+              iconSize: null,
+            }),
+          }).bindTooltip(esc(p.name) + " " + esc(p.worker_no) + " · " + (w.on_duty_now ? "在岗" : "不在岗") +
+            " · " + num(w.open_tasks) + " 件在办<br>位置更新于 " + esc(localTime(p.at)), { className: "gm-tooltip" }).addTo(crew);
+        });
+        GM.state.crew = got[0].count;
+      } catch (e) {
+        if (e instanceof AuthNeeded) { location.reload(); }
+      }
+    }
+    map.on("overlayadd", function (e) { if (e.layer === crew) { refreshCrew(); } });
+    setInterval(function () { if (map.hasLayer(crew)) { refreshCrew(); } }, 30000);
 
     var cursor = snapshot.cursor;
     GM.state.readyAt = Math.round(performance.now());
@@ -737,6 +802,657 @@
       });
       if (gone.length) { layers.events.removeLayers(gone); updateLegend(); }
     }, 60000);
+  }
+
+  // --- dispatcher's desk: event panel, queues, warnings --------------------------------
+  //
+  // A side panel beside the map. Its top lists the dispatcher's queues with live counts
+  // (GET /queues/{name}); below, either one queue's events or one event with its history
+  // and exactly the actions the API says this user may take now (allowed_actions).
+
+  var QUEUES = [
+    ["dispatcher", "待派遣"], ["quarantine", "坐标存疑"], ["unrouted", "未落入网格"],
+    ["near_boundary", "近边界待确认"], ["overdue", "超期"], ["due_soon", "即将超期"],
+    ["returned", "退回"], ["postponement_requests", "延期申请"], ["verification", "待核查"],
+  ];
+  var ACTION_LABELS = {
+    register: "立案", void: "作废", dispatch: "派遣", reassign: "改派", claim: "认领",
+    "return": "退回", request_postponement: "申请延期", approve_postponement: "批准延期",
+    deny_postponement: "驳回延期", handle: "处置", verify: "核查", close: "结案", evaluate: "评价",
+    report: "上报", reroute: "重新落格",
+  };
+  var VOID_REASONS = { invalid: "无效上报", duplicate: "重复上报", out_of_scope: "不属于受理范围" };
+  var SOUND_KEY = "gridmap.sound";
+
+  function countdown(iso) {
+    if (!iso) { return "—"; }
+    var ms = new Date(iso).getTime() - Date.now();
+    var late = ms < 0;
+    var s = Math.floor(Math.abs(ms) / 1000);
+    var d = Math.floor(s / 86400);
+    var h = Math.floor((s % 86400) / 3600);
+    var m = Math.floor((s % 3600) / 60);
+    var text = (d ? d + "天" : "") + (d || h ? h + "时" : "") + m + "分" + (d ? "" : (s % 60) + "秒");
+    return late ? "已超期 " + text : "剩余 " + text;
+  }
+
+  function beep() {
+    try {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) { return; }
+      var ctx = beep.ctx || (beep.ctx = new Ctx());
+      [0, 0.25].forEach(function (t) {
+        var osc = ctx.createOscillator();
+        var gain = ctx.createGain();
+        osc.frequency.value = 880;
+        gain.gain.setValueAtTime(0.15, ctx.currentTime + t);
+        gain.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + t + 0.2);
+        osc.connect(gain).connect(ctx.destination);
+        osc.start(ctx.currentTime + t);
+        osc.stop(ctx.currentTime + t + 0.2);
+      });
+    } catch (e) { /* no audio: the flash still shows */ }
+  }
+
+  // ISO week of a local date, as the assessment API names periods (week:YYYY-Www).
+  function isoWeek(date) {
+    var d = new Date(Date.UTC(date.getFullYear(), date.getMonth(), date.getDate()));
+    var day = d.getUTCDay() || 7;
+    d.setUTCDate(d.getUTCDate() + 4 - day);
+    var year = d.getUTCFullYear();
+    var week = Math.ceil(((d - Date.UTC(year, 0, 1)) / 86400000 + 1) / 7);
+    return year + "-W" + (week < 10 ? "0" : "") + week;
+  }
+
+  // A sparkline of daily values: one polyline per series, scaled to the largest value shown.
+  function sparkline(days, series) {
+    var w = 150;
+    var h = 34;
+    var max = 1;
+    days.forEach(function (d) { series.forEach(function (s) { max = Math.max(max, d[s[0]] || 0); }); });
+    var step = days.length > 1 ? w / (days.length - 1) : w;
+    return '<svg class="gm-spark" viewBox="0 0 ' + w + " " + (h + 2) + '" width="' + w + '" height="' + (h + 2) + '">' +
+      series.map(function (s) {
+        var pts = days.map(function (d, i) {
+          return (i * step).toFixed(1) + "," + (h + 1 - (d[s[0]] || 0) / max * h).toFixed(1);
+        }).join(" ");
+        return '<polyline fill="none" stroke="' + s[1] + '" stroke-width="1.5" points="' + pts + '"/>';
+      }).join("") + "<title>最大 " + max + "</title></svg>";
+  }
+
+  // Statistics: today's figures and 7/30-day trends from /maps/daily; the week's top
+  // communities, grids and workers from the assessment API ("—" while it answers 404).
+  async function statistics(cfg, host, workerName, roster, optional) {
+    var html = "";
+    try {
+      var daily = (await api(cfg, "/maps/daily", { days: 30 })).days;
+      var today = daily[daily.length - 1];
+      var week = daily.slice(-7);
+      var sum = function (rows, k) { return rows.reduce(function (s, d) { return s + d[k]; }, 0); };
+      var rate = function (rows) {
+        var handled = sum(rows, "handled");
+        return handled ? num(100 * sum(rows, "handled_on_time") / handled, 1) + "%" : "—";
+      };
+      html += '<div class="gm-today" data-role="today">今日 上报 <b>' + num(today.reported) + "</b> 立案 <b>" + num(today.registered) +
+        "</b> 结案 <b>" + num(today.closed) + "</b> 按时率 <b>" + rate([today]) + "</b></div>" +
+        '<div class="gm-trends"><div>近 7 天（按时率 ' + rate(week) + "）" + sparkline(week, [["reported", "#ffa940"], ["closed", "#4096ff"]]) + "</div>" +
+        "<div>近 30 天（按时率 " + rate(daily) + "）" + sparkline(daily, [["reported", "#ffa940"], ["closed", "#4096ff"]]) + "</div></div>" +
+        '<div class="gm-muted gm-spark-key"><i style="background:#ffa940"></i>上报 <i style="background:#4096ff"></i>结案</div>';
+      GM.state.daily = today;
+    } catch (e) {
+      if (e instanceof AuthNeeded) { location.reload(); return; }
+      html += '<div class="gm-muted">今日统计不可用</div>';
+    }
+    var period = "week:" + isoWeek(new Date());
+    var tops = { communities: "—", grids: "—", workers: "—" };
+    try {
+      if (!optional.assessment) { throw new Error("no assessment API"); }
+      var doc = await api(cfg, "/assessment", { period: period });
+      await roster();
+      var best = function (rows, key) {
+        return (rows || []).slice().sort(function (a, b) { return (b.closed - a.closed) || (a[key] < b[key] ? -1 : 1); })
+          .slice(0, 3).map(function (r) { return esc(r[key]) + "（" + num(r.closed) + "）"; }).join("、") || "—";
+      };
+      tops.communities = best(doc.communities, "community_code");
+      tops.grids = best(doc.grids, "grid_code");
+      tops.workers = (doc.top_workers || []).slice(0, 3).map(function (w) { return esc(workerName(w)); }).join("、") || "—";
+    } catch (e) {
+      if (e instanceof AuthNeeded) { location.reload(); return; }
+    }
+    html += '<div class="gm-tops" data-role="tops"><div>本周社区（结案）：' + tops.communities + "</div><div>本周网格（结案）：" +
+      tops.grids + "</div><div>本周网格员：" + tops.workers + "</div></div>";
+    host.classList.remove("gm-muted");
+    host.innerHTML = html;
+    GM.state.statsAt = Date.now();
+  }
+
+  // --- the event list: instant filters over the loaded events, sortable, CSV export -------
+  //
+  // Filters run in the browser over the map's events (the page's window); a from/to outside
+  // that window, or a queue, asks the API (/maps/events with from/to, /queues/{name}).
+  var LIST_COLUMNS = [
+    ["id", "编号"], ["received_at", "上报时间"], ["category", "类别"], ["status", "状态"],
+    ["grid", "网格"], ["worker", "处置人"], ["flags", "标记"],
+  ];
+
+  function eventList(cfg, host, ctx, openEvent) {
+    var cats = ctx.cats;
+    var state = { sort: "received_at", desc: true, extra: null, queueIds: null };
+    var flagOptions = Object.keys(cfg.flags).map(function (k) {
+      return '<option value="' + esc(k) + '">' + esc(cfg.flags[k]) + "</option>";
+    }).join("");
+    host.innerHTML =
+      '<div class="gm-panel-title">事件列表 <span class="gm-muted" data-role="shown"></span></div>' +
+      '<form class="gm-list-filters" data-role="filters">' +
+      '<label>从<input type="datetime-local" name="from"></label><label>到<input type="datetime-local" name="to"></label>' +
+      '<select name="category"><option value="">全部类别</option>' + Object.keys(cats).sort().map(function (c) {
+        return '<option value="' + esc(c) + '">' + esc(cats[c].name) + "</option>";
+      }).join("") + "</select>" +
+      '<select name="status"><option value="">全部状态</option>' + cfg.statusOrder.map(function (s) {
+        return '<option value="' + esc(s) + '">' + esc(cfg.statuses[s][0]) + "</option>";
+      }).join("") + "</select>" +
+      '<select name="queue"><option value="">全部队列</option>' + QUEUES.map(function (q) {
+        return '<option value="' + q[0] + '">' + esc(q[1]) + "</option>";
+      }).join("") + "</select>" +
+      '<select name="flag"><option value="">全部标记</option>' + flagOptions + "</select>" +
+      '<input name="community" placeholder="社区编码" maxlength="32">' +
+      '<input name="grid" placeholder="网格编码" maxlength="32">' +
+      '<input name="worker" placeholder="网格员编号" maxlength="32">' +
+      '<input name="number" placeholder="事件编号" inputmode="numeric" maxlength="12">' +
+      '<button type="button" data-role="csv">导出 CSV</button></form>' +
+      '<table class="gm-table"><thead><tr>' + LIST_COLUMNS.map(function (c) {
+        return '<th data-sort="' + c[0] + '">' + esc(c[1]) + "</th>";
+      }).join("") + '</tr></thead><tbody data-role="rows"></tbody></table>';
+    var form = host.querySelector("[data-role=filters]");
+    var rowsHost = host.querySelector("[data-role=rows]");
+    var shown = [];
+
+    function source() {
+      var out = {};
+      Object.keys(GM.markers).forEach(function (id) { out[id] = GM.markers[id].feature; });
+      (state.extra || []).forEach(function (f) { out[f.id] = f; });
+      return Object.keys(out).map(function (id) { return out[id]; });
+    }
+    function value(f, key) {
+      var p = f.properties;
+      if (key === "id") { return f.id; }
+      if (key === "category") { return (cats[p.category] || { name: p.category }).name; }
+      if (key === "status") { return (cfg.statuses[p.status] || [p.status])[0]; }
+      if (key === "flags") { return (p.flags || []).map(function (x) { return cfg.flags[x] || x; }).join(" "); }
+      return p[key] || "";
+    }
+    function render() {
+      var v = {};
+      ["from", "to", "category", "status", "queue", "flag", "community", "grid", "worker", "number"].forEach(function (k) {
+        v[k] = form[k].value.trim();
+      });
+      var from = v.from ? new Date(v.from).getTime() : null;
+      var to = v.to ? new Date(v.to).getTime() : null;
+      shown = source().filter(function (f) {
+        var p = f.properties;
+        var at = new Date(p.received_at).getTime();
+        if (from !== null && at < from) { return false; }
+        if (to !== null && at >= to) { return false; }
+        if (v.category && p.category !== v.category) { return false; }
+        if (v.status && p.status !== v.status) { return false; }
+        if (v.flag && (p.flags || []).indexOf(v.flag) < 0) { return false; }
+        if (v.community && (p.grid || "").indexOf(v.community) !== 0) { return false; }
+        if (v.grid && (p.grid || "").indexOf(v.grid) !== 0) { return false; }
+        if (v.worker && (p.worker || "") !== v.worker) { return false; }
+        if (v.number && String(f.id).indexOf(v.number.replace(/^#/, "")) !== 0) { return false; }
+        if (v.queue && state.queueIds && !state.queueIds[f.id]) { return false; }
+        return true;
+      });
+      var key = state.sort;
+      shown.sort(function (a, b) {
+        var x = key === "id" ? a.id : String(value(a, key));
+        var y = key === "id" ? b.id : String(value(b, key));
+        var c = x < y ? -1 : x > y ? 1 : a.id - b.id;
+        return state.desc ? -c : c;
+      });
+      host.querySelectorAll("th").forEach(function (th) {
+        th.classList.toggle("gm-sorted", th.getAttribute("data-sort") === key);
+        th.classList.toggle("gm-desc", th.getAttribute("data-sort") === key && state.desc);
+      });
+      var limit = 500;
+      rowsHost.innerHTML = shown.slice(0, limit).map(function (f) {
+        return '<tr data-id="' + esc(f.id) + '">' + LIST_COLUMNS.map(function (c) {
+          var text = c[0] === "received_at" ? localTime(f.properties.received_at) : value(f, c[0]);
+          return "<td>" + esc(c[0] === "id" ? "#" + text : text) + "</td>";
+        }).join("") + "</tr>";
+      }).join("");
+      host.querySelector("[data-role=shown]").textContent = num(shown.length) + " 件" + (shown.length > limit ? "（列出前 " + limit + " 件，导出全部）" : "");
+      GM.state.listed = shown.length;
+    }
+    var again = debounce(render, 150);
+    form.addEventListener("input", again);
+    form.addEventListener("change", async function (e) {
+      var name = e.target.name;
+      if (name === "queue") {
+        state.queueIds = null;
+        if (form.queue.value) {
+          var page = await api(cfg, "/queues/" + form.queue.value, { limit: 500 });
+          state.queueIds = {};
+          page.items.forEach(function (ev) { state.queueIds[ev.id] = true; });
+        }
+      }
+      if (name === "from" || name === "to") {
+        // Outside the map's window: ask the API for that range.
+        var since = new Date(Date.now() - cfg.filters.window * 3600 * 1000);
+        var from = form.from.value ? new Date(form.from.value) : null;
+        state.extra = null;
+        if (from && from < since) {
+          var params = { from: from.toISOString(), crs: cfg.crs, limit: 20000 };
+          if (form.to.value) { params.to = new Date(form.to.value).toISOString(); }
+          try { state.extra = (await api(cfg, "/maps/events", params)).features; } catch (err) { toast(err.message, "error"); }
+        }
+      }
+      render();
+    });
+    host.querySelectorAll("th").forEach(function (th) {
+      th.addEventListener("click", function () {
+        var key = th.getAttribute("data-sort");
+        state.desc = state.sort === key ? !state.desc : false;
+        state.sort = key;
+        render();
+      });
+    });
+    rowsHost.addEventListener("click", function (e) {
+      var tr = e.target.closest("tr[data-id]");
+      if (!tr) { return; }
+      var id = Number(tr.getAttribute("data-id"));
+      if (ctx.locate) { ctx.locate(id); }
+      openEvent(id);
+    });
+    host.querySelector("[data-role=csv]").addEventListener("click", function () {
+      var cell = function (x) {
+        var s = String(x === null || x === undefined ? "" : x);
+        if (/^[=+\-@\t\r]/.test(s)) { s = "'" + s; }  // no formulas in a spreadsheet
+        return '"' + s.replace(/"/g, '""') + '"';
+      };
+      var lines = [["id", "received_at", "category", "category_name", "status", "grid_code", "worker_no", "flags"].join(",")];
+      shown.forEach(function (f) {
+        var p = f.properties;
+        lines.push([f.id, p.received_at, p.category, value(f, "category"), p.status, p.grid || "", p.worker || "",
+          (p.flags || []).join(" ")].map(cell).join(","));
+      });
+      var blob = new Blob(["\ufeff" + lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });
+      var a = el("a", { href: URL.createObjectURL(blob), download: "events-" + new Date().toISOString().slice(0, 10) + ".csv" });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      GM.state.csvRows = shown.length;
+    });
+    render();
+  }
+
+  function desk(map, layers, cfg, me, ctx) {
+    var side = el("aside", { class: "gm-side", "data-role": "side" },
+      '<div class="gm-side-head"><span class="gm-panel-title">工作队列</span>' +
+      '<button type="button" data-role="list">事件列表</button>' +
+      '<label class="gm-sound"><input type="checkbox" data-role="sound"> 隐患声音提醒</label>' +
+      '<button type="button" data-role="collapse" title="收起/展开">⇔</button></div>' +
+      '<div class="gm-queues" data-role="queues">' + QUEUES.map(function (q) {
+        return '<button type="button" class="gm-queue gm-queue-' + q[0] + '" data-queue="' + q[0] + '">' +
+          '<span class="gm-queue-name">' + esc(q[1]) + '</span><b data-role="count">…</b></button>';
+      }).join("") + "</div>" +
+      '<details class="gm-stats" data-role="stats" open><summary class="gm-panel-title">统计</summary>' +
+      '<div data-role="stats-body" class="gm-muted">加载中…</div></details>' +
+      '<div class="gm-side-body" data-role="body"><p class="gm-muted">点击事件标记、队列或实时动态查看详情</p></div>');
+    document.body.appendChild(side);
+    document.body.classList.add("gm-has-side");
+    map.invalidateSize();
+    side.querySelector("[data-role=collapse]").addEventListener("click", function () {
+      document.body.classList.toggle("gm-side-collapsed");
+      map.invalidateSize();
+    });
+    var body = side.querySelector("[data-role=body]");
+
+    // Warnings that cannot be missed: red and yellow cards over the map.
+    var cards = el("div", { class: "gm-cards", "data-role": "cards" },
+      '<button type="button" class="gm-card gm-card-red" data-queue="overdue" hidden>超期 <b>0</b> 件</button>' +
+      '<button type="button" class="gm-card gm-card-yellow" data-queue="due_soon" hidden>即将超期 <b>0</b> 件</button>');
+    map.getContainer().appendChild(cards);
+    L.DomEvent.disableClickPropagation(cards);
+    var sound = side.querySelector("[data-role=sound]");
+    sound.checked = localStorage.getItem(SOUND_KEY) !== "off";
+    sound.addEventListener("change", function () { localStorage.setItem(SOUND_KEY, sound.checked ? "on" : "off"); });
+
+    var counts = {};
+    GM.state.queues = counts;
+    async function refreshCounts() {
+      await Promise.all(QUEUES.map(async function (q) {
+        try {
+          var page = await api(cfg, "/queues/" + q[0], { limit: 1 });
+          counts[q[0]] = page.count;
+        } catch (e) {
+          if (e instanceof AuthNeeded) { location.reload(); }
+        }
+      }));
+      QUEUES.forEach(function (q) {
+        var button = side.querySelector("[data-queue=" + q[0] + "]");
+        var n = counts[q[0]];
+        button.querySelector("[data-role=count]").textContent = n === undefined ? "—" : num(n);
+        button.classList.toggle("gm-queue-empty", !n);
+      });
+      [["overdue", ".gm-card-red"], ["due_soon", ".gm-card-yellow"]].forEach(function (pair) {
+        var card = cards.querySelector(pair[1]);
+        card.hidden = !counts[pair[0]];
+        card.querySelector("b").textContent = num(counts[pair[0]] || 0);
+      });
+      GM.state.queuesAt = Date.now();
+    }
+    var countsSoon = debounce(refreshCounts, 2000);
+
+    function showQueue(name) {
+      var label = QUEUES.filter(function (q) { return q[0] === name; })[0][1];
+      side.querySelectorAll(".gm-queue").forEach(function (b) { b.classList.toggle("gm-on", b.getAttribute("data-queue") === name); });
+      body.innerHTML = '<div class="gm-panel-title">' + esc(label) + ' <span class="gm-muted" data-role="qcount"></span></div><p class="gm-muted">加载中…</p>';
+      api(cfg, "/queues/" + name, { limit: 200 }).then(function (page) {
+        if (!body.querySelector("[data-role=qcount]")) { return; }
+        body.innerHTML = '<div class="gm-panel-title">' + esc(label) + ' <span class="gm-muted">' + num(page.count) + " 件" +
+          (page.count > page.items.length ? "（显示前 " + page.items.length + " 件）" : "") + "</span></div>" +
+          '<ol class="gm-qlist" data-role="qlist">' + (page.items.length ? page.items.map(function (ev) {
+            var c = ctx.cats[ev.category] || { name: ev.category };
+            return '<li data-id="' + esc(ev.id) + '" class="' + (ev.overdue ? "gm-late" : "") + '"><b>#' + esc(ev.id) + "</b> " + esc(c.name) +
+              ' <span class="gm-muted">' + esc(ev.grid_code || (ev.lon === null ? "无坐标" : "未落入网格")) + "</span>" +
+              '<span class="gm-due" data-due="' + esc(ev.due_at || "") + '"></span></li>';
+          }).join("") : '<li class="gm-muted">队列为空</li>') + "</ol>";
+        tick();
+        body.querySelectorAll("[data-id]").forEach(function (row) {
+          row.addEventListener("click", function () {
+            var id = Number(row.getAttribute("data-id"));
+            var ev = page.items.filter(function (x) { return x.id === id; })[0];
+            if (ev && ev.lon !== null && ctx.locate) { ctx.locate(id); }
+            openEvent(id);
+          });
+        });
+      }).catch(function (e) { body.innerHTML = '<p class="gm-error">' + esc(e.message) + "</p>"; });
+    }
+    side.querySelectorAll(".gm-queue").forEach(function (b) {
+      b.addEventListener("click", function () { showQueue(b.getAttribute("data-queue")); });
+    });
+    cards.querySelectorAll(".gm-card").forEach(function (b) {
+      b.addEventListener("click", function () {
+        document.body.classList.remove("gm-side-collapsed");
+        showQueue(b.getAttribute("data-queue"));
+      });
+    });
+
+    var workers = null;
+    async function roster() {
+      try {
+        workers = (await api(cfg, "/workers")).items;
+      } catch (e) { workers = workers || []; }
+      return workers;
+    }
+    function workerName(no) {
+      var w = (workers || []).filter(function (x) { return x.worker_no === no; })[0];
+      return w ? w.name + "（" + no + "）" : no || "—";
+    }
+    function workerPicker(ev, required) {
+      var list = (workers || []).filter(function (w) { return w.active; }).slice().sort(function (a, b) {
+        var ha = a.grids.some(function (g) { return g.code === ev.grid_code; }) ? 0 : 1;
+        var hb = b.grids.some(function (g) { return g.code === ev.grid_code; }) ? 0 : 1;
+        return (b.on_duty_now - a.on_duty_now) || (ha - hb) || (a.open_tasks - b.open_tasks) || (a.worker_no < b.worker_no ? -1 : 1);
+      });
+      return '<select name="worker_no"' + (required ? " required" : "") + ">" +
+        (required ? '<option value="">选择网格员…</option>' : '<option value="">按网格规则派遣</option>') +
+        list.map(function (w) {
+          var here = w.grids.some(function (g) { return g.code === ev.grid_code; });
+          return '<option value="' + esc(w.worker_no) + '"' + (w.worker_no === ev.worker_no ? " disabled" : "") + ">" +
+            (here ? "★ " : "") + esc(w.name) + " " + esc(w.worker_no) + " · " + (w.on_duty_now ? "在岗" : "不在岗") +
+            " · " + num(w.open_tasks) + " 件在办</option>";
+        }).join("") + "</select>";
+    }
+
+    var current = null;
+    var placing = null;
+    async function openEvent(id) {
+      document.body.classList.remove("gm-side-collapsed");
+      current = id;
+      side.querySelectorAll(".gm-queue").forEach(function (b) { b.classList.remove("gm-on"); });
+      body.innerHTML = '<p class="gm-muted">加载事件 #' + esc(id) + "…</p>";
+      try {
+        var got = await Promise.all([api(cfg, "/events/" + id), api(cfg, "/events/" + id + "/history"), workers ? workers : roster()]);
+      } catch (e) {
+        if (e instanceof AuthNeeded) { location.reload(); return; }
+        if (current === id) { body.innerHTML = '<p class="gm-error">' + esc(e.message) + "</p>"; }
+        return;
+      }
+      if (current !== id) { return; }
+      renderEvent(got[0], got[1]);
+    }
+    GM.openEvent = openEvent;
+
+    function renderEvent(ev, history) {
+      var c = ctx.cats[ev.category] || { name: ev.category, big_class_name: "" };
+      var basic = (ev.grids || []).filter(function (g) { return g.level === "basic"; })[0];
+      var flags = [];
+      if (ev.overdue) { flags.push("overdue"); }
+      if (ev.routing_flag && ev.routing_flag !== "inside" && ev.routing_flag !== "invalid") { flags.push(ev.routing_flag); }
+      if (ev.status === "reported") { flags.push("quarantined"); }
+      var photos = [];
+      var addPhoto = function (p) { if (photos.indexOf(p) < 0) { photos.push(p); } };
+      (ev.photos || []).forEach(addPhoto);
+      history.forEach(function (t) { (t.photos || []).forEach(addPhoto); });
+      var allowed = ev.allowed_actions || [];
+      body.innerHTML =
+        '<div class="gm-event" data-role="event" data-id="' + esc(ev.id) + '">' +
+        '<div class="gm-event-head"><b>#' + esc(ev.id) + " " + esc(c.name) + "</b> " +
+        '<span class="gm-status" style="background:' + statusColour(cfg, ev.status) + '">' +
+        esc((cfg.statuses[ev.status] || [ev.status])[0]) + "</span>" +
+        (c.hazard ? ' <span class="gm-flag gm-flag-overdue">隐患</span>' : "") + "</div>" +
+        '<div class="gm-muted">' + esc(c.big_class_name || "") + "</div>" +
+        '<p class="gm-desc">' + esc(ev.description || "（无描述）") + "</p>" +
+        '<div class="gm-photos" data-role="photos">' + (photos.length ? photos.map(function (sha) {
+          return '<span class="gm-photo" data-sha="' + esc(sha) + '">照片</span>';
+        }).join("") : "") + "</div>" +
+        '<dl class="gm-facts">' +
+        "<dt>网格</dt><dd>" + (basic ? esc(basic.name) + " " : "") + esc(ev.grid_code || (ev.lon === null ? "无可信坐标" : "未落入网格")) + "</dd>" +
+        "<dt>处置人</dt><dd>" + esc(ev.worker_no ? workerName(ev.worker_no) : "待派遣") + "</dd>" +
+        "<dt>上报人</dt><dd>" + esc(ev.reporter || "—") + "</dd>" +
+        "<dt>上报时间</dt><dd>" + esc(localTime(ev.reported_at || ev.received_at)) + "</dd>" +
+        "<dt>到期时间</dt><dd>" + esc(ev.due_at ? localTime(ev.due_at) : "—") +
+        ' <span class="gm-due" data-due="' + esc(ev.due_at && ["handled", "verified", "closed", "evaluated", "voided"].indexOf(ev.status) < 0 ? ev.due_at : "") + '"></span></dd>' +
+        (ev.postponement_until ? "<dt>延期至</dt><dd>" + esc(localTime(ev.postponement_until)) + "</dd>" : "") +
+        (ev.quarantine_reason ? "<dt>存疑原因</dt><dd>" + esc(ev.quarantine_reason) + "</dd>" : "") +
+        "<dt>标记</dt><dd>" + (flags.length ? flags.map(function (x) {
+          return '<span class="gm-flag gm-flag-' + esc(x) + '">' + esc(cfg.flags[x] || x) + "</span>";
+        }).join(" ") : "—") + "</dd></dl>" +
+        '<div class="gm-actions" data-role="actions">' + actionsHtml(ev, allowed) + "</div>" +
+        '<p class="gm-error" data-role="action-error"></p>' +
+        '<div class="gm-panel-title">处置过程</div><ol class="gm-history" data-role="history">' +
+        history.map(function (t) {
+          return "<li><span class=\"gm-time\">" + esc(localTime(t.at)) + "</span> <b>" + esc(ACTION_LABELS[t.action] || t.action) + "</b> " +
+            esc((cfg.statuses[t.to_status] || [t.to_status])[0]) +
+            ' <span class="gm-muted">' + esc(t.actor) + (t.worker_no ? " → " + esc(workerName(t.worker_no)) : "") +
+            (t.note ? " · " + esc(t.note) : "") + "</span></li>";
+        }).join("") + "</ol></div>";
+      tick();
+      loadPhotos(body.querySelector("[data-role=photos]"));
+      wireActions(ev);
+    }
+
+    function actionsHtml(ev, allowed) {
+      var parts = [];
+      var has = function (a) { return allowed.indexOf(a) >= 0; };
+      if (has("register")) {
+        parts.push('<form data-action="register"><div class="gm-muted">立案：在地图上点击以更正位置（可不放置）</div>' +
+          '<span data-role="placed" class="gm-muted"></span> ' +
+          (cfg.crs === "wgs84" ? '<button type="button" data-role="place">在地图上放置</button> ' : "") +
+          '<button type="submit">立案</button></form>');
+      }
+      if (has("dispatch")) {
+        parts.push('<form data-action="dispatch">' + workerPicker(ev, false) + ' <button type="submit">派遣</button></form>');
+      }
+      if (has("reassign")) {
+        parts.push('<form data-action="reassign">' + workerPicker(ev, true) + ' <button type="submit">改派</button></form>');
+      }
+      if (has("approve_postponement")) {
+        parts.push('<form data-action="approve_postponement"><button type="submit">批准延期</button></form>');
+      }
+      if (has("deny_postponement")) {
+        parts.push('<form data-action="deny_postponement"><button type="submit">驳回延期</button></form>');
+      }
+      if (has("verify")) {
+        parts.push('<form data-action="verify"><input name="note" placeholder="核查意见" maxlength="500"> ' +
+          '<button type="submit" name="passed" value="true">核查通过</button> ' +
+          '<button type="submit" name="passed" value="false">不通过，返工</button></form>');
+      }
+      if (has("close")) {
+        parts.push('<form data-action="close"><button type="submit">结案</button></form>');
+      }
+      if (has("evaluate")) {
+        parts.push('<form data-action="evaluate"><select name="rating">' + [5, 4, 3, 2, 1].map(function (r) {
+          return '<option value="' + r + '">' + r + " 分</option>";
+        }).join("") + '</select> <button type="submit">评价</button></form>');
+      }
+      if (has("void")) {
+        parts.push('<form data-action="void"><select name="reason">' + Object.keys(VOID_REASONS).map(function (k) {
+          return '<option value="' + k + '">' + esc(VOID_REASONS[k]) + "</option>";
+        }).join("") + '</select> <input name="duplicate_of" type="number" min="1" placeholder="重复于 #" hidden> ' +
+          '<button type="submit">作废</button></form>');
+      }
+      return parts.length ? parts.join("") : '<p class="gm-muted">当前没有您可执行的操作</p>';
+    }
+
+    function wireActions(ev) {
+      body.querySelectorAll("form[data-action]").forEach(function (form) {
+        var action = form.getAttribute("data-action");
+        var spot = null;
+        var dup = form.querySelector("[name=duplicate_of]");
+        if (dup) {
+          form.reason.addEventListener("change", function () { dup.hidden = form.reason.value !== "duplicate"; });
+        }
+        var place = form.querySelector("[data-role=place]");
+        if (place) {
+          place.addEventListener("click", function () {
+            map.getContainer().classList.add("gm-placing");
+            toast("请在地图上点击事件的正确位置", "info");
+            placing = function (latlng) {
+              spot = { lon: Math.round(latlng.lng * 1e7) / 1e7, lat: Math.round(latlng.lat * 1e7) / 1e7 };
+              if (GM.placed) { map.removeLayer(GM.placed); }
+              GM.placed = L.circleMarker(latlng, { pane: "gm-events", radius: 9, color: "#fff", weight: 3, fillColor: "#ff4d4f", fillOpacity: 1 }).addTo(map);
+              form.querySelector("[data-role=placed]").textContent = "位置：" + spot.lon.toFixed(6) + ", " + spot.lat.toFixed(6);
+            };
+          });
+        }
+        form.addEventListener("submit", async function (e) {
+          e.preventDefault();
+          var payload = { action: action, row_version: ev.row_version };
+          if (form.worker_no && form.worker_no.value) { payload.worker_no = form.worker_no.value; }
+          if (action === "verify") {
+            payload.passed = e.submitter ? e.submitter.value === "true" : true;
+            if (form.note.value) { payload.note = form.note.value; }
+          }
+          if (action === "evaluate") { payload.rating = Number(form.rating.value); }
+          if (action === "void") {
+            payload.reason = form.reason.value;
+            if (payload.reason === "duplicate") { payload.duplicate_of = Number(dup.value); }
+          }
+          if (action === "register" && spot) { payload.location = spot; }
+          await act(ev, payload);
+        });
+      });
+    }
+
+    map.on("click", function (e) {
+      if (!placing) { return; }
+      var fn = placing;
+      placing = null;
+      map.getContainer().classList.remove("gm-placing");
+      fn(e.latlng);
+    });
+
+    async function act(ev, payload) {
+      var error = body.querySelector("[data-role=action-error]");
+      body.querySelectorAll(".gm-actions button").forEach(function (b) { b.disabled = true; });
+      try {
+        var after = await api(cfg, "/events/" + ev.id + "/actions", null, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "Accept-Language": "zh-CN" },
+          body: JSON.stringify(payload),
+        });
+        toast("#" + ev.id + " " + (ACTION_LABELS[payload.action] || payload.action) + "：已完成", "info");
+        GM.state.lastAction = { id: ev.id, action: payload.action, status: after.status };
+        if (GM.placed) { map.removeLayer(GM.placed); GM.placed = null; }
+        if (ctx.changed) { ctx.changed(after); }
+        countsSoon();
+        workers = null;
+        await openEvent(ev.id);
+      } catch (e) {
+        if (e instanceof AuthNeeded) { location.reload(); return; }
+        if (e.status === 409) {
+          toast(e.message, "warn");
+          await openEvent(ev.id);
+          var again = body.querySelector("[data-role=action-error]");
+          if (again) { again.textContent = e.message; }
+        } else {
+          if (error) { error.textContent = e.message; }
+          body.querySelectorAll(".gm-actions button").forEach(function (b) { b.disabled = false; });
+        }
+      }
+    }
+
+    // Photos need the bearer token, so they are fetched and shown from blobs.
+    function loadPhotos(host) {
+      host.querySelectorAll("[data-sha]").forEach(async function (slot) {
+        try {
+          if (!(ctx.optional || {}).photos) { throw new Error("no photos API"); }
+          var resp = await fetch(cfg.api + "/photos/" + encodeURIComponent(slot.getAttribute("data-sha")) + "/thumbnail", {
+            headers: { Authorization: "Bearer " + token() },
+          });
+          if (!resp.ok) { throw new Error(); }
+          var img = el("img", { alt: "现场照片", src: URL.createObjectURL(await resp.blob()) });
+          slot.innerHTML = "";
+          slot.appendChild(img);
+        } catch (e) {
+          slot.textContent = "照片不可用";
+          slot.classList.add("gm-muted");
+        }
+      });
+    }
+
+    function tick() {
+      document.querySelectorAll("[data-due]").forEach(function (node) {
+        var due = node.getAttribute("data-due");
+        node.textContent = due ? countdown(due) : "";
+        node.classList.toggle("gm-late", !!due && new Date(due).getTime() < Date.now());
+      });
+    }
+    setInterval(tick, 1000);
+
+    function alarm(feature) {
+      var c = ctx.cats[feature.properties.category];
+      if (!c || !c.hazard) { return; }
+      cards.classList.remove("gm-flash");
+      void cards.offsetWidth;
+      cards.classList.add("gm-flash");
+      document.body.classList.add("gm-alarm");
+      setTimeout(function () { document.body.classList.remove("gm-alarm"); }, 1600);
+      GM.state.alarms = (GM.state.alarms || 0) + 1;
+      if (sound.checked) { beep(); }
+    }
+
+    side.querySelector("[data-role=list]").addEventListener("click", function () {
+      current = null;
+      document.body.classList.remove("gm-side-collapsed");
+      side.querySelectorAll(".gm-queue").forEach(function (b) { b.classList.remove("gm-on"); });
+      eventList(cfg, body, ctx, openEvent);
+    });
+    refreshCounts();
+    statistics(cfg, side.querySelector("[data-role=stats-body]"), workerName, roster, ctx.optional || {});
+    return {
+      openEvent: openEvent,
+      changed: function (features) {
+        countsSoon();
+        if (current !== null && features.some(function (f) { return f.id === current; }) && !body.querySelector(":focus")) {
+          openEvent(current);
+        }
+      },
+      alarm: alarm,
+    };
   }
 
   // Live updates: server-sent events read with fetch (so the token goes in a header),
