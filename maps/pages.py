@@ -109,6 +109,8 @@ class GridMapScript(JSCSSMixin, MacroElement):  # type: ignore[misc]
         self.config = config
         self.default_js = [("gridmap_js", versioned(f"{STATIC_URL}/gridmap/gridmap.js"))]
         self.default_css = [("gridmap_css", versioned(f"{STATIC_URL}/gridmap/gridmap.css"))]
+        if kind == "planner":  # the planner's code, after the shared controller it plugs into
+            self.default_js.append(("planner_js", versioned(f"{STATIC_URL}/gridmap/planner.js")))
 
 
 def _base_map(ctx: PageContext) -> folium.Map:
