@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): every benchmark, one table each, ratios in-run.
 
 python -m bench                 # all
-python -m bench routing intake  # some: validation, routing, intake, maps
+python -m bench routing intake  # some: validation, routing, intake, maps, tablet
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ SUITES = {
     "routing": "bench.bench_routing",
     "intake": "bench.bench_intake",
     "maps": "bench.bench_maps",
+    "tablet": "bench.bench_tablet",
 }
 
 

@@ -39,7 +39,7 @@ from gis.store import boundaries, roster
 from gis.store import event_stats as stats
 from gis.store.events import feed_horizon
 from gis.store.models import EVENT_STATUSES
-from maps import layers, pages, styles
+from maps import layers, pages, styles, tablet
 from maps.assets import STATIC_DIR, STATIC_URL
 from maps.tiles import TileSource
 from services import publishing
@@ -247,6 +247,36 @@ def planner_map(
 ) -> Response:
     """The planner's map of a boundary version (a page; data needs a planner's sign-in)."""
     return _page(request, settings, pages.planner_page(_context(request, settings), version))
+
+
+@pages_router.get(
+    tablet.PAGE_PATH, dependencies=[public()], response_class=Response, responses=HTML
+)
+def tablet_page(request: Request, settings: SettingsDep) -> Response:
+    """The worker's tablet page: tasks, actions and reports, offline first."""
+    root = request.scope.get("root_path", "")
+    html = tablet.tablet_page(root + "/api/v1", tile_source(settings), root)
+    return _page(request, settings, html)
+
+
+@pages_router.get(
+    tablet.SW_PATH,
+    dependencies=[public()],
+    response_class=Response,
+    responses={200: {"content": {"text/javascript": {}}}},
+)
+def tablet_service_worker(request: Request) -> Response:
+    """The tablet page's service worker, its scope widened to ``/m`` (the page's path)."""
+    root = request.scope.get("root_path", "")
+    return Response(
+        tablet.service_worker(root),
+        media_type="text/javascript; charset=utf-8",
+        headers={
+            "Service-Worker-Allowed": root + tablet.PAGE_PATH,
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 # --- data --------------------------------------------------------------------------------
