@@ -210,6 +210,7 @@ def _context(request: Request, settings: Settings, live: str = "stream") -> page
         tiles=tile_source(settings),
         api_prefix=prefix,
         live="poll" if live == "poll" else "stream",
+        root=request.scope.get("root_path", ""),
     )
 
 
@@ -235,6 +236,12 @@ def dispatcher_map(
 def heatmap_map(request: Request, settings: SettingsDep, params: HeatFilters) -> Response:
     """Heatmaps by category and time window, animated (a page; data needs a sign-in)."""
     return _page(request, settings, pages.heatmap_page(_context(request, settings), params.filters))
+
+
+@pages_router.get("/maps/plans", dependencies=[public()], response_class=Response, responses=HTML)
+def planner_versions(request: Request, settings: SettingsDep) -> Response:
+    """The planner's version list: open, copy to a new draft, delete, export, compare."""
+    return _page(request, settings, pages.planner_page(_context(request, settings), None))
 
 
 @pages_router.get(
