@@ -1,10 +1,11 @@
 """The worker's tablet page (``/m``): plain HTML, one script, Leaflet; no folium, no jQuery.
 
 The page is for phones and tablets on mobile networks that come and go, so it is small
-(about 60 KB compressed before photos) and works offline: a service worker (``/m/sw.js``)
-keeps the page and its assets, and ``tablet.js`` keeps reports and actions made without a
-network in IndexedDB until they are sent. Like the map pages it carries no data and no
-credentials; the script signs in and reads ``/api/v1`` with a bearer token.
+(about 60 KB compressed before photos; Leaflet is loaded only when the map is opened) and
+works offline: a service worker (``/m/sw.js``) keeps the page and its assets, and
+``tablet.js`` keeps reports and actions made without a network in IndexedDB until they
+are sent. Like the map pages it carries no data and no credentials; the script signs in
+and reads ``/api/v1`` with a bearer token.
 
 The service worker's scope is ``/m`` (it is served from ``/m/sw.js`` with
 ``Service-Worker-Allowed: /m``); its list of assets carries their content hashes, so a new
@@ -53,17 +54,23 @@ def asset_urls() -> list[str]:
 def tablet_page(api_prefix: str, tiles: TileSource, root: str = "") -> str:
     """The page's HTML: a shell that ``tablet.js`` fills in."""
     urls = asset_urls()
+    leaflet = {
+        "js": root + next(u for u in urls if "leaflet.js" in u),
+        "css": root + next(u for u in urls if "leaflet.css" in u),
+    }
     config = {
         "api": api_prefix,
+        # Loaded when the map is first shown: the task list needs no map.
+        "leaflet": leaflet,
         "sw": root + SW_PATH,
         "scope": root + PAGE_PATH,
         "tiles": _tiles(tiles),
     }
     styles = "".join(
-        f'<link rel="stylesheet" href="{escape(root + u)}">' for u in urls if ".css" in u
+        f'<link rel="stylesheet" href="{escape(root + u)}">' for u in urls if "tablet.css" in u
     )
     scripts = "".join(
-        f'<script src="{escape(root + u)}" defer></script>' for u in urls if ".js" in u
+        f'<script src="{escape(root + u)}" defer></script>' for u in urls if "tablet.js" in u
     )
     return (
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'

@@ -24,10 +24,11 @@ def test_page_is_public_small_and_names_no_cdn(app_client: TestClient) -> None:
     assert external_references(html) == []
     assert "folium" not in html and "jquery" not in html.lower()
     scripts = re.findall(r'<script src="([^"]+)"', html)
-    assert [s.split("?")[0].rsplit("/", 1)[-1] for s in scripts] == ["leaflet.js", "tablet.js"]
+    assert [s.split("?")[0].rsplit("/", 1)[-1] for s in scripts] == ["tablet.js"]
     config = json.loads(re.search(r"data-config='([^']+)'", html).group(1).replace("&quot;", '"'))  # type: ignore[union-attr]
     assert config["sw"] == "/m/sw.js" and config["scope"] == "/m"
     assert config["api"] == "/api/v1"
+    assert config["leaflet"]["js"] in tablet.asset_urls()  # loaded with the map, cached offline
     weight = len(gzip.compress(resp.content))
     for url in tablet.asset_urls():
         assert app_client.get(url).status_code == 200, url

@@ -457,9 +457,29 @@
     }
   }
 
+  let leafletLoading = null;
+  function loadLeaflet() {
+    // Leaflet is ~40 KB compressed and costs parse time: only the report form needs it.
+    if (!leafletLoading) {
+      leafletLoading = new Promise((resolve, reject) => {
+        const css = document.createElement('link');
+        css.rel = 'stylesheet';
+        css.href = CONFIG.leaflet.css;
+        document.head.appendChild(css);
+        const script = document.createElement('script');
+        script.src = CONFIG.leaflet.js;
+        script.onload = resolve;
+        script.onerror = () => { leafletLoading = null; reject(new Error('leaflet')); };
+        document.head.appendChild(script);
+      });
+    }
+    return leafletLoading;
+  }
+
   function showMap() {
+    if (!window.L) { loadLeaflet().then(showMap, () => {}); return; }
     const box = reportForm.querySelector('.m-map');
-    if (!window.L || !box.isConnected) return;
+    if (!box.isConnected) return;
     if (!reportMap) {
       reportMap = L.map(box, { zoomControl: true, attributionControl: false });
       if (CONFIG.tiles) {
