@@ -441,6 +441,28 @@
       }
     }
 
+    map.on("pm:create", async function (e) {
+      // A new basic grid drawn with Geoman's polygon tool goes to POST …/grids.
+      var shape = e.layer;
+      if (!editable()) { map.removeLayer(shape); return; }
+      var code = (window.prompt("新网格编码") || "").trim();
+      var name = code ? (window.prompt("新网格名称") || "").trim() : "";
+      var parent = code ? (window.prompt("上级网格编码") || "").trim() : "";
+      map.removeLayer(shape);
+      if (!code || !name) { toast("未填写编码或名称，已取消", "error"); return; }
+      try {
+        await api(cfg, "/boundaries/versions/" + data.version.id + "/grids", null, {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({
+            type: "Feature", geometry: shape.toGeoJSON(9).geometry,
+            properties: { code: code, name: name, level: "basic", parent_code: parent || null },
+          }),
+        });
+        toast("已新增网格 " + code, "info");
+        await reload();
+      } catch (err) { toast("新增失败：" + err.message, "error"); }
+    });
+
     await loadVersions();
     if (!cfg.version) {
       missing(versions.length ? "请选择一个版本；已发布的版本可复制为新草案后编辑。" : "还没有任何边界版本。");
