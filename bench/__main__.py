@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): every benchmark, one table each, ratios in-run.
 
 python -m bench                 # all
-python -m bench routing intake  # some: validation, routing, intake, soak, maps, assessment, workers
+python -m bench routing intake  # some: validation, routing, intake, soak, maps, assessment, workers, tablet
 python -m bench --quick intake  # short runs of the suites that have a size option
 
 Exits 1 when any suite missed a target, so CI and a developer see it without reading.
@@ -20,6 +20,7 @@ SUITES = {
     "maps": "bench.bench_maps",
     "assessment": "bench.bench_assessment",
     "workers": "bench.bench_workers",
+    "tablet": "bench.bench_tablet",
 }
 #: Suites that take ``--quick``.
 QUICK = {"intake", "soak"}

@@ -86,6 +86,8 @@ class PageContext:
     api_prefix: str = "/api/v1"
     live: Literal["stream", "poll"] = "stream"
     poll_s: float = 5.0
+    #: The app's root path (behind a proxy), for links between pages.
+    root: str = ""
 
 
 class GridMapScript(JSCSSMixin, MacroElement):  # type: ignore[misc]
@@ -111,6 +113,9 @@ class GridMapScript(JSCSSMixin, MacroElement):  # type: ignore[misc]
         self.config = config
         self.default_js = [("gridmap_js", versioned(f"{STATIC_URL}/gridmap/gridmap.js"))]
         self.default_css = [("gridmap_css", versioned(f"{STATIC_URL}/gridmap/gridmap.css"))]
+        if kind == "planner":  # the planner's code, after the shared controller it plugs into
+            self.default_js.append(("planner_js", versioned(f"{STATIC_URL}/gridmap/planner.js")))
+            self.default_css.append(("planner_css", versioned(f"{STATIC_URL}/gridmap/planner.css")))
 
 
 def _base_map(ctx: PageContext) -> folium.Map:
@@ -243,11 +248,16 @@ def heatmap_page(ctx: PageContext, filters: MapFilters) -> str:
     return _render(m, TITLES["heatmap"], keep=(JQUERY,))
 
 
-def planner_page(ctx: PageContext, version_id: int, *, editable: bool = True) -> str:
-    """A boundary version beside the active one: changes, problems, editing with snapping."""
+def planner_page(ctx: PageContext, version_id: int | None, *, editable: bool = True) -> str:
+    """A boundary version beside the active one: changes, problems, editing with snapping.
+
+    Without a version it is the version list. Geoman's global edit mode (handles on every
+    grid at once) is left out: the page enables editing on the one grid clicked, and moves
+    the neighbours' coincident vertices with it (``planner.js``).
+    """
     m = _base_map(ctx)
     active = folium.FeatureGroup(name="现行版本").add_to(m)
-    draft = folium.FeatureGroup(name=f"草案 v{version_id}").add_to(m)
+    draft = folium.FeatureGroup(name=f"草案 v{version_id}" if version_id else "草案").add_to(m)
     changes = folium.FeatureGroup(name="变化区域").add_to(m)
     problems = folium.FeatureGroup(name="校验问题").add_to(m)
     layers: dict[str, Any] = {
@@ -266,7 +276,7 @@ def planner_page(ctx: PageContext, version_id: int, *, editable: bool = True) ->
             drawCircle=False,
             drawText=False,
             drawPolygon=True,
-            editMode=True,
+            editMode=False,
             dragMode=False,
             cutPolygon=False,
             removalMode=False,
@@ -276,7 +286,11 @@ def planner_page(ctx: PageContext, version_id: int, *, editable: bool = True) ->
     GridMapScript(
         "planner",
         layers,
-        _config("planner", ctx, {"version": version_id, "editable": editable}),
+        _config(
+            "planner",
+            ctx,
+            {"version": version_id, "editable": editable, "plansUrl": ctx.root + "/maps/plans"},
+        ),
     ).add_to(m)
     return _render(m, TITLES["planner"])
 

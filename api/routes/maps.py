@@ -41,7 +41,7 @@ from gis.store import boundaries, roster
 from gis.store import event_stats as stats
 from gis.store.events import feed_horizon
 from gis.store.models import EVENT_STATUSES
-from maps import layers, pages, styles
+from maps import layers, pages, styles, tablet
 from maps.assets import STATIC_DIR, STATIC_URL
 from maps.tiles import TileSource
 from services import publishing
@@ -216,6 +216,7 @@ def _context(request: Request, settings: Settings, live: str = "stream") -> page
         tiles=tile_source(settings),
         api_prefix=prefix,
         live="poll" if live == "poll" else "stream",
+        root=request.scope.get("root_path", ""),
     )
 
 
@@ -241,6 +242,12 @@ def dispatcher_map(
 def heatmap_map(request: Request, settings: SettingsDep, params: HeatFilters) -> Response:
     """Heatmaps by category and time window, animated (a page; data needs a sign-in)."""
     return _page(request, settings, pages.heatmap_page(_context(request, settings), params.filters))
+
+
+@pages_router.get("/maps/plans", dependencies=[public()], response_class=Response, responses=HTML)
+def planner_versions(request: Request, settings: SettingsDep) -> Response:
+    """The planner's version list: open, copy to a new draft, delete, export, compare."""
+    return _page(request, settings, pages.planner_page(_context(request, settings), None))
 
 
 @pages_router.get(
@@ -276,6 +283,36 @@ def assessment_map(
         year, week, _ = (today - timedelta(days=7)).isocalendar()
         period = f"week:{year}-W{week:02d}"
     return _page(request, settings, pages.assessment_page(_context(request, settings), period))
+
+
+@pages_router.get(
+    tablet.PAGE_PATH, dependencies=[public()], response_class=Response, responses=HTML
+)
+def tablet_page(request: Request, settings: SettingsDep) -> Response:
+    """The worker's tablet page: tasks, actions and reports, offline first."""
+    root = request.scope.get("root_path", "")
+    html = tablet.tablet_page(root + "/api/v1", tile_source(settings), root)
+    return _page(request, settings, html)
+
+
+@pages_router.get(
+    tablet.SW_PATH,
+    dependencies=[public()],
+    response_class=Response,
+    responses={200: {"content": {"text/javascript": {}}}},
+)
+def tablet_service_worker(request: Request) -> Response:
+    """The tablet page's service worker, its scope widened to ``/m`` (the page's path)."""
+    root = request.scope.get("root_path", "")
+    return Response(
+        tablet.service_worker(root),
+        media_type="text/javascript; charset=utf-8",
+        headers={
+            "Service-Worker-Allowed": root + tablet.PAGE_PATH,
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 # --- data --------------------------------------------------------------------------------
