@@ -24,11 +24,13 @@ from api.routes import (
     categories,
     docs,
     events,
+    exports,
     feed,
     grids,
     health,
     lookup,
     maps,
+    open311,
     photos,
     workflow,
 )
@@ -102,6 +104,8 @@ def create_app(
     app.include_router(lookup.router, prefix=API_PREFIX)
     # Before events: /events/changes and /events/stream must not match /events/{event_id}.
     app.include_router(feed.router, prefix=API_PREFIX)
+    # Before events: /events/export must not match /events/{event_id}.
+    app.include_router(exports.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(workflow.router, prefix=API_PREFIX)
     app.include_router(categories.router, prefix=API_PREFIX)
@@ -109,5 +113,6 @@ def create_app(
     app.include_router(photos.router, prefix=API_PREFIX)
     app.include_router(maps.pages_router)
     app.include_router(boundary_routes.router, prefix=API_PREFIX)
+    app.include_router(open311.router)
     app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")
     return app
