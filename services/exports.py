@@ -43,6 +43,38 @@ CHUNK = 5000
 _LON, _LAT = COLUMNS.index("lon"), COLUMNS.index("lat")
 
 
+def _list(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip()) or None
+
+
+def event_filter(
+    start: datetime | None,
+    end: datetime | None,
+    category: str | None,
+    status: str | None,
+    grid: str | None,
+    community: str | None,
+    worker: str | None,
+) -> EventFilter:
+    """The filter of an export request (shared by the CLI): comma-separated lists."""
+    for name, moment in (("from", start), ("to", end)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidInput(f"'{name}' must carry a time zone offset (Z or ±hh:mm).")
+    if start is not None and end is not None and start > end:
+        raise InvalidInput("'from' must not be after 'to'.")
+    return EventFilter(
+        start=start,
+        end=end,
+        categories=_list(category),
+        statuses=_list(status),
+        grids=_list(grid),
+        communities=_list(community),
+        worker_no=worker or None,
+    )
+
+
 def scoped(user: User, f: EventFilter) -> EventFilter:
     """The filter narrowed to what ``user`` may see."""
     if user.role in SEE_ALL:

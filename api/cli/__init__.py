@@ -24,6 +24,7 @@ COMMANDS: Final[dict[str, str]] = {
     "boundaries": "boundaries",
     "route": "route",
     "deadline": "deadline",
+    "events": "events",
     "serve": "serve",
     "demo": "demo",
     "seed": "demo",

@@ -20,46 +20,12 @@ from starlette.background import BackgroundTask
 
 from api.deps import open_session
 from api.security import allow
-from gis.errors import InvalidInput
-from gis.store.exports import EventFilter
 from gis.store.users import User
 from services import exports as service
 
 router = APIRouter(tags=["events"])
 
 CODES = r"^[0-9A-Za-z_,-]*$"
-
-
-def _list(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    return tuple(v.strip() for v in value.split(",") if v.strip()) or None
-
-
-def event_filter(
-    start: datetime | None,
-    end: datetime | None,
-    category: str | None,
-    status: str | None,
-    grid: str | None,
-    community: str | None,
-    worker: str | None,
-) -> EventFilter:
-    """The filter of an export request (shared by the CLI): comma-separated lists."""
-    for name, moment in (("from", start), ("to", end)):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidInput(f"'{name}' must carry a time zone offset (Z or ±hh:mm).")
-    if start is not None and end is not None and start > end:
-        raise InvalidInput("'from' must not be after 'to'.")
-    return EventFilter(
-        start=start,
-        end=end,
-        categories=_list(category),
-        statuses=_list(status),
-        grids=_list(grid),
-        communities=_list(community),
-        worker_no=worker or None,
-    )
 
 
 @router.get(
@@ -83,7 +49,9 @@ async def export_events(
 ) -> StreamingResponse | FileResponse:
     """Events received in ``[from, to)``, filtered, in id order; a worker gets their own."""
     fmt = service.check_format(format)
-    f = service.scoped(user, event_filter(start, end, category, status, grid, community, worker))
+    f = service.scoped(
+        user, service.event_filter(start, end, category, status, grid, community, worker)
+    )
     media_type, suffix = service.FORMATS[fmt]
     filename = f"events.{suffix}"
     disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
