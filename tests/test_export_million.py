@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from gis.store.database import make_engine, migrate
-from tests.conftest import RUN_TAG, ROOT, _fresh_database, _server_url
+from tests.conftest import ROOT, RUN_TAG, _fresh_database, _server_url
 
 N = 1_000_000
 #: Most the export may add to the process's peak memory, in MiB. Holding the rows would
