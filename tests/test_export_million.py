@@ -44,8 +44,8 @@ def million(database_url: URL) -> Iterator[URL]:
             text(
                 """
                 INSERT INTO events (client_event_id, request_hash, category_code, description,
-                    location, reported_lon, reported_lat, reported_crs, grid_code, boundary_version_id,
-                    status, received_at)
+                    location, reported_lon, reported_lat, reported_crs, grid_code,
+                    boundary_version_id, status, received_at)
                 SELECT md5(i::text)::uuid, md5(i::text),
                        (SELECT min(code) FROM event_categories), '事件 ' || i,
                        ST_SetSRID(ST_MakePoint(117.9 + (i % 1000) * 1e-4,
