@@ -243,9 +243,10 @@ class Open311Check(RoleCheck):
         key = request.query_params.get("api_key")
         content_type = request.headers.get("content-type", "")
         if key is None and content_type.startswith("application/x-www-form-urlencoded"):
-            form = await request.form()  # Starlette keeps it for the route to read again
-            value = form.get("api_key")
-            key = value if isinstance(value, str) else None
+            from api.bodies import read_form
+
+            limit = request.app.state.settings.max_event_bytes
+            key = (await read_form(request, max_bytes=limit)).get("api_key")
         if not key:
             raise AuthError("Send your API key as the api_key parameter or the X-API-Key header.")
         user = await run_in_threadpool(_principal_from_api_key, request, key.strip())

@@ -216,6 +216,12 @@ def test_errors_are_open311_arrays(app_client: TestClient, api_key: str, auth_he
         [err] = resp.json()
         same_shape(err, example)
         assert err["code"] == 400 and err["description"]
+    huge = app_client.post(
+        f"{BASE}/requests.json",
+        content=urlencode({"api_key": api_key, "description": "x" * 70_000}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert huge.status_code == 413 and huge.json()[0]["code"] == 413
     unknown = app_client.get(f"{BASE}/nothing.json", params={"api_key": api_key})
     assert unknown.status_code == 404 and unknown.json()[0]["code"] == 404
     # Outside /open311 errors stay problem+json.

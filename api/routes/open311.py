@@ -18,7 +18,7 @@ import anyio
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.bodies import read_json
+from api.bodies import read_form, read_json
 from api.deps import SessionDep, SettingsDep, open_session
 from api.intake import body_hash, prepare
 from api.routes.events import READERS, REPORTERS, _in_db_thread
@@ -137,8 +137,7 @@ async def _fields(request: Request, max_bytes: int) -> dict[str, Any]:
     """The POST's fields: form-encoded as the spec says, or a JSON object."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/x-www-form-urlencoded"):
-        form = await request.form()
-        return {k: v for k, v in form.items() if isinstance(v, str)}
+        return dict(await read_form(request, max_bytes=max_bytes))
     raw = await read_json(request, max_bytes=max_bytes)
     if not isinstance(raw, dict):
         raise InvalidInput("The request body must be form fields or a JSON object.")
