@@ -32,11 +32,13 @@ from api.routes import (
     categories,
     docs,
     events,
+    exports,
     feed,
     grids,
     health,
     lookup,
     maps,
+    open311,
     photos,
     positions,
     workflow,
@@ -147,6 +149,8 @@ def create_app(
     app.include_router(lookup.router, prefix=API_PREFIX)
     # Before events: /events/changes and /events/stream must not match /events/{event_id}.
     app.include_router(feed.router, prefix=API_PREFIX)
+    # Before events: /events/export must not match /events/{event_id}.
+    app.include_router(exports.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     # Before the workflow routes: /workers/positions must not be read as /workers/{worker_no}.
     app.include_router(positions.router, prefix=API_PREFIX)
@@ -157,5 +161,6 @@ def create_app(
     app.include_router(maps.pages_router)
     app.include_router(boundary_routes.router, prefix=API_PREFIX)
     app.include_router(assessment.router, prefix=API_PREFIX)
+    app.include_router(open311.router)
     app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")
     return app

@@ -9,6 +9,7 @@ to a problem a client developer can act on.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -119,3 +120,44 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
     if _has_lone_surrogate(parsed):
         raise InvalidInput(LONE_SURROGATE_MESSAGE)
     return parsed
+
+
+#: Most fields one form body may carry (Open311 posts have about twenty).
+MAX_FORM_FIELDS = 200
+
+
+async def read_form(request: Request, *, max_bytes: int) -> dict[str, str]:
+    """Return an ``application/x-www-form-urlencoded`` body's fields, read within a limit.
+
+    Kept on the request, so the authentication (which looks for ``api_key``) and the route
+    read the body once. Of a repeated field the last value wins.
+    """
+    cached: dict[str, str] | None = getattr(request.state, "form_fields", None)
+    if cached is not None:
+        return cached
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise LimitExceeded(f"The body is larger than the limit of {max_bytes} bytes.")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise LimitExceeded(f"The body is larger than the limit of {max_bytes} bytes.")
+        chunks.append(chunk)
+    try:
+        text = b"".join(chunks).decode("utf-8")
+        pairs = urllib.parse.parse_qsl(
+            text,
+            keep_blank_values=True,
+            max_num_fields=MAX_FORM_FIELDS,
+            encoding="utf-8",
+            errors="strict",
+        )
+    except UnicodeDecodeError as exc:
+        raise MalformedBody("The form body is not valid URL-encoded UTF-8.") from exc
+    except ValueError as exc:
+        raise LimitExceeded(f"A form body holds at most {MAX_FORM_FIELDS} fields.") from exc
+    fields = dict(pairs)
+    request.state.form_fields = fields
+    return fields

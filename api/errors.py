@@ -6,6 +6,7 @@ a report may carry a resident's phone number, and an error log is no place for i
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from http import HTTPStatus
@@ -175,7 +176,46 @@ def _safe_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through problem+json."""
+    _install_problem_handlers(app)
+    # Under /open311 the same errors are answered as Open311's error array.
+    for key, handler in list(app.exception_handlers.items()):
+        app.exception_handlers[key] = _open311_aware(handler)
 
+
+#: Path prefix whose errors follow GeoReport v2 instead of RFC 9457.
+OPEN311_PREFIX = "/open311/"
+
+
+def _open311_aware(handler: Any) -> Any:
+    async def wrapped(request: Request, exc: Exception) -> Any:
+        response = await handler(request, exc)
+        if not request.url.path.startswith(OPEN311_PREFIX):
+            return response
+        return open311_error(response)
+
+    return wrapped
+
+
+def open311_error(response: JSONResponse) -> JSONResponse:
+    """A problem+json answer as GeoReport v2's ``[{"code": …, "description": …}]``.
+
+    Open311 clients know 400 for any bad request and 403 for a bad ``api_key``, so an
+    unprocessable report (our 422) is answered 400 there and a missing or unknown key
+    (our 401) 403; the other statuses keep their meaning.
+    """
+    body = json.loads(bytes(response.body))
+    status = {422: 400, 401: 403}.get(response.status_code, response.status_code)
+    headers = {
+        k: v for k, v in response.headers.items() if k in ("www-authenticate", "retry-after")
+    }
+    return JSONResponse(
+        [{"code": status, "description": body.get("detail", "")}],
+        status_code=status,
+        headers=headers or None,
+    )
+
+
+def _install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(e.GridmapError)
     async def _domain(request: Request, exc: e.GridmapError) -> JSONResponse:
         status = status_for(exc)

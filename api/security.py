@@ -231,3 +231,37 @@ def public() -> Any:
 
 
 ANY_ROLE = ROLES
+
+
+class Open311Check(RoleCheck):
+    """A role check that also takes the key as Open311 clients send it: ``api_key``.
+
+    GeoReport v2 clients put the key in the query string (GET) or the form body (POST);
+    ``X-API-Key`` and ``Authorization`` still work and win when present.
+    """
+
+    async def __call__(self, request: Request) -> User:
+        """Authenticate by header, else by the ``api_key`` parameter, and check the role."""
+        if request.headers.get("x-api-key") or request.headers.get("authorization"):
+            return await super().__call__(request)
+        key = request.query_params.get("api_key")
+        content_type = request.headers.get("content-type", "")
+        if key is None and content_type.startswith("application/x-www-form-urlencoded"):
+            from api.bodies import read_form
+
+            limit = request.app.state.settings.max_event_bytes
+            key = (await read_form(request, max_bytes=limit)).get("api_key")
+        if not key:
+            raise AuthError("Send your API key as the api_key parameter or the X-API-Key header.")
+        user = await run_in_threadpool(_principal_from_api_key, request, key.strip())
+        if not user.active:
+            raise AuthError("This account is disabled.")
+        if user.role != "admin" and user.role not in self.roles:
+            raise Forbidden(f"The role '{user.role}' may not do this.")
+        request.state.user = user
+        return user
+
+
+def allow_open311(*roles: str) -> Any:
+    """Declare the roles that may call an Open311 route (key by header or ``api_key``)."""
+    return Depends(Open311Check(roles))

@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): every benchmark, one table each, ratios in-run.
 
 python -m bench                 # all
-python -m bench routing intake  # some: validation, routing, intake, soak, maps, assessment, workers, tablet
+python -m bench routing intake  # some: validation, routing, intake, soak, maps,
+                                #   assessment, workers, tablet
 python -m bench --quick intake  # short runs of the suites that have a size option
 
 Exits 1 when any suite missed a target, so CI and a developer see it without reading.

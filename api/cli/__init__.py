@@ -24,12 +24,12 @@ COMMANDS: Final[dict[str, str]] = {
     "boundaries": "boundaries",
     "route": "route",
     "deadline": "deadline",
+    "events": "events",
     "serve": "serve",
     "demo": "demo",
     "seed": "demo",
     "simulate": "simulate",
     "assess": "assess",
-    "events": "event_log",
 }
 
 

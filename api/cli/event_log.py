@@ -16,10 +16,8 @@ from gis.assessment import parse_timestamp, zone
 from gis.errors import GridmapError
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``gridmap events log --from ISO --to ISO --out LOG.csv``."""
-    group = subparsers.add_parser("events", help="events: export the event log")
-    sub = group.add_subparsers(dest="events_command", required=True, metavar="COMMAND")
+def add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``log`` to the ``events`` group: ``gridmap events log --from ISO --to ISO --out F``."""
     text = "export the event log CSV (one row per transition, oldest first)"
     p = sub.add_parser("log", help=text, description=text)
     p.add_argument("--from", dest="start", help="first instant, ISO 8601 with offset (inclusive)")
