@@ -24,6 +24,7 @@ from gis.errors import NotFound
 from gis.simulation import EventSimulator
 from gis.store import boundaries, event_stats
 from gis.store import events as event_store
+from gis.store.events import StoredEvent
 from services.intake import Submitter, process
 from services.overdue import flag_overdue
 from services.workflow import Clock
@@ -91,6 +92,13 @@ def _status(age_h: float, rng: np.random.Generator) -> str:
     return "evaluated" if roll > 0.9 else "closed"
 
 
+def _moves_on(event: StoredEvent) -> bool:
+    """Whether the history plays this report onwards (dispatched, or waiting for dispatch)."""
+    return event.status == "dispatched" or (
+        event.status == "registered" and event.queue == "dispatcher"
+    )
+
+
 def replay_month(
     session: Session,
     *,
@@ -132,8 +140,10 @@ def replay_month(
                 clock=Clock(chunk[hour.stop - 1], timezone),
             )
         stored = [(o.event, t) for o, t in zip(outcomes, chunk, strict=True) if o.event is not None]
+        # A report nobody was on duty for waits in the dispatcher's queue until someone
+        # dispatches it; over a month those are handled like the rest.
         statuses = [
-            _status((now - t).total_seconds() / 3600, rng) if e.status == "dispatched" else e.status
+            _status((now - t).total_seconds() / 3600, rng) if _moves_on(e) else e.status
             for e, t in stored
         ]
         event_stats.replay_history(
