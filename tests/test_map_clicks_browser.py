@@ -39,12 +39,14 @@ def _dispatcher(browser: Any, live: Live) -> tuple[Any, Any]:
 def _show_marker(page: Any, event_id: int, zoom: int = 18) -> dict[str, float]:
     """Zoom onto a marker (unclustered) and return its page coordinates."""
     page.wait_for_function(f"() => !!GridMap.markers[{event_id}]", timeout=10_000)
+    # A plain setView: at this zoom clusters are off, and MarkerCluster's zoomToShowLayer
+    # callback may never fire when no zoom is needed (an evaluate would wait forever).
     page.evaluate(
-        f"""() => new Promise(done => {{
-            const m = GridMap.markers[{event_id}];
-            GridMap.map.setView(m.getLatLng(), {zoom}, {{animate: false}});
-            GridMap.layers.events.zoomToShowLayer(m, () => setTimeout(done, 300));
-        }})"""
+        f"""() => GridMap.map.setView(GridMap.markers[{event_id}].getLatLng(), {zoom},
+                                       {{animate: false}})"""
+    )
+    page.wait_for_function(
+        f"() => GridMap.map.hasLayer(GridMap.markers[{event_id}])", timeout=10_000
     )
     point: dict[str, float] = page.evaluate(
         f"""() => {{
