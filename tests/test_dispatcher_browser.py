@@ -163,8 +163,8 @@ def test_clicking_a_marker_opens_the_event_panel(browser: Any, live: Live) -> No
 
 
 @pytest.mark.xfail(
-    reason="failed once in a full CI run and passed alone; cause not yet found (open defect, "
-    "see CHANGELOG)",
+    reason="failed once in a full CI run (a wait predicate read a panel element that was not "
+    "there yet) and passed alone; open defect, see CHANGELOG",
     strict=False,
 )
 def test_dispatcher_reassigns_and_closes_from_the_map(browser: Any, live: Live) -> None:

@@ -65,8 +65,8 @@ def _toggle_overlay(page: Any, label: str) -> None:
 
 
 @pytest.mark.xfail(
-    reason="failed once in a full CI run and passed alone; cause not yet found (open defect, "
-    "see CHANGELOG)",
+    reason="in a full run an earlier test's event sits at the same point, so the click may open "
+    "that marker's popup; the test should post at its own point (see CHANGELOG)",
     strict=False,
 )
 def test_clicking_a_marker_opens_it_whatever_layers_are_on(browser: Any, live: Live) -> None:
