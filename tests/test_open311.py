@@ -113,6 +113,9 @@ def test_the_example_request_round_trips(app_client: TestClient, api_key: str, s
     event = session.get(EventRow, posted["service_request_id"])
     assert event.grid_code == code and event.submitted_by == "open311-app"
     assert event.reporter == "123456"  # account_id; names, email and phone are not kept
+    # media_url has its own column; the description is stored as the resident wrote it.
+    assert event.media_url == "http://example.com/image.jpg"
+    assert event.description == "A large sinkhole is destroying the street"
 
     resp = app_client.get(
         f"{BASE}/requests/{posted['service_request_id']}.json", params={"api_key": api_key}
