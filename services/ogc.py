@@ -184,7 +184,7 @@ def _moment(text: str, tz: ZoneInfo, *, end: bool) -> datetime:
         except ValueError:
             raise InvalidInput("datetime: a date must be YYYY-MM-DD.") from None
         start = datetime.combine(day, time(), tz)
-        return start + timedelta(days=1) if end else start
+        return _later(start, timedelta(days=1)) if end else start
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
@@ -194,7 +194,15 @@ def _moment(text: str, tz: ZoneInfo, *, end: bool) -> datetime:
         ) from None
     if moment.tzinfo is None:
         raise InvalidInput("datetime must carry a time zone offset (Z or ±hh:mm).")
-    return moment + _TICK if end else moment
+    return _later(moment, _TICK) if end else moment
+
+
+def _later(moment: datetime, step: timedelta) -> datetime:
+    """``moment + step``; past the last representable moment the interval has no end."""
+    try:
+        return moment + step
+    except OverflowError:
+        raise InvalidInput("datetime: use '..' for an interval open at its end.") from None
 
 
 def parse_datetime(value: str, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:

@@ -164,6 +164,24 @@ def test_events_carry_media_url_and_a_worker_sees_only_their_own(
     assert mine.json()["properties"]["media_url"] == stored.media_url
 
 
+def test_event_pages_and_bbox(app_client: TestClient, auth_headers, events) -> None:
+    headers = auth_headers("dispatcher")
+    first = app_client.get(ITEMS.format("events"), params={"limit": 4}, headers=headers).json()
+    rels = {link["rel"]: link["href"] for link in first["links"]}
+    assert "prev" not in rels and "limit=4" in rels["next"]
+    second = app_client.get(rels["next"], headers=headers).json()
+    back = {link["rel"]: link["href"] for link in second["links"]}["prev"]
+    assert app_client.get(back, headers=headers).json()["features"] == first["features"]
+    lon, lat = events[0]["lon"], events[0]["lat"]
+    near = app_client.get(
+        ITEMS.format("events"),
+        params={"bbox": f"{lon - 1e-6},{lat - 1e-6},{lon + 1e-6},{lat + 1e-6}"},
+        headers=headers,
+    ).json()
+    assert [f["id"] for f in near["features"]] == [e["id"] for e in events[::3]]
+    assert near["numberMatched"] == near["numberReturned"] == 3
+
+
 def test_a_reporting_system_sees_what_it_posted(
     app_client: TestClient, auth_headers, events, session
 ) -> None:
@@ -185,6 +203,13 @@ def test_a_reporting_system_sees_what_it_posted(
         {"datetime": "2026-11-02T00:00:00"},  # no offset
         {"datetime": "../.."},
         {"datetime": "2026-11-03T00:00:00Z/2026-11-02T00:00:00Z"},
+        {"datetime": "9999-12-31T23:59:59.999999Z"},  # one tick more does not exist
+        {"datetime": "9999-12-31"},
+        {"datetime": "2026-02-30"},
+        {"datetime": "x" * 101},
+        {"bbox": "1e400,0,1,1"},
+        {"code": "\x00"},
+        {"offset": "-1"},
         {"sort": "id"},  # not a parameter
         {"status": "closed"},  # not a queryable of grids
         {"f": "html"},

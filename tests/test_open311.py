@@ -213,6 +213,20 @@ def test_errors_are_open311_arrays(app_client: TestClient, api_key: str, auth_he
         {"api_key": api_key, "service_code": "0102", "lat": "x", "long": "1"},
         {"api_key": api_key, "service_code": "nope", "lat": "37.4", "long": "117.9"},
         {"api_key": api_key, "lat": "37.4", "long": "117.9"},
+        {
+            "api_key": api_key,
+            "service_code": "0102",
+            "lat": "37.4",
+            "long": "117.9",
+            "media_url": "javascript:alert(1)",
+        },
+        {
+            "api_key": api_key,
+            "service_code": "0102",
+            "lat": "37.4",
+            "long": "117.9",
+            "media_url": "https://x.example/a b.jpg",
+        },
     ):
         resp = app_client.post(f"{BASE}/requests.json", data=form)
         assert resp.status_code == 400, resp.text
