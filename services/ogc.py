@@ -102,6 +102,29 @@ def _version_collection(v: store.VersionExtent, cid: str, active: bool) -> Colle
     )
 
 
+def _events_collection(session: Session, versions: list[store.VersionExtent]) -> Collection:
+    boxes = [v.bbox for v in versions if v.bbox is not None]
+    extent: BBox | None = None
+    if boxes:
+        extent = (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+    return Collection(
+        id=EVENTS,
+        title="Events",
+        description=(
+            "Geotagged reports and where they stand in the workflow; a worker sees the "
+            "events of their grids, their tasks and their reports. datetime filters "
+            "received_at."
+        ),
+        bbox=extent,
+        interval=(_iso(store.first_event_at(session)), None),
+    )
+
+
 def collections(session: Session, at: datetime | None = None) -> list[Collection]:
     """Every collection: ``grids``, ``grids-v{N}`` (every other version), ``events``.
 
@@ -115,37 +138,36 @@ def collections(session: Session, at: datetime | None = None) -> list[Collection
         cid = GRIDS if is_active else f"{_VERSION_PREFIX}{v.id}"
         found.append(_version_collection(v, cid, is_active))
     found.sort(key=lambda c: (c.id != GRIDS, c.id))
-    boxes = [v.bbox for v in versions if v.bbox is not None]
-    extent: BBox | None = None
-    if boxes:
-        extent = (
-            min(b[0] for b in boxes),
-            min(b[1] for b in boxes),
-            max(b[2] for b in boxes),
-            max(b[3] for b in boxes),
-        )
-    found.append(
-        Collection(
-            id=EVENTS,
-            title="Events",
-            description=(
-                "Geotagged reports and where they stand in the workflow; a worker sees the "
-                "events of their grids, their tasks and their reports. datetime filters "
-                "received_at."
-            ),
-            bbox=extent,
-            interval=(_iso(store.first_event_at(session)), None),
-        )
-    )
+    found.append(_events_collection(session, versions))
     return found
 
 
-def find_collection(session: Session, collection_id: str) -> Collection:
-    """One collection by id, or a 404."""
-    for c in collections(session):
-        if c.id == collection_id:
-            return c
-    raise NotFound("No collection has this id; GET /ogc/collections lists them.")
+def find_collection(session: Session, collection_id: str, *, described: bool = False) -> Collection:
+    """One collection by id, or a 404; its extent only when ``described`` (it costs a scan).
+
+    Items requests need no extent: they read the version's id and dates only.
+    """
+    missing = NotFound("No collection has this id; GET /ogc/collections lists them.")
+    if collection_id == EVENTS:
+        versions = store.version_extents(session) if described else []
+        return _events_collection(session, versions)
+    active = boundaries.active_version(session)
+    if collection_id == GRIDS:
+        if active is None:
+            raise missing
+        version_id = active.id
+    else:
+        number = collection_id.removeprefix(_VERSION_PREFIX)
+        if number == collection_id or not (number.isascii() and number.isdigit()):
+            raise missing
+        version_id = int(number)
+        if (active is not None and version_id == active.id) or version_id >= 2**31:
+            raise missing  # the version in force is "grids"
+    found = store.version_extents(session, version_id)
+    if not found:
+        raise missing
+    v = found[0] if described else replace(found[0], bbox=None)
+    return _version_collection(v, collection_id, collection_id == GRIDS)
 
 
 # --- parameters -------------------------------------------------------------------------

@@ -72,9 +72,11 @@ def test_collections_are_the_active_grids_other_versions_and_events(
     assert {link["rel"] for link in grids["links"]} >= {"self", "items"}
     one = app_client.get(f"/ogc/collections/grids-v{draft.id}", headers=auth_headers("worker"))
     assert one.status_code == 200 and one.json()["id"] == f"grids-v{draft.id}"
-    assert (
-        app_client.get("/ogc/collections/nope", headers=auth_headers("worker")).status_code == 404
-    )
+    for missing in ("nope", f"grids-v{active.id}", "grids-vx", "grids-v99999999999"):
+        resp = app_client.get(f"/ogc/collections/{missing}", headers=auth_headers("worker"))
+        assert resp.status_code == 404, missing
+    items = app_client.get(ITEMS.format(f"grids-v{draft.id}"), headers=auth_headers("worker"))
+    assert items.json()["numberMatched"] == len(sample())
     queryables = app_client.get(
         "/ogc/collections/events/queryables", headers=auth_headers("worker")
     )

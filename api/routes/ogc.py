@@ -105,7 +105,7 @@ def describe_collection(
     f: FormatQ = None,
 ) -> JSONResponse:
     """One collection: extent (CRS84, and time), links to its items and queryables."""
-    c = service.find_collection(session, collection_id)
+    c = service.find_collection(session, collection_id, described=True)
     return _answer(request, f, service.collection_doc(c, _base(request)), service.JSON)
 
 

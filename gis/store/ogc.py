@@ -72,8 +72,8 @@ class FeatureQuery:
     worker_id: int | None = None
 
 
-def version_extents(session: Session) -> list[VersionExtent]:
-    """Every boundary version, newest first, with its grid count and bounding box."""
+def version_extents(session: Session, version_id: int | None = None) -> list[VersionExtent]:
+    """Every boundary version (or the one ``version_id``), newest first, with its extent."""
     rows = session.execute(
         text(
             """
@@ -84,11 +84,15 @@ def version_extents(session: Session) -> list[VersionExtent]:
                 SELECT version_id, count(*) AS n, ST_XMin(ST_Extent(geom)) AS minx,
                        ST_YMin(ST_Extent(geom)) AS miny, ST_XMax(ST_Extent(geom)) AS maxx,
                        ST_YMax(ST_Extent(geom)) AS maxy
-                FROM grids GROUP BY version_id
+                FROM grids
+                WHERE CAST(:version_id AS int) IS NULL OR version_id = CAST(:version_id AS int)
+                GROUP BY version_id
             ) x ON x.version_id = v.id
+            WHERE CAST(:version_id AS int) IS NULL OR v.id = CAST(:version_id AS int)
             ORDER BY v.id DESC
             """
-        )
+        ),
+        {"version_id": version_id},
     ).all()
     return [
         VersionExtent(
