@@ -212,7 +212,12 @@ def _ogc_aware(handler: Any) -> Any:
     async def wrapped(request: Request, exc: Exception) -> Any:
         response = await handler(request, exc)
         path = request.url.path
-        if response.status_code != 422 or not (path == OGC_PREFIX or path.startswith("/ogc/")):
+        if not (path == OGC_PREFIX or path.startswith("/ogc/")):
+            return response
+        if response.status_code == 401:
+            # GIS clients offer Basic (an API key as the password; see api/routes/ogc.py).
+            response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="gridmap"'
+        if response.status_code != 422:
             return response
         body = json.loads(bytes(response.body))
         body["status"] = 400

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from api.security import issue_token
+from api.security import issue_token, new_api_key
 from api.settings import Settings
 from gis.store import users
 from gis.store.models import EventCategoryRow, WorkerRow
@@ -71,3 +71,11 @@ def worker_account(
     session.commit()
     token = issue_token(user, settings.signing_key(), timedelta(minutes=5))
     return user, {"Authorization": f"Bearer {token}"}
+
+
+def api_key_of(session: Session, user: User) -> str:
+    """A new API key of ``user`` (what QGIS or GDAL is configured with)."""
+    key, prefix, key_hash = new_api_key()
+    users.add_api_key(session, user.id, "qgis", prefix, key_hash)
+    session.commit()
+    return key

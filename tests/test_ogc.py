@@ -15,7 +15,7 @@ from gis.store import boundaries
 from gis.store.events import get_events
 from gis.store.models import EventRow
 from services.access import may_read
-from tests.ogc_support import DAY, NOW, post_events, worker_account
+from tests.ogc_support import DAY, NOW, api_key_of, post_events, worker_account
 from tests.points import interior_point, sample
 
 ITEMS = "/ogc/collections/{}/items"
@@ -50,6 +50,23 @@ def test_collections_need_an_account(app_client: TestClient) -> None:
         resp = app_client.get(path)
         assert resp.status_code == 401, path
         assert resp.headers["content-type"] == "application/problem+json"
+        assert "Basic" in resp.headers["www-authenticate"]
+
+
+def test_basic_authentication_takes_an_api_key_as_password(
+    app_client: TestClient, events, session, settings
+) -> None:
+    user, _ = worker_account(session, settings, events[0]["worker_no"])
+    key = api_key_of(session, user)
+    path = ITEMS.format("events")
+    by_key = app_client.get(path, headers={"X-API-Key": key}).json()
+    by_basic = app_client.get(path, auth=("anyone", key))
+    assert by_basic.status_code == 200, by_basic.text
+    assert by_basic.json()["features"] == by_key["features"] != []
+    for auth in (("ogc-worker", "a-password"), ("anyone", "gm_nope_nope"), ("anyone", "")):
+        assert app_client.get(path, auth=auth).status_code == 401, auth
+    garbled = app_client.get(path, headers={"Authorization": "Basic %%%"})
+    assert garbled.status_code == 401
 
 
 def test_collections_are_the_active_grids_other_versions_and_events(

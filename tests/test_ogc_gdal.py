@@ -4,8 +4,9 @@ A real uvicorn server on a free port serves the app; GDAL's command-line tools (
 ``gdal-bin``, installed for CI by ``tests/install_gdal.sh``) list the collections and copy
 the grids and one day of events into GeoPackages, which pyogrio then reads back and the
 test compares with the sample data and with the REST API's answer for the same filter.
-Credentials travel as QGIS sends them with an "API header" authentication:
-``GDAL_HTTP_HEADERS``.
+Credentials travel as QGIS sends them: a header (its "API Header" authentication, GDAL's
+``GDAL_HTTP_HEADERS``) or HTTP Basic with an API key as the password (QGIS "Basic", GDAL's
+``GDAL_HTTP_AUTH=BASIC`` and ``GDAL_HTTP_USERPWD``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 
 from api.app import create_app
 from api.devserver import BackgroundServer
-from tests.ogc_support import DAY, NOW, post_events, worker_account
+from tests.ogc_support import DAY, NOW, api_key_of, post_events, worker_account
 from tests.points import sample
 
 pytestmark = pytest.mark.skipif(
@@ -37,11 +38,17 @@ def server(settings, sessions, routing_state) -> Iterator[BackgroundServer]:
         yield running
 
 
-def _gdal(args: list[str], headers: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _gdal(
+    args: list[str], headers: dict[str, str] | None = None, basic: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run a GDAL tool with credentials as headers, or as Basic ``user:api-key``."""
     env = {**os.environ, "GDAL_HTTP_TIMEOUT": "60", "CPL_DEBUG": "ON"}
-    env.pop("GDAL_HTTP_HEADERS", None)
+    for name in ("GDAL_HTTP_HEADERS", "GDAL_HTTP_AUTH", "GDAL_HTTP_USERPWD"):
+        env.pop(name, None)
     if headers:
         env["GDAL_HTTP_HEADERS"] = "\r\n".join(f"{k}: {v}" for k, v in headers.items())
+    if basic:
+        env.update(GDAL_HTTP_AUTH="BASIC", GDAL_HTTP_USERPWD=basic)
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
 
 
@@ -85,8 +92,11 @@ def test_ogr2ogr_copies_one_day_of_events_as_the_api_answers_them(
 ) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         events = post_events(client.post, auth_headers("reporter"), session)
+        basic = None
         if role == "worker":
-            _, headers = worker_account(session, settings, events[3]["worker_no"])
+            # As QGIS's "Basic" authentication sends it: any user name, an API key.
+            user, headers = worker_account(session, settings, events[3]["worker_no"])
+            basic = f"{user.username}:{api_key_of(session, user)}"
         else:
             headers = auth_headers("dispatcher")
         start, end = DAY, DAY.replace(day=DAY.day + 1)
@@ -107,7 +117,8 @@ def test_ogr2ogr_copies_one_day_of_events_as_the_api_answers_them(
     )
     done = _gdal(
         ["ogr2ogr", "-f", "GPKG", str(out), f"OAPIF:{server.url}/ogc", "events", "-where", day],
-        headers,
+        None if basic else headers,
+        basic,
     )
     assert done.returncode == 0, done.stderr
     # GDAL turned the filter into the OGC datetime parameter: the server did the filtering.

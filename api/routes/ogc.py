@@ -9,21 +9,62 @@ a wildcard); an invalid or unknown parameter is a 400 problem+json, as OGC requi
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.deps import ReadSessionDep, SettingsDep
-from api.errors import NotAcceptable
-from api.security import ANY_ROLE, allow, public
+from api.errors import AuthError, Forbidden, NotAcceptable
+from api.security import ANY_ROLE, RoleCheck, _principal_from_api_key, hash_api_key, public
 from gis.errors import InvalidInput
 from gis.store.ogc import FeatureQuery
 from gis.store.users import User
 from services import ogc as service
 
 router = APIRouter(prefix="/ogc", tags=["ogc"])
+
+
+class BasicKeyCheck(RoleCheck):
+    """The role check, also taking an API key as the password of HTTP Basic authentication.
+
+    QGIS's "Basic" authentication and GDAL's ``GDAL_HTTP_AUTH=BASIC`` /
+    ``GDAL_HTTP_USERPWD`` send ``user:password``; the password must be an API key (the user
+    name is not read). Account passwords are never accepted here: they are checked by the
+    sign-in form only, with its throttling. Bearer tokens and ``X-API-Key`` work as anywhere.
+    """
+
+    async def __call__(self, request: Request) -> User:
+        """Authenticate by Basic when that is what the client sent, else as usual."""
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "basic" or request.headers.get("x-api-key"):
+            return await super().__call__(request)
+        try:
+            decoded = base64.b64decode(credential.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            raise AuthError("HTTP Basic credentials must be base64 of user:api-key.") from None
+        key = decoded.partition(":")[2].strip()
+        if not key:
+            raise AuthError("Send an API key as the Basic password (any user name).")
+        user = await run_in_threadpool(_principal_from_api_key, request, key)
+        if not user.active:
+            raise AuthError("This account is disabled.")
+        if user.role != "admin" and user.role not in self.roles:
+            raise Forbidden(f"The role '{user.role}' may not do this.")
+        limits = getattr(request.app.state, "rate_limits", None)
+        if limits is not None:
+            limits.check(hash_api_key(key), user.id)
+        request.state.user = user
+        return user
+
+
+def allow(*roles: str) -> Any:
+    """Declare the roles that may call an OGC route (bearer, API key, or Basic with a key)."""
+    return Depends(BasicKeyCheck(roles))
+
 
 _JSONISH = ("application/json", "application/geo+json", "application/schema+json")
 FormatQ = Annotated[
