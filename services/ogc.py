@@ -137,15 +137,16 @@ def collections(session: Session, at: datetime | None = None) -> list[Collection
         is_active = active is not None and v.id == active.id
         cid = GRIDS if is_active else f"{_VERSION_PREFIX}{v.id}"
         found.append(_version_collection(v, cid, is_active))
-    found.sort(key=lambda c: (c.id != GRIDS, c.id))
+    found.sort(key=lambda c: (c.id != GRIDS, -(c.version.id if c.version else 0)))
     found.append(_events_collection(session, versions))
     return found
 
 
 def find_collection(session: Session, collection_id: str, *, described: bool = False) -> Collection:
-    """One collection by id, or a 404; its extent only when ``described`` (it costs a scan).
+    """One collection by id, or a 404.
 
-    Items requests need no extent: they read the version's id and dates only.
+    A grids collection reads its own version only; the events' spatial extent (the union
+    of every version's) is computed only when ``described``: items requests need none.
     """
     missing = NotFound("No collection has this id; GET /ogc/collections lists them.")
     if collection_id == EVENTS:
@@ -166,8 +167,7 @@ def find_collection(session: Session, collection_id: str, *, described: bool = F
     found = store.version_extents(session, version_id)
     if not found:
         raise missing
-    v = found[0] if described else replace(found[0], bbox=None)
-    return _version_collection(v, collection_id, collection_id == GRIDS)
+    return _version_collection(found[0], collection_id, collection_id == GRIDS)
 
 
 # --- parameters -------------------------------------------------------------------------
