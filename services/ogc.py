@@ -243,6 +243,12 @@ def parse_datetime(value: str, tz: ZoneInfo) -> tuple[datetime | None, datetime 
     return start, end
 
 
+def check_crs(value: str | None, name: str) -> None:
+    """``crs`` and ``bbox-crs`` may only name CRS84, the one CRS served."""
+    if value is not None and value.strip() not in (CRS84, "[OGC:CRS84]"):
+        raise InvalidInput(f"{name} must be {CRS84}: the only CRS this service offers.")
+
+
 def check_filters(collection: Collection, equals: dict[str, str]) -> dict[str, str]:
     """The ``property=value`` filters, refused when the collection has no such queryable."""
     for name in equals:

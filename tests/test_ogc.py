@@ -232,6 +232,8 @@ def test_a_reporting_system_sees_what_it_posted(
         {"sort": "id"},  # not a parameter
         {"status": "closed"},  # not a queryable of grids
         {"f": "html"},
+        {"crs": "http://www.opengis.net/def/crs/EPSG/0/4326"},  # lat/lon axis order
+        {"bbox-crs": "EPSG:3857"},
     ],
 )
 def test_bad_parameters_are_400_problems(app_client: TestClient, auth_headers, params) -> None:
@@ -248,6 +250,13 @@ def test_content_negotiation(app_client: TestClient, auth_headers) -> None:
         assert resp.status_code == 200, accept
     refused = app_client.get(ITEMS.format("grids"), headers={**headers, "Accept": "text/html"})
     assert refused.status_code == 406
+    crs84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+    named = app_client.get(
+        ITEMS.format("grids"),
+        params={"crs": crs84, "bbox-crs": crs84, "bbox": "117,37,119,38"},
+        headers=headers,
+    )
+    assert named.status_code == 200 and named.headers["content-crs"] == f"<{crs84}>"
     forced = app_client.get(
         ITEMS.format("grids") + "?f=json", headers={**headers, "Accept": "text/html"}
     )

@@ -83,11 +83,22 @@ _FILTERS = (
     "community_code",
     "worker_no",
 )
+CrsQ = Annotated[
+    str | None, Query(max_length=100, description="CRS84 only (OGC API – Features Part 2).")
+]
+#: Part 2's header naming the CRS of the coordinates in a GeoJSON answer.
+CONTENT_CRS = {"Content-Crs": f"<{service.CRS84}>"}
 _JSON_DOC = {200: {"content": {"application/json": {}}}}
 _GEOJSON_DOC = {200: {"content": {"application/geo+json": {}}}}
 
 
-def _answer(request: Request, f: str | None, body: dict[str, Any], media_type: str) -> JSONResponse:
+def _answer(
+    request: Request,
+    f: str | None,
+    body: dict[str, Any],
+    media_type: str,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """Negotiate: ``f`` wins; otherwise ``Accept`` must allow JSON (or say nothing)."""
     if f is not None:
         if f != "json":
@@ -100,7 +111,7 @@ def _answer(request: Request, f: str | None, body: dict[str, Any], media_type: s
                 "This resource is served as JSON or GeoJSON only: accept application/json "
                 "or application/geo+json, or add f=json."
             )
-    return JSONResponse(body, media_type=media_type, headers={"Vary": "Accept"})
+    return JSONResponse(body, media_type=media_type, headers={"Vary": "Accept", **(headers or {})})
 
 
 def _server(request: Request) -> str:
@@ -195,6 +206,10 @@ def get_items(
         int, Query(ge=0, le=2**31, description="Features to skip (next/prev links set it).")
     ] = 0,
     f: FormatQ = None,
+    crs: CrsQ = None,
+    bbox_crs: Annotated[
+        str | None, Query(alias="bbox-crs", max_length=100, description="CRS84 only.")
+    ] = None,
     code: Value = None,
     level: Value = None,
     parent_code: Value = None,
@@ -226,9 +241,11 @@ def get_items(
         limit=limit,
         offset=offset,
     )
+    service.check_crs(crs, "crs")
+    service.check_crs(bbox_crs, "bbox-crs")
     params = {k: v for k, v in request.query_params.items()}
     body = service.items(session, user, c, q, base=_base(request), params=params, now=now)
-    return _answer(request, f, body, service.GEOJSON)
+    return _answer(request, f, body, service.GEOJSON, CONTENT_CRS)
 
 
 @router.get(
@@ -243,8 +260,10 @@ def get_item(
     collection_id: CollectionId,
     feature_id: Annotated[str, Path(max_length=40)],
     f: FormatQ = None,
+    crs: CrsQ = None,
 ) -> JSONResponse:
     """One feature: a grid by its code, an event by its id (404 if not visible to you)."""
+    service.check_crs(crs, "crs")
     c = service.find_collection(session, collection_id)
     body = service.item(session, user, c, feature_id, _base(request))
-    return _answer(request, f, body, service.GEOJSON)
+    return _answer(request, f, body, service.GEOJSON, CONTENT_CRS)
