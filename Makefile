@@ -22,9 +22,10 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/gridmap demo
 
-## test: quality gates, then the whole test suite against a real PostGIS and Chromium
+## test: quality gates, then the whole test suite against a real PostGIS, Chromium and GDAL
 test: lint
 	bash maps/install_browser.sh $(BIN)/python
+	bash tests/install_gdal.sh
 	$(BIN)/pytest
 
 ## lint: ruff, formatting, mypy on gis/, and the layering contract

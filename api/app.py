@@ -38,6 +38,7 @@ from api.routes import (
     health,
     lookup,
     maps,
+    ogc,
     open311,
     photos,
     positions,
@@ -162,5 +163,6 @@ def create_app(
     app.include_router(boundary_routes.router, prefix=API_PREFIX)
     app.include_router(assessment.router, prefix=API_PREFIX)
     app.include_router(open311.router)
+    app.include_router(ogc.router)
     app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")
     return app

@@ -61,6 +61,12 @@ class Forbidden(e.GridmapError):
     kind = "forbidden"
 
 
+class NotAcceptable(e.GridmapError):
+    """The client accepts none of the media types this resource is served in."""
+
+    kind = "not-acceptable"
+
+
 class MalformedBody(e.GridmapError):
     """The body is not well-formed JSON (syntax, encoding, duplicate keys)."""
 
@@ -111,6 +117,7 @@ STATUS_FOR[AuthError] = 401
 STATUS_FOR[Throttled] = 429
 STATUS_FOR[Forbidden] = 403
 STATUS_FOR[MalformedBody] = 400
+STATUS_FOR[NotAcceptable] = 406
 STATUS_FOR[UnsupportedMediaType] = 415
 STATUS_FOR[IdempotencyConflict] = 422
 STATUS_FOR[e.NotPermitted] = 403
@@ -177,9 +184,10 @@ def _safe_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure through problem+json."""
     _install_problem_handlers(app)
-    # Under /open311 the same errors are answered as Open311's error array.
+    # Under /open311 the same errors are answered as Open311's error array; under /ogc an
+    # invalid parameter is a 400, as OGC API – Features requires.
     for key, handler in list(app.exception_handlers.items()):
-        app.exception_handlers[key] = _open311_aware(handler)
+        app.exception_handlers[key] = _ogc_aware(_open311_aware(handler))
 
 
 #: Path prefix whose errors follow GeoReport v2 instead of RFC 9457.
@@ -192,6 +200,34 @@ def _open311_aware(handler: Any) -> Any:
         if not request.url.path.startswith(OPEN311_PREFIX):
             return response
         return open311_error(response)
+
+    return wrapped
+
+
+#: Path prefix of OGC API – Features, whose invalid or unknown parameters are 400s.
+OGC_PREFIX = "/ogc"
+
+
+def _ogc_aware(handler: Any) -> Any:
+    async def wrapped(request: Request, exc: Exception) -> Any:
+        response = await handler(request, exc)
+        path = request.url.path
+        if not (path == OGC_PREFIX or path.startswith("/ogc/")):
+            return response
+        if response.status_code == 401:
+            # GIS clients offer Basic (an API key as the password; see api/routes/ogc.py).
+            response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="gridmap"'
+        if response.status_code != 422:
+            return response
+        body = json.loads(bytes(response.body))
+        body["status"] = 400
+        headers = {k: v for k, v in response.headers.items() if k.startswith("content-lang")}
+        return JSONResponse(
+            body,
+            status_code=400,
+            media_type=PROBLEM_JSON,
+            headers={**headers, "Vary": "Accept-Language"},
+        )
 
     return wrapped
 

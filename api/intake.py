@@ -51,6 +51,7 @@ def as_report(report: ReportIn) -> Report:
         accuracy_m=report.accuracy_m,
         reported_at=report.reported_at,
         reporter=report.reporter,
+        media_url=report.media_url,
         self_handled=SelfHandled(done.result, tuple(done.photos)) if done else None,
     )
 

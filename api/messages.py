@@ -32,6 +32,7 @@ ZH: Final[dict[str, tuple[str, str]]] = {
     "invalid-input": ("请求内容有误", "请求中有无效的值，请检查后重试。"),
     "malformed-body": ("请求格式错误", "请求体不是有效的 JSON。"),
     "unsupported-media-type": ("请求格式不受支持", "请以 application/json 发送请求体。"),
+    "not-acceptable": ("无法提供所需格式", "此资源以 JSON 或 GeoJSON 提供，请接受其中之一。"),
     "limit-exceeded": ("超出限制", "请求超出了允许的大小或数量限制。"),
     "unreadable-file": ("文件无法读取", "请检查文件格式与编码后重新上传。"),
     "unsafe-archive": ("压缩包不安全", "压缩包的结构或压缩比超出允许范围。"),

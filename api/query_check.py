@@ -29,7 +29,7 @@ def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not request.query_params or not isinstance(route, APIRoute):
         return
-    if not request.url.path.startswith("/api/"):
+    if not request.url.path.startswith(("/api/", "/ogc")):
         return  # pages: a bookmarked link with a stale parameter still opens
     known = _known.get(id(route))
     if known is None:

@@ -28,6 +28,8 @@ CRS_ALIASES = {
     "bd09": "bd09",
 }
 MAX_DESCRIPTION = 4000
+#: Longest ``media_url`` a report may link (Open311's media URL).
+MAX_MEDIA_URL = 2048
 
 
 class LonLat(BaseModel):
@@ -88,6 +90,9 @@ class ReportIn(BaseModel):
     )
     reported_at: AwareDatetime | None = None
     reporter: Annotated[str | None, Field(max_length=128, pattern=NO_NUL)] = None
+    media_url: Annotated[
+        str | None, Field(max_length=MAX_MEDIA_URL, pattern=r"^https?://[^\s\x00]+$")
+    ] = Field(default=None, description="A photo or video of the event, as an http(s) URL.")
     self_handled: SelfHandledIn | None = Field(
         default=None,
         description="A worker's account only: handled on the spot; the event becomes handled.",

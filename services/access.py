@@ -7,6 +7,8 @@ Anyone else gets 404 ("not found or not visible to you"), never a hint that it e
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from gis.errors import NotFound
@@ -32,6 +34,20 @@ def may_read(session: Session, user: User, event: StoredEvent) -> bool:
     if user.role == "reporter":
         return store.submitter(session, event.id) == user.username
     return False
+
+
+def visibility(user: User) -> dict[str, Any]:
+    """The same rule as a list filter: ``{}`` (all), ``worker_id`` or ``submitted_by``.
+
+    For the reads that select many events in SQL (Open311, OGC API – Features); the store
+    functions take these keyword arguments.
+    """
+    if user.role in SEE_ALL:
+        return {}
+    if user.role == "worker":
+        # A worker account without a worker sees nothing: worker id 0 never exists.
+        return {"worker_id": user.worker_id or 0}
+    return {"submitted_by": user.username}
 
 
 def not_visible(event_id: int) -> NotFound:

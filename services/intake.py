@@ -61,6 +61,7 @@ class Report:
     reported_at: datetime | None = None
     reporter: str | None = None
     self_handled: SelfHandled | None = None
+    media_url: str | None = None
 
     def lon_lat(self) -> tuple[float, float]:
         """The reported coordinates, as sent."""
@@ -428,6 +429,7 @@ def _new_event(
         "accuracy_m": report.accuracy_m,
         "reported_at": report.reported_at,
         "reporter": report.reporter,
+        "media_url": report.media_url,
         "actor": submitter.username,
         "submitted_by": submitter.username,
         "actor_role": submitter.role,

@@ -2,8 +2,7 @@
 
 Open311 knows two statuses. An event is ``closed`` once the loop is finished (closed,
 evaluated) or it was voided; every other status is ``open``. The reporting app's
-``media_url`` has no column of its own: it is kept on the description's last line behind
-:data:`MEDIA_MARK`, and read back from there, so nothing the app sent is lost.
+``media_url`` is stored in the event's own column and answered back as sent.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session
 from gis.errors import InvalidInput, NotFound
 from gis.store import open311 as store
 from gis.store.users import User
-from services.access import SEE_ALL
+from services.access import visibility
 
 CLOSED_STATUSES = ("closed", "evaluated", "voided")
 OPEN_STATUSES = (
@@ -34,7 +33,6 @@ OPEN_STATUSES = (
 MAX_SPAN = timedelta(days=90)
 #: Most requests one ``GET requests.json`` returns (the spec's default page).
 MAX_REQUESTS = 1000
-MEDIA_MARK = "\n[media_url] "
 
 
 def open311_status(status: str) -> str:
@@ -102,28 +100,12 @@ def notice_for(session: Session, code: str) -> str | None:
     return _notice(found[0].time_limit_hours, found[0].time_unit) if found else None
 
 
-def split_media(description: str | None) -> tuple[str | None, str | None]:
-    """The description as the resident wrote it, and the media URL kept on its last line."""
-    if description is None or MEDIA_MARK not in description:
-        return description, None
-    text, _, url = description.rpartition(MEDIA_MARK)
-    return (text or None), url
-
-
-def join_media(description: str | None, media_url: str | None) -> str | None:
-    """The description to store for a report with a media URL."""
-    if not media_url:
-        return description
-    return f"{description or ''}{MEDIA_MARK}{media_url}"
-
-
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
 def as_request(r: store.RequestRow) -> dict[str, Any]:
     """One event as an Open311 service request."""
-    description, media_url = split_media(r.description)
     agency = " / ".join(n for n in (r.community_name, r.grid_name) if n) or None
     return {
         "service_request_id": r.id,
@@ -131,7 +113,7 @@ def as_request(r: store.RequestRow) -> dict[str, Any]:
         "status_notes": r.last_note,
         "service_name": r.category_name,
         "service_code": r.category_code,
-        "description": description,
+        "description": r.description,
         "agency_responsible": agency,
         "service_notice": _notice(r.time_limit_hours, r.time_unit),
         "requested_datetime": _iso(r.received_at),
@@ -142,17 +124,8 @@ def as_request(r: store.RequestRow) -> dict[str, Any]:
         "zipcode": None,
         "lat": r.lat,
         "long": r.lon,
-        "media_url": media_url,
+        "media_url": r.media_url,
     }
-
-
-def _visibility(user: User) -> dict[str, Any]:
-    if user.role in SEE_ALL:
-        return {}
-    if user.role == "worker":
-        # A worker account without a worker sees nothing: worker id 0 never exists.
-        return {"worker_id": user.worker_id or 0}
-    return {"submitted_by": user.username}
 
 
 def find_requests(
@@ -192,7 +165,7 @@ def find_requests(
         end=None if ids is not None else end,
         statuses=statuses,
         limit=MAX_REQUESTS,
-        **_visibility(user),
+        **visibility(user),
     )
     return [as_request(r) for r in store.requests(session, f)]
 

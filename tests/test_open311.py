@@ -113,6 +113,9 @@ def test_the_example_request_round_trips(app_client: TestClient, api_key: str, s
     event = session.get(EventRow, posted["service_request_id"])
     assert event.grid_code == code and event.submitted_by == "open311-app"
     assert event.reporter == "123456"  # account_id; names, email and phone are not kept
+    # media_url has its own column; the description is stored as the resident wrote it.
+    assert event.media_url == "http://example.com/image.jpg"
+    assert event.description == "A large sinkhole is destroying the street"
 
     resp = app_client.get(
         f"{BASE}/requests/{posted['service_request_id']}.json", params={"api_key": api_key}
@@ -210,6 +213,20 @@ def test_errors_are_open311_arrays(app_client: TestClient, api_key: str, auth_he
         {"api_key": api_key, "service_code": "0102", "lat": "x", "long": "1"},
         {"api_key": api_key, "service_code": "nope", "lat": "37.4", "long": "117.9"},
         {"api_key": api_key, "lat": "37.4", "long": "117.9"},
+        {
+            "api_key": api_key,
+            "service_code": "0102",
+            "lat": "37.4",
+            "long": "117.9",
+            "media_url": "javascript:alert(1)",
+        },
+        {
+            "api_key": api_key,
+            "service_code": "0102",
+            "lat": "37.4",
+            "long": "117.9",
+            "media_url": "https://x.example/a b.jpg",
+        },
     ):
         resp = app_client.post(f"{BASE}/requests.json", data=form)
         assert resp.status_code == 400, resp.text

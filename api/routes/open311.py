@@ -22,6 +22,7 @@ from api.bodies import read_form, read_json
 from api.deps import SessionDep, SettingsDep, open_session
 from api.intake import body_hash, prepare
 from api.routes.events import READERS, REPORTERS, _in_db_thread
+from api.schemas import MAX_MEDIA_URL
 from api.security import allow_open311
 from gis.errors import InvalidInput
 from gis.store.users import User
@@ -33,7 +34,6 @@ router = APIRouter(prefix="/open311/v2", tags=["open311"])
 #: the ones read below (names, email, phone, ``attribute[…]``) are accepted and not stored:
 #: no service asks for variable attributes, and personal data has no column to go in.
 _KEY_SPACE = uuid.UUID("6f0e3a52-1d8c-4c55-9f43-0b5e8c1d7a11")
-_MAX_MEDIA_URL = 2048
 
 
 @router.get("/services.json")
@@ -173,13 +173,14 @@ async def post_request(
     lat, lon = _coordinate(fields, "lat"), _coordinate(fields, "long")
     media_url = _text(fields, "media_url")
     if media_url is not None and (
-        len(media_url) > _MAX_MEDIA_URL or not media_url.startswith(("http://", "https://"))
+        len(media_url) > MAX_MEDIA_URL or not media_url.startswith(("http://", "https://"))
     ):
         raise InvalidInput("media_url must be an http(s) URL of at most 2,048 characters.")
     raw: dict[str, Any] = {
         "category": code,
         "location": {"lon": lon, "lat": lat},
-        "description": service.join_media(_text(fields, "description"), media_url),
+        "description": _text(fields, "description"),
+        "media_url": media_url,
     }
     if (account := _text(fields, "account_id")) is not None:
         raw["reporter"] = account

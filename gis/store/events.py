@@ -68,6 +68,8 @@ class NewEvent:
     reporter_worker_id: int | None = None
     #: The account that posts; its idempotency keys are its own.
     submitted_by: str = ""
+    #: A photo or video the reporting app links to (Open311 ``media_url``).
+    media_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,21 +128,23 @@ _INSERT_SQL = text(
             routing_flag text, routing_candidates varchar[], routing_distance_m float8,
             routing_reason text, quarantine_reason text, due_at timestamptz, actor text,
             transition_note text, transition_data jsonb, actor_role text,
-            actor_worker_no text, worker_no text, reporter_worker_id int, submitted_by text)
+            actor_worker_no text, worker_no text, reporter_worker_id int, submitted_by text,
+            media_url text)
     ),
     inserted AS (
         INSERT INTO events (client_event_id, request_hash, category_code, description,
             reported_lon, reported_lat, reported_crs, location, accuracy_m, reported_at,
             reporter, grid_code, boundary_version_id, worker_id, status, queue, routing_flag,
             routing_candidates, routing_distance_m, routing_reason, quarantine_reason, due_at,
-            reporter_worker_id, submitted_by)
+            reporter_worker_id, submitted_by, media_url)
         SELECT client_event_id, request_hash, category_code, description, reported_lon,
             reported_lat, reported_crs,
             CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
                  ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
             accuracy_m, reported_at, reporter, grid_code, boundary_version_id, worker_id,
             status, queue, routing_flag, routing_candidates, routing_distance_m,
-            routing_reason, quarantine_reason, due_at, reporter_worker_id, submitted_by
+            routing_reason, quarantine_reason, due_at, reporter_worker_id, submitted_by,
+            media_url
         FROM rows
         ON CONFLICT (submitted_by, client_event_id) DO NOTHING
         RETURNING id, client_event_id, status, received_at, updated_at
@@ -184,6 +188,7 @@ _JSON_FIELDS = (
     "worker_no",
     "reporter_worker_id",
     "submitted_by",
+    "media_url",
 )
 
 

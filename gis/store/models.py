@@ -275,6 +275,8 @@ class EventRow(Base):
     reporter_worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
     handler_worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
     rating: Mapped[int | None] = mapped_column(SmallInteger)
+    #: A photo or video the reporting app links to (Open311 ``media_url``; migration 0011).
+    media_url: Mapped[str | None] = mapped_column(Text)
     # Stamped by a trigger with the writing transaction's id: the change feed's cursor.
     change_xid: Mapped[int] = mapped_column(
         Xid8(), server_default=text("pg_current_xact_id()"), index=True

@@ -50,6 +50,7 @@ class RequestRow:
     last_note: str | None
     grid_name: str | None
     community_name: str | None
+    media_url: str | None = None
 
 
 def services(session: Session, code: str | None = None) -> list[ServiceRow]:
@@ -85,11 +86,22 @@ class RequestFilter:
     limit: int = 1000
 
 
+#: The rule of ``services/access.py`` in SQL, over ``events e`` and two bound parameters:
+#: ``:submitted_by`` (a reporting system sees what it posted) and ``:worker_id`` (a worker
+#: sees their grids' events, their tasks and their reports); both NULL: every event.
+VISIBLE_SQL = """(CAST(:submitted_by AS text) IS NULL
+       OR e.submitted_by = CAST(:submitted_by AS text))
+  AND (CAST(:worker_id AS int) IS NULL
+       OR e.worker_id = CAST(:worker_id AS int)
+       OR e.reporter_worker_id = CAST(:worker_id AS int)
+       OR e.grid_code IN (SELECT a.grid_code FROM worker_assignments a
+                          WHERE a.worker_id = CAST(:worker_id AS int)))"""
+
 _REQUESTS_SQL = """
 SELECT e.id, e.status, e.category_code, c.name AS category_name, c.time_limit_hours,
        c.time_unit, e.description, ST_X(e.location) AS lon, ST_Y(e.location) AS lat,
        e.received_at, e.updated_at, e.due_at, t.note AS last_note,
-       g.name AS grid_name, p.name AS community_name
+       g.name AS grid_name, p.name AS community_name, e.media_url
 FROM events e
 JOIN event_categories c ON c.code = e.category_code
 LEFT JOIN LATERAL (
@@ -103,15 +115,10 @@ WHERE (CAST(:ids AS bigint[]) IS NULL OR e.id = ANY(CAST(:ids AS bigint[])))
   AND (CAST(:start AS timestamptz) IS NULL OR e.received_at >= CAST(:start AS timestamptz))
   AND (CAST(:end AS timestamptz) IS NULL OR e.received_at <= CAST(:end AS timestamptz))
   AND (CAST(:statuses AS text[]) IS NULL OR e.status = ANY(CAST(:statuses AS text[])))
-  AND (CAST(:submitted_by AS text) IS NULL OR e.submitted_by = CAST(:submitted_by AS text))
-  AND (CAST(:worker_id AS int) IS NULL
-       OR e.worker_id = CAST(:worker_id AS int)
-       OR e.reporter_worker_id = CAST(:worker_id AS int)
-       OR e.grid_code IN (SELECT a.grid_code FROM worker_assignments a
-                          WHERE a.worker_id = CAST(:worker_id AS int)))
+  AND {VISIBLE}
 ORDER BY e.received_at DESC, e.id DESC
 LIMIT :limit
-"""
+""".replace("{VISIBLE}", VISIBLE_SQL)
 
 
 def requests(session: Session, f: RequestFilter) -> list[RequestRow]:
