@@ -274,3 +274,71 @@ def test_a_guarded_route_without_a_row_is_named_and_left_to_admin() -> None:
         return None
 
     assert access_matrix.bind(app) == ["GET /api/v1/not-in-the-matrix"]
+
+
+# --- what a worker sees, past the door ----------------------------------------------------------
+
+
+def _worker_headers(s: Session, key: str, worker_id: int, tag: str) -> dict[str, str]:
+    user = users.create_user(s, f"vis-{tag}", "worker", None)
+    s.execute(update(UserRow).where(UserRow.id == user.id).values(worker_id=worker_id))
+    fresh = users.get_user(s, user.id)
+    assert fresh is not None
+    return _bearer(issue_token(fresh, key, timedelta(minutes=30)))
+
+
+def test_a_worker_sees_only_their_grids_and_tasks(
+    app_client: TestClient, sessions: sessionmaker[Session], settings: Settings
+) -> None:
+    from gis.store.models import WorkerAssignmentRow
+
+    key = settings.signing_key()
+    code, lon, lat = interior_point()
+    with sessions() as s, s.begin():
+        poster = users.create_user(s, "vis-poster", "dispatcher", None)
+    body = {
+        "client_event_id": str(uuid.uuid4()),
+        "category": "0102",
+        "description": "可见性",
+        "location": {"lon": lon, "lat": lat},
+    }
+    event = app_client.post(
+        "/api/v1/events", json=body, headers=_bearer(issue_token(poster, key, timedelta(hours=1)))
+    ).json()
+    eid = event["id"]
+    with sessions() as s, s.begin():
+        in_grid = s.scalars(
+            select(WorkerAssignmentRow.worker_id).where(WorkerAssignmentRow.grid_code == code)
+        ).all()
+        elsewhere = s.scalar(
+            select(WorkerRow.id).where(WorkerRow.id.not_in(in_grid)).order_by(WorkerRow.id)
+        )
+        assert in_grid and elsewhere is not None
+        neighbour = _worker_headers(s, key, in_grid[0], "grid")
+        stranger = _worker_headers(s, key, elsewhere, "other")
+
+    for path in (f"/api/v1/events/{eid}", f"/api/v1/events/{eid}/history"):
+        assert app_client.get(path, headers=neighbour).status_code == 200
+        hidden = app_client.get(path, headers=stranger)
+        missing = app_client.get(path.replace(str(eid), "999999999"), headers=stranger)
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.json()["detail"] == f"Event {eid}: not found or not visible to you."
+        # Told apart from a missing event by nothing but the id.
+        assert hidden.json()["detail"].replace(str(eid), "N") == missing.json()["detail"].replace(
+            "999999999", "N"
+        )
+        zh = app_client.get(path, headers={**stranger, "Accept-Language": "zh-CN"})
+        assert zh.status_code == 404
+        assert zh.json()["detail"] == "所请求的对象不存在，或您无权查看。"
+    # Acting on it: the same 404, nothing changes.
+    acted = app_client.post(
+        f"/api/v1/events/{eid}/actions", json={"action": "claim"}, headers=stranger
+    )
+    assert acted.status_code == 404
+    assert "not visible to you" in acted.json()["detail"]
+    # Lists are filtered in the query too: the stranger's export holds no such event.
+    export = app_client.get("/api/v1/events/export", params={"format": "csv"}, headers=stranger)
+    assert export.status_code == 200
+    assert f"\n{eid}," not in export.text
+    export = app_client.get("/api/v1/events/export", params={"format": "csv"}, headers=neighbour)
+    assert f"\n{eid}," in export.text
