@@ -156,23 +156,14 @@ class ApiKeyCache:
         self._entries[key_hash] = (user, time.monotonic() + self.ttl_s)
 
     def _listen_loop(self) -> None:
-        import psycopg
+        from api.database import listen_connection
 
         url = self._listen_url
         assert url is not None
         while not self._stop.is_set():
             try:
-                with psycopg.connect(
-                    host=url.host,
-                    port=url.port or 5432,
-                    user=url.username,
-                    password=url.password,
-                    dbname=url.database,
-                    autocommit=True,
-                    connect_timeout=5,
-                    application_name="gridmap-credentials",
-                ) as conn:
-                    conn.execute(f"LISTEN {user_store.CREDENTIALS_CHANNEL}")
+                channel = user_store.CREDENTIALS_CHANNEL
+                with listen_connection(url, channel, "gridmap-credentials") as conn:
                     # Anything cached before the LISTEN may have been revoked meanwhile.
                     self.clear()
                     self.listening.set()

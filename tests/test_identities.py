@@ -26,9 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.app import create_app
 from api.cli import main
 from api.security import hash_api_key
-from gis.store.database import make_engine
 from gis.store.models import ApiKeyRow, AuditRow, UserRow
-from tests.maps_support import live_database_url, live_settings
+from tests.maps_support import live_database_url, live_sessionmaker, live_settings
 from tests.points import interior_point
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,10 +39,8 @@ def live_url() -> URL:
 
 
 @pytest.fixture(scope="module")
-def sessions(live_url: URL) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(live_url, pool_size=2)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
+def live_sessions(live_url: URL) -> Iterator[sessionmaker[Session]]:
+    yield from live_sessionmaker(live_url)
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +105,12 @@ def refresh(client: TestClient, token: str):
 
 
 def test_users_add_shows_the_password_once_and_stores_a_hash(
-    cli_env, capsys, sessions, client
+    cli_env, capsys, live_sessions, client
 ) -> None:
     user = name("idu")
     password = cli(capsys, "users", "add", user, "--role", "dispatcher").strip()
     assert len(password) >= 16
-    with sessions() as s:
+    with live_sessions() as s:
         stored = s.scalar(select(UserRow.password_hash).where(UserRow.username == user))
     assert stored is not None and stored.startswith("$argon2") and password not in stored
     listed = cli(capsys, "users", "list")
@@ -129,13 +126,13 @@ def test_users_add_shows_the_password_once_and_stores_a_hash(
 
 
 def test_keys_create_list_revoke_and_revocation_is_immediate_with_the_cache_on(
-    cli_env, capsys, sessions, client
+    cli_env, capsys, live_sessions, client
 ) -> None:
     system = name("idk")
     cli(capsys, "users", "add", system, "--role", "reporter", "--no-password")
     key = cli(capsys, "keys", "create", system, "--name", "gateway").strip()
     prefix = key.split("_")[1]
-    with sessions() as s:
+    with live_sessions() as s:
         stored = s.scalar(select(ApiKeyRow.key_hash).where(ApiKeyRow.prefix == prefix))
     assert stored == hash_api_key(key)
     listed = cli(capsys, "keys", "list")
@@ -288,7 +285,7 @@ def audit(client: TestClient, headers: dict[str, str], **params: object):
 
 
 def test_audit_lists_account_key_boundary_and_workflow_changes(
-    client, admin, capsys, sessions
+    client, admin, capsys, live_sessions
 ) -> None:
     admin_name, headers = admin
     since = datetime.now(UTC) - timedelta(seconds=1)
@@ -348,7 +345,7 @@ def test_audit_lists_account_key_boundary_and_workflow_changes(
     assert first["total"] == 2
     # The window: nothing before `since`, nothing from `to` on.
     assert audit(client, headers, actor=admin_name, to=since.isoformat()).json()["total"] == 0
-    with sessions() as s:
+    with live_sessions() as s:
         rows = s.scalars(select(AuditRow).where(AuditRow.actor == admin_name)).all()
     assert len(rows) == 4
 

@@ -33,9 +33,8 @@ from api.app import create_app
 from api.security import allow, issue_token, new_api_key
 from api.settings import Settings
 from gis.store import boundaries, users
-from gis.store.database import make_engine
 from gis.store.models import EventCategoryRow, UserRow, WorkerRow
-from tests.maps_support import SECRET, live_database_url, live_settings
+from tests.maps_support import SECRET, live_database_url, live_sessionmaker, live_settings
 from tests.points import interior_point
 
 #: Wednesday 2026-11-25 10:00 in Asia/Shanghai: the sample workers are on duty.
@@ -81,10 +80,8 @@ def live_url() -> URL:
 
 
 @pytest.fixture(scope="module")
-def sessions(live_url: URL) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(live_url, pool_size=2)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
+def live_sessions(live_url: URL) -> Iterator[sessionmaker[Session]]:
+    yield from live_sessionmaker(live_url)
 
 
 @pytest.fixture(scope="module")
@@ -227,8 +224,8 @@ def test_every_row_is_a_route(settings: Settings) -> None:
     assert access_matrix.bind(app) == []
 
 
-def test_every_route_with_every_credential(client: TestClient, sessions) -> None:
-    key = SECRET
+def test_every_route_with_every_credential(client: TestClient, live_sessions) -> None:
+    key, sessions = SECRET, live_sessions
     with sessions() as s, s.begin():
         reporter = users.create_user(s, f"rm-poster-{uuid.uuid4().hex[:8]}", "reporter", None)
     values = path_values(client, sessions, _bearer(issue_token(reporter, key, timedelta(hours=1))))
@@ -317,10 +314,11 @@ def test_a_worker_sees_only_their_grids_and_tasks(
         neighbour = _worker_headers(s, key, in_grid[0], "grid")
         stranger = _worker_headers(s, key, elsewhere, "other")
 
-    for path in (f"/api/v1/events/{eid}", f"/api/v1/events/{eid}/history"):
+    for tail in ("", "/history"):
+        path = f"/api/v1/events/{eid}{tail}"
         assert app_client.get(path, headers=neighbour).status_code == 200
         hidden = app_client.get(path, headers=stranger)
-        missing = app_client.get(path.replace(str(eid), "999999999"), headers=stranger)
+        missing = app_client.get(f"/api/v1/events/999999999{tail}", headers=stranger)
         assert hidden.status_code == missing.status_code == 404
         assert hidden.json()["detail"] == f"Event {eid}: not found or not visible to you."
         # Told apart from a missing event by nothing but the id.

@@ -154,15 +154,31 @@ def _users_list(args: argparse.Namespace) -> int:
         }
         for a in accounts
     ]
-    if args.json:
+    return _print_rows(
+        rows,
+        args.json,
+        ("username", 24),
+        ("role", 10),
+        ("active", 6),
+        ("password", 8),
+        ("created_at", 0),
+    )
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, *columns: tuple[str, int]) -> int:
+    """Print rows as one JSON array, or as a table of the given (column, width) pairs."""
+    if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return 0
-    print(f"{'USERNAME':24} {'ROLE':10} {'ACTIVE':6} {'PASSWORD':8} CREATED")
+
+    def cell(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return "-" if value is None else str(value)
+
+    print(" ".join(name.upper().ljust(width) for name, width in columns).rstrip())
     for r in rows:
-        print(
-            f"{r['username']:24} {r['role']:10} {'yes' if r['active'] else 'no':6} "
-            f"{'yes' if r['password'] else 'no':8} {r['created_at']}"
-        )
+        print(" ".join(cell(r[name]).ljust(width) for name, width in columns).rstrip())
     return 0
 
 
@@ -225,16 +241,15 @@ def _keys_list(args: argparse.Namespace) -> int:
         }
         for k in keys
     ]
-    if args.json:
-        print(json.dumps(rows, ensure_ascii=False))
-        return 0
-    print(f"{'PREFIX':14} {'USER':20} {'CREATED':22} {'REVOKED':22} NAME")
-    for r in rows:
-        print(
-            f"{r['prefix']:14} {r['user']:20} {r['created_at']:22} "
-            f"{r['revoked_at'] or '-':22} {r['name']}"
-        )
-    return 0
+    return _print_rows(
+        rows,
+        args.json,
+        ("prefix", 14),
+        ("user", 20),
+        ("created_at", 22),
+        ("revoked_at", 22),
+        ("name", 0),
+    )
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
