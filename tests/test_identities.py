@@ -367,3 +367,33 @@ def test_audit_is_for_admins_and_refuses_unknown_parameters(client, admin, accou
         resp = audit(client, headers, **bad)
         assert resp.status_code == 422, (bad, resp.text)
     assert "sort" in audit(client, headers, sort="at").json()["detail"]
+
+
+def test_audit_records_a_grid_edit_in_a_draft(app_client, auth_headers) -> None:
+    """On the rolled-back database: a planner redraws a grid in a draft; admin reads it."""
+    planner, admin = auth_headers("planner"), auth_headers("admin")
+    active = app_client.get("/api/v1/boundaries/versions", headers=planner).json()
+    source = next(v["id"] for v in active if v["status"] == "published")
+    draft = app_client.post(
+        f"/api/v1/boundaries/versions/{source}/copy", json={}, headers=planner
+    ).json()["id"]
+    grids = app_client.get(
+        "/api/v1/grids", params={"version": draft, "level": "basic"}, headers=planner
+    ).json()["items"]
+    code = grids[0]["code"]
+    feature = app_client.get(
+        f"/api/v1/grids/{code}", params={"version": draft}, headers=planner
+    ).json()
+    put = app_client.put(
+        f"/api/v1/boundaries/versions/{draft}/grids/{code}",
+        json={"type": "Feature", "geometry": feature["geometry"], "properties": {}},
+        headers={**planner, "Content-Type": "application/geo+json"},
+    )
+    assert put.status_code == 200, put.text
+    items = app_client.get("/api/v1/audit", params={"kind": "boundary."}, headers=admin).json()[
+        "items"
+    ]
+    assert [(e["actor"], e["kind"], e["target"], e["detail"]) for e in items[:2]] == [
+        ("test-planner", "boundary.grid_edit", f"version {draft}", {"code": code}),
+        ("test-planner", "boundary.copy", f"version {draft}", {"source_version": source}),
+    ]
