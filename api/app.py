@@ -16,6 +16,7 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from api import access_matrix
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
@@ -44,6 +45,7 @@ from api.routes import (
     positions,
     workflow,
 )
+from api.routes import audit as audit_routes
 from api.routes import boundaries as boundary_routes
 from api.routing_state import RoutingState
 from api.security import ApiKeyCache
@@ -103,6 +105,9 @@ def create_app(
         url = prepare_database(settings, migrate_schema=settings.migrate_on_start)
         engine = make_engine(url, pool_size=settings.db_pool_size)
         app.state.engine = engine
+        # Revoked keys and disabled accounts are announced; the cache forgets them at once.
+        app.state.api_keys = ApiKeyCache(settings.api_key_cache_s, listen=url)
+        app.state.api_keys.start()
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
         read_engine = None
         if settings.database_read_url:
@@ -124,6 +129,7 @@ def create_app(
                 yield
         finally:
             app.state.feed_hub.close()
+            await anyio.to_thread.run_sync(app.state.api_keys.close)
             await anyio.to_thread.run_sync(app.state.routing.close)
             engine.dispose()
             if read_engine is not None:
@@ -164,5 +170,8 @@ def create_app(
     app.include_router(assessment.router, prefix=API_PREFIX)
     app.include_router(open311.router)
     app.include_router(ogc.router)
+    app.include_router(audit_routes.router, prefix=API_PREFIX)
     app.mount(maps.STATIC_MOUNT, maps.static_app(), name="static")
+    # Last: every guard takes its roles from the one role × route table.
+    access_matrix.bind(app)
     return app

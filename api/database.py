@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -29,3 +30,21 @@ def prepare_database(
     if migrate_schema:
         migrate(url)
     return url
+
+
+def listen_connection(url: URL, channel: str, application_name: str) -> Any:
+    """A psycopg autocommit connection LISTENing on ``channel`` (for NOTIFY watchers)."""
+    import psycopg
+
+    conn = psycopg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        dbname=url.database,
+        autocommit=True,
+        connect_timeout=5,
+        application_name=application_name,
+    )
+    conn.execute(f"LISTEN {channel}")
+    return conn

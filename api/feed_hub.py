@@ -194,23 +194,13 @@ class FeedHub:
         done.set()
 
     def _listen_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        import psycopg
+        from api.database import listen_connection
 
         url = self._listen_url
         assert url is not None
         while not self._stop.is_set():
             try:
-                with psycopg.connect(
-                    host=url.host,
-                    port=url.port or 5432,
-                    user=url.username,
-                    password=url.password,
-                    dbname=url.database,
-                    autocommit=True,
-                    connect_timeout=5,
-                    application_name="gridmap-feed",
-                ) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                with listen_connection(url, NOTIFY_CHANNEL, "gridmap-feed") as conn:
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self.notifications += 1

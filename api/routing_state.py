@@ -380,21 +380,14 @@ class RoutingState:
     def _watch(self, sessions: sessionmaker[Session], url: URL) -> None:
         import psycopg
 
+        from api.database import listen_connection
+
         conn: psycopg.Connection[Any] | None = None
         failing = False
         while not self._stop.is_set():
             if conn is None:
                 try:
-                    conn = psycopg.connect(
-                        host=url.host,
-                        port=url.port or 5432,
-                        user=url.username,
-                        password=url.password,
-                        dbname=url.database,
-                        autocommit=True,
-                        connect_timeout=5,
-                    )
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn = listen_connection(url, NOTIFY_CHANNEL, "gridmap-boundaries")
                     self.listening.set()
                 except Exception as exc:
                     conn = None

@@ -1,14 +1,20 @@
 """Authentication and role checks: Argon2 passwords, signed bearer tokens, hashed API keys.
 
-Every route declares who may call it with exactly one of :func:`allow` or :func:`public`
-in its ``dependencies``; a test walks the app's routes and fails on any route without.
+Every route declares who may call it with exactly one of :func:`allow` or :func:`public`;
+the roles themselves come from the one table in ``api/access_matrix.py``.
+
+Access tokens are short-lived JWTs naming the user, the user's token generation (``gen``)
+and the sign-in session (``sid``). Each request checks both in one indexed query, so a
+logout, a disabled account or a changed password ends the tokens at once, not at expiry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,14 +23,18 @@ import jwt
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pwdlib import PasswordHash
+from sqlalchemy.engine import URL
 
+from api.access_matrix import ROLES
 from api.errors import AuthError, Forbidden
 from gis.store import users as user_store
 from gis.store.users import User
 
-ROLES = ("admin", "planner", "dispatcher", "worker", "reporter")
 ALGORITHM = "HS256"
 API_KEY_PREFIX = "gm_"
+REFRESH_PREFIX = "gmr_"
+
+log = logging.getLogger("gridmap.security")
 
 _hasher = PasswordHash.recommended()
 
@@ -46,17 +56,33 @@ def verify_password(password: str, password_hash: str | None) -> bool:
 _DUMMY_HASH = _hasher.hash("not-a-password")
 
 
-def issue_token(user: User, key: str, ttl: timedelta) -> str:
-    """Sign a bearer token naming the user and the role it held when signed."""
-    now = datetime.now(UTC)
-    claims = {
+def issue_token(
+    user: User,
+    key: str,
+    ttl: timedelta,
+    *,
+    session_id: int | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Sign a bearer token naming the user, its role and token generation, and its session."""
+    now = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
         "sub": str(user.id),
         "role": user.role,
+        "gen": user.token_generation,
         "iat": now,
         "exp": now + ttl,
         "iss": "gridmap",
     }
+    if session_id is not None:
+        claims["sid"] = str(session_id)
     return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def new_refresh_token(session_id: int) -> tuple[str, str]:
+    """Return (token, hash) for a session's next refresh token; only the hash is stored."""
+    token = f"{REFRESH_PREFIX}{session_id}_{secrets.token_urlsafe(32)}"
+    return token, hash_api_key(token)
 
 
 def new_api_key() -> tuple[str, str, str]:
@@ -74,16 +100,48 @@ def hash_api_key(key: str) -> str:
 class ApiKeyCache:
     """Recently verified API keys, so a sensor posting every second costs no extra query.
 
-    Keyed by the key's hash; an entry lives ``ttl_s`` seconds, which bounds how long a
-    revoked key keeps working in a running process.
+    Keyed by the key's hash; an entry lives ``ttl_s`` seconds. With ``listen`` (the server
+    runs with a database URL) a thread LISTENs on
+    :data:`~gis.store.users.CREDENTIALS_CHANNEL` and empties the cache whenever a key is
+    revoked or an account disabled, by any process; the cache answers only while that
+    listener is connected, so a revoked key stops working at once, not after ``ttl_s``.
+    Without ``listen`` (an app on borrowed sessions, as in most tests) ``ttl_s`` bounds it.
     """
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, listen: URL | None = None) -> None:
         self.ttl_s = ttl_s
         self._entries: dict[str, tuple[User, float]] = {}
+        self._listen_url = listen
+        self._stop = threading.Event()
+        #: Set while the listener is connected; the cache answers only then (when listening).
+        self.listening = threading.Event()
+        self.invalidations = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the listener thread (when there is a URL to listen on)."""
+        if self._listen_url is None or self.ttl_s <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._listen_loop, name="gridmap-credentials-listen", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the listener."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+
+    def clear(self) -> None:
+        """Forget every verified key."""
+        self._entries = {}
+        self.invalidations += 1
 
     def get(self, key_hash: str) -> User | None:
-        """The cached owner of a key, if still fresh."""
+        """The cached owner of a key, if still fresh (and the revocation listener is up)."""
+        if self._listen_url is not None and not self.listening.is_set():
+            return None
         hit = self._entries.get(key_hash)
         if hit is None or hit[1] < time.monotonic():
             return None
@@ -96,6 +154,28 @@ class ApiKeyCache:
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[key_hash] = (user, time.monotonic() + self.ttl_s)
+
+    def _listen_loop(self) -> None:
+        from api.database import listen_connection
+
+        url = self._listen_url
+        assert url is not None
+        while not self._stop.is_set():
+            try:
+                channel = user_store.CREDENTIALS_CHANNEL
+                with listen_connection(url, channel, "gridmap-credentials") as conn:
+                    # Anything cached before the LISTEN may have been revoked meanwhile.
+                    self.clear()
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.clear()
+            except Exception as exc:
+                log.warning("credentials listener: %s; retrying", str(exc).splitlines()[0])
+            finally:
+                self.listening.clear()
+                self.clear()
+            self._stop.wait(1.0)
 
 
 def _principal_from_api_key(request: Request, key: str) -> User:
@@ -127,20 +207,30 @@ def _principal_from_token(request: Request, token: str, key: str) -> User:
             key,
             algorithms=[ALGORITHM],
             issuer="gridmap",
-            options={"require": ["exp", "sub"]},
+            options={"require": ["exp", "sub", "gen"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("The token has expired; sign in again.") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError("The token is not valid.") from exc
-    subject = str(claims["sub"])
-    if not (subject.isascii() and subject.isdigit() and int(subject) < 2**31):
+    subject, sid = str(claims["sub"]), claims.get("sid")
+    if not _small_id(subject) or (sid is not None and not _small_id(str(sid), 2**62)):
         raise AuthError("The token is not valid.")  # signed by us, so never a real user
     with open_session(request) as session:
-        user = user_store.get_user(session, int(subject))
-    if user is None:
+        found = user_store.token_principal(
+            session, int(subject), int(sid) if sid is not None else None
+        )
+    if found is None:
         raise AuthError("The token's user no longer exists.")
+    user, session_live = found
+    if claims["gen"] != user.token_generation or not session_live:
+        raise AuthError("The token has been revoked; sign in again.")
+    request.state.token_session = int(sid) if sid is not None else None
     return user
+
+
+def _small_id(text: str, limit: int = 2**31) -> bool:
+    return text.isascii() and text.isdigit() and int(text) < limit
 
 
 def _presented_api_key(request: Request) -> str | None:
@@ -185,13 +275,32 @@ def authenticate(request: Request) -> User:
 
 
 class RoleCheck:
-    """A dependency allowing the listed roles (admin is always allowed)."""
+    """A dependency allowing the roles of its route's row in the access matrix.
+
+    ``api.access_matrix.bind`` builds the app's table when the app is built; a route with no
+    row lets only the roles named here pass, plus admin, who always does.
+    """
 
     def __init__(self, roles: tuple[str, ...]) -> None:
         unknown = set(roles) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown roles {sorted(unknown)}")
-        self.roles = roles
+        #: Roles named at the route (used only for a route not yet in the matrix).
+        self.declared = roles
+
+    def roles(self, request: Request) -> frozenset[str]:
+        """The roles of this request's route: its row in the access matrix."""
+        table: dict[tuple[object, str], frozenset[str]] = getattr(
+            request.app.state, "access_roles", {}
+        )
+        method = "GET" if request.method == "HEAD" else request.method
+        row = table.get((request.scope.get("endpoint"), method))
+        return row if row is not None else frozenset({"admin", *self.declared})
+
+    def check_role(self, request: Request, user: User) -> None:
+        """Raise Forbidden unless the caller's role is in the route's row."""
+        if user.role not in self.roles(request):
+            raise Forbidden(f"The role '{user.role}' may not do this.")
 
     async def __call__(self, request: Request) -> User:
         """Authenticate the caller and check the role.
@@ -202,8 +311,7 @@ class RoleCheck:
         user = _cached_key_owner(request)
         if user is None:
             user = await run_in_threadpool(authenticate, request)
-        if user.role != "admin" and user.role not in self.roles:
-            raise Forbidden(f"The role '{user.role}' may not do this.")
+        self.check_role(request, user)
         limits = getattr(request.app.state, "rate_limits", None)
         if limits is not None:
             key = _presented_api_key(request)
@@ -221,16 +329,16 @@ class PublicAccess:
 
 
 def allow(*roles: str) -> Any:
-    """Declare the roles that may call a route."""
+    """Declare a route guarded; its roles come from ``api/access_matrix.py``.
+
+    Roles named here must equal the matrix row (checked when the app is built); name none.
+    """
     return Depends(RoleCheck(roles))
 
 
 def public() -> Any:
     """Declare a route public (health, lookup, sign-in)."""
     return Depends(PublicAccess())
-
-
-ANY_ROLE = ROLES
 
 
 class Open311Check(RoleCheck):
@@ -256,8 +364,7 @@ class Open311Check(RoleCheck):
         user = await run_in_threadpool(_principal_from_api_key, request, key.strip())
         if not user.active:
             raise AuthError("This account is disabled.")
-        if user.role != "admin" and user.role not in self.roles:
-            raise Forbidden(f"The role '{user.role}' may not do this.")
+        self.check_role(request, user)
         request.state.user = user
         return user
 

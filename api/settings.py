@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     port: int = 8000
     secret_key: str | None = Field(default=None, description="Signs bearer tokens (HS256).")
     token_ttl_minutes: int = Field(default=12 * 60, ge=1, le=7 * 24 * 60)
+    refresh_ttl_days: int = Field(
+        default=30, ge=1, le=365, description="How long a sign-in can be renewed by refresh."
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     migrate_on_start: bool = True
     api_key_cache_s: float = Field(

@@ -20,19 +20,15 @@ SEE_ALL = ("admin", "dispatcher", "planner")
 
 
 def may_read(session: Session, user: User, event: StoredEvent) -> bool:
-    """Tell whether ``user`` may see ``event``."""
+    """Tell whether ``user`` may see ``event``: the database applies the rule, in SQL."""
     if user.role in SEE_ALL:
         return True
     if user.role == "worker":
         if user.worker_id is None:
             return False
-        if user.worker_id in (event.worker_id, event.reporter_worker_id):
-            return True
-        return event.grid_code is not None and event.grid_code in store.worker_grids(
-            session, user.worker_id
-        )
+        return store.event_visible(session, event.id, store.worker_sees(user.worker_id))
     if user.role == "reporter":
-        return store.submitter(session, event.id) == user.username
+        return store.event_visible(session, event.id, store.submitted_by(user.username))
     return False
 
 

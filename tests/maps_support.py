@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import os
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.security import issue_token
 from api.settings import Settings
@@ -84,6 +85,13 @@ def live_database_url() -> URL:
         if IN_CI:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+
+
+def live_sessionmaker(url: URL) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the live database (each commits for real), disposed when done."""
+    engine = make_engine(url, pool_size=2)
+    yield sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
 
 
 def live_settings(url: URL, state_dir: Path, **overrides: Any) -> Settings:

@@ -30,6 +30,8 @@ COMMANDS: Final[dict[str, str]] = {
     "seed": "demo",
     "simulate": "simulate",
     "assess": "assess",
+    "users": "identities",
+    "keys": "identities",
 }
 
 

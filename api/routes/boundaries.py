@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from api import uploads
@@ -28,7 +29,7 @@ from gis.errors import GridmapError, InvalidInput
 from gis.grids import GridFeature
 from gis.io.boundary_files import BoundaryFormat, write_boundary_file
 from gis.problems import ValidationReport, geojson_geometry
-from gis.store import boundaries
+from gis.store import audit, boundaries
 from gis.store.boundaries import BoundaryVersion
 from gis.store.impact import MAX_DAYS, impact_report
 from gis.store.users import User
@@ -36,8 +37,14 @@ from services import publishing
 
 router = APIRouter(prefix="/boundaries", tags=["boundaries"])
 
-PLANNERS: Final = ("planner",)
-READERS: Final = ("planner", "dispatcher")
+
+def _audit(session: Session, request: Request, kind: str, version_id: int, **detail: Any) -> None:
+    """Record a boundary change by the signed-in planner in the audit log."""
+    user: User = request.state.user
+    now: datetime = request.app.state.clock()
+    audit.record(session, user.username, kind, f"version {version_id}", now, detail)
+
+
 GEOJSON: Final = "application/geo+json"
 
 #: Most vertices in one grid sent by the map editor: a hand-drawn grid has hundreds, a
@@ -130,14 +137,14 @@ def _report(version_id: int, report: ValidationReport) -> dict[str, Any]:
 # --- versions ---------------------------------------------------------------------------------
 
 
-@router.get("/versions", response_model=list[VersionOut], dependencies=[allow(*READERS)])
+@router.get("/versions", response_model=list[VersionOut], dependencies=[allow()])
 def list_versions(session: SessionDep) -> list[VersionOut]:
     """All boundary versions, newest first."""
     now = datetime.now(UTC)
     return [_out(v, now) for v in boundaries.list_versions(session)]
 
 
-@router.get("/versions/{version_id}", response_model=VersionOut, dependencies=[allow(*READERS)])
+@router.get("/versions/{version_id}", response_model=VersionOut, dependencies=[allow()])
 def get_version(session: SessionDep, version_id: VersionId) -> VersionOut:
     """One boundary version."""
     return _out(boundaries.get_version(session, version_id))
@@ -175,7 +182,7 @@ _UPLOAD_SCHEMA: Final = {
     responses={201: {"description": "Stored as a draft, with its validation report"}},
 )
 async def upload_version(
-    request: Request, settings: SettingsDep, user: Annotated[User, allow(*PLANNERS)]
+    request: Request, settings: SettingsDep, user: Annotated[User, allow()]
 ) -> JSONResponse:
     """Upload a boundary file and store it as a new draft, valid or not.
 
@@ -205,7 +212,7 @@ async def upload_version(
 
         def store() -> publishing.ImportResult:
             with open_session(request) as session:
-                return publishing.import_draft(
+                imported = publishing.import_draft(
                     session,
                     upload.path,
                     label=upload.fields.get("label") or upload.filename,
@@ -214,6 +221,9 @@ async def upload_version(
                     source=f"upload {upload.filename}",
                     read_options=options,
                 )
+                vid = imported.version.id
+                _audit(session, request, "boundary.upload", vid, file=upload.filename)
+                return imported
 
         try:
             result = await run_in_threadpool(store)
@@ -237,9 +247,10 @@ async def upload_version(
 
 @router.post("/versions/{version_id}/copy", status_code=201, response_model=VersionOut)
 def copy_version(
+    request: Request,
     session: SessionDep,
     version_id: VersionId,
-    user: Annotated[User, allow(*PLANNERS)],
+    user: Annotated[User, allow()],
     body: CopyIn | None = None,
 ) -> VersionOut:
     """Start a new draft from a copy of a version (to redraw it on the planner map)."""
@@ -251,20 +262,22 @@ def copy_version(
         author=user.username,
         notes=body.notes,
     )
+    _audit(session, request, "boundary.copy", copy.id, source_version=version_id)
     return _out(copy)
 
 
-@router.delete("/versions/{version_id}", status_code=204, dependencies=[allow(*PLANNERS)])
-def delete_draft(session: SessionDep, version_id: VersionId) -> Response:
+@router.delete("/versions/{version_id}", status_code=204, dependencies=[allow()])
+def delete_draft(request: Request, session: SessionDep, version_id: VersionId) -> Response:
     """Delete a draft (published versions are history and stay)."""
     boundaries.delete_draft(session, version_id)
+    _audit(session, request, "boundary.delete", version_id)
     return Response(status_code=204)
 
 
 # --- validation -------------------------------------------------------------------------------
 
 
-@router.get("/versions/{version_id}/validation", dependencies=[allow(*READERS)])
+@router.get("/versions/{version_id}/validation", dependencies=[allow()])
 def validation(session: SessionDep, version_id: VersionId) -> JSONResponse:
     """The version's validation report: ``{"valid", "counts", "problems": [...]}``."""
     return JSONResponse(_report(version_id, publishing.validate_version(session, version_id)))
@@ -274,7 +287,7 @@ def validation(session: SessionDep, version_id: VersionId) -> JSONResponse:
     "/versions/{version_id}/problems",
     response_class=JSONResponse,
     responses={200: {"content": {GEOJSON: {}}}},
-    dependencies=[allow(*READERS)],
+    dependencies=[allow()],
 )
 def problems(session: SessionDep, version_id: VersionId) -> JSONResponse:
     """The validation problems as a GeoJSON FeatureCollection, for the planner map.
@@ -303,7 +316,7 @@ def problems(session: SessionDep, version_id: VersionId) -> JSONResponse:
     )
 
 
-@router.get("/versions/{version_id}/impact", dependencies=[allow(*READERS)])
+@router.get("/versions/{version_id}/impact", dependencies=[allow()])
 def impact(
     session: SessionDep,
     version_id: VersionId,
@@ -327,10 +340,11 @@ def impact(
 
 @router.post("/versions/{version_id}/publish")
 def publish(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     version_id: VersionId,
-    user: Annotated[User, allow(*PLANNERS)],
+    user: Annotated[User, allow()],
     body: PublishIn | None = None,
 ) -> JSONResponse:
     """Publish a valid draft, now or at ``effective_from``; refused (422) with its problems.
@@ -346,6 +360,14 @@ def publish(
         timezone=settings.timezone,
         actor_role=user.role,
     )
+    effective = result.version.effective_from
+    _audit(
+        session,
+        request,
+        "boundary.publish",
+        version_id,
+        effective_from=effective.isoformat() if effective else None,
+    )
     return JSONResponse(
         {
             "version": _out(result.version).model_dump(mode="json"),
@@ -357,11 +379,12 @@ def publish(
 @router.post(
     "/versions/{version_id}/withdraw",
     response_model=VersionOut,
-    dependencies=[allow(*PLANNERS)],
+    dependencies=[allow()],
 )
-def withdraw(session: SessionDep, version_id: VersionId) -> VersionOut:
+def withdraw(request: Request, session: SessionDep, version_id: VersionId) -> VersionOut:
     """Turn a scheduled version that has not taken effect back into a draft."""
     boundaries.withdraw_version(session, version_id)
+    _audit(session, request, "boundary.withdraw", version_id)
     return _out(boundaries.get_version(session, version_id))
 
 
@@ -374,7 +397,7 @@ def withdraw(session: SessionDep, version_id: VersionId) -> VersionOut:
     responses={
         200: {"content": {media: {} for _, _, media in _EXPORTS.values()}},
     },
-    dependencies=[allow(*READERS)],
+    dependencies=[allow()],
 )
 def export(
     session: SessionDep,
@@ -544,6 +567,8 @@ def _save_grid(
             attributes["population"] = population
         feature = GridFeature(code, parent or None, level, name, geometry, attributes)
         boundaries.save_draft_grid(session, version_id, feature, new=new)
+        kind = "boundary.grid_add" if new else "boundary.grid_edit"
+        _audit(session, request, kind, version_id, code=code)
         report = publishing.validate_version(session, version_id)
     return {"code": code, **_report(version_id, report)}
 
@@ -572,7 +597,7 @@ async def _read_body(request: Request) -> Any:
 @router.put(
     "/versions/{version_id}/grids/{code}",
     openapi_extra=_GRID_BODY,
-    dependencies=[allow(*PLANNERS)],
+    dependencies=[allow()],
 )
 async def put_grid(request: Request, version_id: VersionId, code: GridCode) -> JSONResponse:
     """Replace one grid's polygon (and optionally name, parent, level) in a draft.
@@ -589,7 +614,7 @@ async def put_grid(request: Request, version_id: VersionId, code: GridCode) -> J
     "/versions/{version_id}/grids",
     status_code=201,
     openapi_extra=_GRID_BODY,
-    dependencies=[allow(*PLANNERS)],
+    dependencies=[allow()],
 )
 async def post_grid(request: Request, version_id: VersionId) -> JSONResponse:
     """Add a grid to a draft from a GeoJSON Feature with a ``code`` property."""
@@ -598,10 +623,13 @@ async def post_grid(request: Request, version_id: VersionId) -> JSONResponse:
     return JSONResponse(result, status_code=201)
 
 
-@router.delete("/versions/{version_id}/grids/{code}", dependencies=[allow(*PLANNERS)])
-def delete_grid(session: SessionDep, version_id: VersionId, code: GridCode) -> JSONResponse:
+@router.delete("/versions/{version_id}/grids/{code}", dependencies=[allow()])
+def delete_grid(
+    request: Request, session: SessionDep, version_id: VersionId, code: GridCode
+) -> JSONResponse:
     """Remove a grid from a draft; the answer is the draft's fresh validation report."""
     boundaries.delete_draft_grid(session, version_id, code)
+    _audit(session, request, "boundary.grid_delete", version_id, code=code)
     return JSONResponse(
         {"code": code, **_report(version_id, publishing.validate_version(session, version_id))}
     )

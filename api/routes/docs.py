@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
+from api.security import public
 from maps.assets import STATIC_URL
 
 _SWAGGER: Final = f"{STATIC_URL}/vendor/swagger-ui-dist@5.35.0"
@@ -21,7 +22,7 @@ _REDOC: Final = f"{STATIC_URL}/vendor/redoc@2.5.0"
 _FAVICON: Final = f"{_SWAGGER}/favicon-32x32.png"
 OPENAPI_URL: Final = "/openapi.json"
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[public()])
 
 
 @router.get("/docs")

@@ -11,12 +11,12 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from api.deps import ReadSessionDep
-from api.security import ANY_ROLE, allow
+from api.security import allow
 from gis.errors import NotFound
 from gis.store import boundaries
 from gis.store.boundaries import StoredGrid
 
-router = APIRouter(tags=["grids"], dependencies=[allow(*ANY_ROLE)])
+router = APIRouter(tags=["grids"], dependencies=[allow()])
 
 MAX_PAGE = 1000
 Level = Literal["subdistrict", "community", "basic"]

@@ -49,9 +49,6 @@ from services import publishing
 pages_router = APIRouter(tags=["maps"], include_in_schema=True)
 router = APIRouter(prefix="/maps", tags=["maps"])
 
-DISPATCHER: Final = pages.PAGE_ROLES["dispatcher"]
-ANALYSTS: Final = pages.PAGE_ROLES["heatmap"]
-PLANNERS: Final = pages.PAGE_ROLES["planner"]
 
 #: The most events one map snapshot carries; beyond it the page says the view is cut.
 MAX_MAP_EVENTS: Final = 50_000
@@ -325,7 +322,7 @@ def _active_id(session: Session) -> int:
     return active.id
 
 
-@router.get("/base", dependencies=[allow(*ANALYSTS)])
+@router.get("/base", dependencies=[allow()])
 def base_layers(request: Request, session: ReadSessionDep, crs: CrsQ = "wgs84") -> Response:
     """The active grids simplified for display, with workers; the category table."""
     version = boundaries.get_version(session, _active_id(session))
@@ -374,7 +371,7 @@ def _codes(name: str, values: Sequence[str] | None) -> tuple[str, ...]:
     return codes
 
 
-@router.get("/events", dependencies=[allow(*DISPATCHER)])
+@router.get("/events", dependencies=[allow()])
 def map_events(
     request: Request,
     session: ReadSessionDep,
@@ -440,7 +437,7 @@ def map_events(
     return compact_json(request, body, media_type="application/geo+json")
 
 
-@router.get("/events/{event_id}", dependencies=[allow(*DISPATCHER)])
+@router.get("/events/{event_id}", dependencies=[allow()])
 def map_event(
     request: Request,
     session: SessionDep,
@@ -455,7 +452,7 @@ def map_event(
     return compact_json(request, feature, media_type="application/geo+json")
 
 
-@router.get("/grid-stats", dependencies=[allow(*ANALYSTS)])
+@router.get("/grid-stats", dependencies=[allow()])
 def grid_stats(request: Request, session: ReadSessionDep, params: LiveFilters) -> Response:
     """Per grid: events of the window matching the filters, and open events now."""
     now = datetime.now(UTC)
@@ -473,7 +470,7 @@ def grid_stats(request: Request, session: ReadSessionDep, params: LiveFilters) -
 MAX_TREND_DAYS: Final = 92
 
 
-@router.get("/daily", dependencies=[allow(*ANALYSTS)])
+@router.get("/daily", dependencies=[allow()])
 def daily(
     request: Request,
     session: SessionDep,
@@ -522,7 +519,7 @@ def _step_origin(now: datetime, window_h: int, step_h: int, tz: ZoneInfo) -> dat
     return midnight + timedelta(hours=steps_in * step_h)
 
 
-@router.get("/heat", dependencies=[allow(*ANALYSTS)])
+@router.get("/heat", dependencies=[allow()])
 def heat(
     request: Request,
     session: ReadSessionDep,
@@ -574,7 +571,7 @@ def heat(
     return compact_json(request, body)
 
 
-@router.get("/plans/{version}", dependencies=[allow(*PLANNERS)])
+@router.get("/plans/{version}", dependencies=[allow()])
 def plan_layers(
     request: Request,
     session: SessionDep,

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from api.bodies import read_form, read_json
 from api.deps import SessionDep, SettingsDep, open_session
 from api.intake import body_hash, prepare
-from api.routes.events import READERS, REPORTERS, _in_db_thread
+from api.routes.events import _in_db_thread
 from api.schemas import MAX_MEDIA_URL
 from api.security import allow_open311
 from gis.errors import InvalidInput
@@ -38,7 +38,7 @@ _KEY_SPACE = uuid.UUID("6f0e3a52-1d8c-4c55-9f43-0b5e8c1d7a11")
 
 @router.get("/services.json")
 def list_services(
-    session: SessionDep, user: Annotated[User, allow_open311(*READERS)]
+    session: SessionDep, user: Annotated[User, allow_open311()]
 ) -> list[dict[str, Any]]:
     """Event categories as services: group is the big class, keywords name it in both tongues."""
     return service.services(session)
@@ -47,7 +47,7 @@ def list_services(
 @router.get("/services/{service_code}.json")
 def service_definition(
     session: SessionDep,
-    user: Annotated[User, allow_open311(*READERS)],
+    user: Annotated[User, allow_open311()],
     service_code: Annotated[str, Path(max_length=16)],
 ) -> dict[str, Any]:
     """A category's attributes (time limit, unit, hazard, role), for the resident to read."""
@@ -79,7 +79,7 @@ def _date(value: str | None, name: str) -> datetime | None:
 def list_requests(
     request: Request,
     session: SessionDep,
-    user: Annotated[User, allow_open311(*READERS)],
+    user: Annotated[User, allow_open311()],
     service_request_id: Annotated[str | None, Query(max_length=2000)] = None,
     service_code: Annotated[str | None, Query(max_length=2000)] = None,
     start_date: Annotated[str | None, Query(max_length=40)] = None,
@@ -110,7 +110,7 @@ def list_requests(
 @router.get("/requests/{service_request_id}.json")
 def get_request(
     session: SessionDep,
-    user: Annotated[User, allow_open311(*READERS)],
+    user: Annotated[User, allow_open311()],
     service_request_id: Annotated[int, Path(ge=1, le=2**62)],
 ) -> list[dict[str, Any]]:
     """One request, as a one-element array (the spec's shape)."""
@@ -162,7 +162,7 @@ def _notice_for(request: Request, code: str) -> str | None:
 async def post_request(
     request: Request,
     settings: SettingsDep,
-    user: Annotated[User, allow_open311(*REPORTERS)],
+    user: Annotated[User, allow_open311()],
     idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
 ) -> JSONResponse:
     """Store a report through the event intake; answer its id and the category's notice."""

@@ -172,23 +172,38 @@ def worker_no_of(session: Session, worker_id: int | None) -> str | None:
     return session.scalar(select(WorkerRow.worker_no).where(WorkerRow.id == worker_id))
 
 
-def worker_grids(session: Session, worker_id: int) -> set[str]:
-    """The grid codes a worker is assigned to."""
-    return set(
-        session.scalars(
+def worker_sees(worker_id: int) -> Any:
+    """The SQL condition on ``events`` for what a worker sees.
+
+    The events of the grids they are assigned to, those assigned to them, and those they
+    reported. Written once here so every single-event read applies the same rule in SQL.
+    """
+    return or_(
+        EventRow.worker_id == worker_id,
+        EventRow.reporter_worker_id == worker_id,
+        EventRow.grid_code.in_(
             select(WorkerAssignmentRow.grid_code).where(WorkerAssignmentRow.worker_id == worker_id)
-        )
+        ),
     )
 
 
-def submitter(session: Session, event_id: int) -> str | None:
-    """The account name that posted an event (its creation row's actor)."""
-    return session.scalars(
-        select(EventTransitionRow.actor)
-        .where(EventTransitionRow.event_id == event_id, EventTransitionRow.from_status.is_(None))
-        .order_by(EventTransitionRow.id)
-        .limit(1)
-    ).first()
+def submitted_by(username: str) -> Any:
+    """The SQL condition on ``events`` for the events an account posted (a reporting system)."""
+    return (
+        select(EventTransitionRow.id)
+        .where(
+            EventTransitionRow.event_id == EventRow.id,
+            EventTransitionRow.from_status.is_(None),
+            EventTransitionRow.actor == username,
+        )
+        .exists()
+    )
+
+
+def event_visible(session: Session, event_id: int, condition: Any) -> bool:
+    """Whether the event exists and meets ``condition`` (one query, answered by the database)."""
+    found = session.scalar(select(EventRow.id).where(EventRow.id == event_id, condition))
+    return found is not None
 
 
 def history(session: Session, event_id: int) -> list[dict[str, Any]]:
