@@ -28,6 +28,12 @@ def normalise_url(url: str | URL) -> URL:
     return parsed
 
 
+def libpq_url(url: str | URL) -> str:
+    """The URL as libpq, ``psql`` and psycopg take it: ``postgresql://…``, no driver name."""
+    plain = normalise_url(url).set(drivername="postgresql")
+    return plain.render_as_string(hide_password=False)
+
+
 #: What a stored time Python cannot hold is read as: the nearest time it can.
 EARLIEST_READABLE = datetime.min.replace(tzinfo=UTC)
 LATEST_READABLE = datetime.max.replace(tzinfo=UTC)

@@ -91,12 +91,13 @@ def free_loopback_port() -> int:
         return port
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Tell whether a TCP server could listen on ``host:port`` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         # As PostgreSQL does: connections of a just-stopped server in TIME_WAIT do not count.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
         return True
@@ -392,7 +393,7 @@ class EmbeddedCluster:
 
     def _choose_port(self) -> int:
         for port in (self.requested_port, self._remembered_port()):
-            if port and _port_is_free(port):
+            if port and port_is_free(port):
                 return port
         if self.requested_port:
             raise EmbeddedDatabaseError(
