@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,109 @@ def test_demo_refuses_a_taken_port_before_doing_anything(
         assert demo.run(args) == 2
     assert f"127.0.0.1:{port} is already in use" in capsys.readouterr().err
     assert not (tmp_path / "state").exists()  # no cluster created, nothing written
+
+
+# -- installing the PostgreSQL server -----------------------------------------------------------
+
+APT_CACHE_15 = "postgresql\n  Depends: postgresql-15\n  Suggests: postgresql-doc\n"
+
+
+@pytest.fixture
+def apt(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record the package commands gridmap would run; nothing is installed or removed."""
+    from gis.store import postgis
+
+    ran: list[list[str]] = []
+
+    def run(cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        ran.append(list(cmd))
+        out = APT_CACHE_15 if list(cmd[:2]) == ["apt-cache", "depends"] else ""
+        return subprocess.CompletedProcess(list(cmd), 0, out, "")
+
+    monkeypatch.setattr(postgis, "_run", run)
+    return ran
+
+
+def _no_server_until_installed(monkeypatch: pytest.MonkeyPatch, apt: list[list[str]]) -> None:
+    from gis.store import embedded
+
+    def locate() -> embedded.ServerBinaries | None:
+        installed = any(c[:2] == ["apt-get", "install"] for c in apt)
+        return (
+            embedded.ServerBinaries(Path("/usr/lib/postgresql/15/bin"), 15) if installed else None
+        )
+
+    monkeypatch.setattr(embedded, "locate_server_binaries", locate)
+
+
+def test_as_root_a_missing_server_is_installed_with_postgis(
+    monkeypatch: pytest.MonkeyPatch, apt: list[list[str]]
+) -> None:
+    from gis.store import embedded, postgis
+
+    _no_server_until_installed(monkeypatch, apt)
+    monkeypatch.setattr(postgis, "can_install_packages", lambda: True)
+    said: list[str] = []
+    found = embedded.find_server_binaries(install=True, echo=said.append)
+    assert found.major == 15
+    assert apt == [
+        ["apt-get", "update", "-qq"],
+        ["apt-cache", "depends", "postgresql"],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "postgresql-15",
+            "postgresql-15-postgis-3",
+        ],
+    ]
+    assert said[-1] == "gridmap: postgresql-15 postgresql-15-postgis-3 installed."
+
+
+def test_as_another_user_a_missing_server_gets_the_one_command(
+    monkeypatch: pytest.MonkeyPatch, apt: list[list[str]]
+) -> None:
+    from gis.errors import EmbeddedDatabaseError
+    from gis.store import embedded, postgis
+
+    _no_server_until_installed(monkeypatch, apt)
+    monkeypatch.setattr(postgis, "can_install_packages", lambda: False)
+    with pytest.raises(EmbeddedDatabaseError) as refused:
+        embedded.find_server_binaries(install=True, echo=lambda m: None)
+    assert (
+        "sudo apt-get update && sudo apt-get install -y postgresql-15 postgresql-15-postgis-3"
+        in refused.value.message
+    )
+    assert all(c[0] != "apt-get" for c in apt)  # asked apt-cache only, installed nothing
+
+
+def test_stopping_never_installs(monkeypatch: pytest.MonkeyPatch, apt: list[list[str]]) -> None:
+    from gis.errors import EmbeddedDatabaseError
+    from gis.store import embedded, postgis
+
+    _no_server_until_installed(monkeypatch, apt)
+    monkeypatch.setattr(postgis, "can_install_packages", lambda: True)
+    with pytest.raises(EmbeddedDatabaseError):
+        embedded.find_server_binaries()
+    assert all(c[0] != "apt-get" for c in apt)
+
+
+def test_the_major_comes_from_apt_or_else_from_the_release() -> None:
+    import doctest
+
+    from gis.store import postgis
+
+    assert doctest.testmod(postgis).failed == 0
+    assert postgis.parse_default_major(APT_CACHE_15) == 15
+    assert postgis.release_default_major('ID=debian\nVERSION_ID="12"\n') == 15
+    assert postgis.release_default_major('ID=fedora\nVERSION_ID="40"\n') is None
+    assert postgis.server_install_hint(None).count("sudo apt-get install -y postgresql\n") == 1
+
+
+def test_a_server_already_there_needs_no_apt(apt: list[list[str]]) -> None:
+    from gis.store import embedded
+
+    found = embedded.find_server_binaries(install=True, echo=lambda m: None)
+    assert found.major >= 13 and apt == []

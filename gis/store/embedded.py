@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gis.errors import EmbeddedDatabaseError
+from gis.store import postgis
 
 MARKER = "gridmap-cluster.json"
 SUPERUSER = "gridmap"
@@ -43,8 +44,8 @@ class ServerBinaries:
         return str(self.bindir / name)
 
 
-def find_server_binaries() -> ServerBinaries:
-    """Locate ``initdb``/``pg_ctl``: ``pg_config --bindir`` first, then the usual places."""
+def locate_server_binaries() -> ServerBinaries | None:
+    """Find ``initdb``/``pg_ctl``: ``pg_config --bindir`` first, then the usual places."""
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -65,12 +66,23 @@ def find_server_binaries() -> ServerBinaries:
     for bindir in candidates:
         if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
             return ServerBinaries(bindir=bindir, major=_server_major(bindir))
-    raise EmbeddedDatabaseError(
-        "No PostgreSQL server binaries (initdb, pg_ctl) were found on this machine.\n"
-        "  Debian/Ubuntu:  sudo apt-get install -y postgresql postgresql-15-postgis-3\n"
-        "  macOS (brew):   brew install postgresql@15 postgis\n"
-        "Or set GRIDMAP_DATABASE_URL to an existing PostgreSQL server with PostGIS."
-    )
+    return None
+
+
+def find_server_binaries(
+    *, install: bool = False, echo: Callable[[str], None] = print
+) -> ServerBinaries:
+    """Locate the server programs; with ``install``, as root, apt-get them when missing.
+
+    Otherwise a missing server stops with the one command that installs it (and PostGIS).
+    """
+    found = locate_server_binaries()
+    if found is None and install and postgis.can_install_packages():
+        postgis.install_server_packages(echo=echo)
+        found = locate_server_binaries()
+    if found is None:
+        raise EmbeddedDatabaseError(postgis.server_install_hint(postgis.default_server_major()))
+    return found
 
 
 def _server_major(bindir: Path) -> int:
@@ -192,7 +204,7 @@ class EmbeddedCluster:
         port = self.running_port()
         if port is not None and self.is_initialised():
             return self.url(port)
-        binaries = find_server_binaries()
+        binaries = find_server_binaries(install=True, echo=echo)
         if not self.is_initialised():
             self._initdb(binaries, echo)
         port = self._choose_port()
