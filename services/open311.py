@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from gis.errors import InvalidInput, NotFound
 from gis.store import open311 as store
 from gis.store.users import User
+from gis.timefmt import iso_utc
 from services.access import SEE_ALL
 
 CLOSED_STATUSES = ("closed", "evaluated", "voided")
@@ -117,10 +118,6 @@ def join_media(description: str | None, media_url: str | None) -> str | None:
     return f"{description or ''}{MEDIA_MARK}{media_url}"
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
 def as_request(r: store.RequestRow) -> dict[str, Any]:
     """One event as an Open311 service request."""
     description, media_url = split_media(r.description)
@@ -134,9 +131,9 @@ def as_request(r: store.RequestRow) -> dict[str, Any]:
         "description": description,
         "agency_responsible": agency,
         "service_notice": _notice(r.time_limit_hours, r.time_unit),
-        "requested_datetime": _iso(r.received_at),
-        "updated_datetime": _iso(r.updated_at),
-        "expected_datetime": _iso(r.due_at),
+        "requested_datetime": iso_utc(r.received_at),
+        "updated_datetime": iso_utc(r.updated_at),
+        "expected_datetime": iso_utc(r.due_at),
         "address": None,
         "address_id": None,
         "zipcode": None,

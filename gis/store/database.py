@@ -99,7 +99,9 @@ def make_engine(url: str | URL, *, pool_size: int = 10, connect_timeout: int = 5
             "application_name": "gridmap",
             # A request that died mid-transaction must not hold locks, or the change feed's
             # horizon, for long.
-            "options": "-c idle_in_transaction_session_timeout=60000",
+            # Times are read in UTC, so every instant the API writes has the same form
+            # whatever the server's TimeZone setting (gis/timefmt.py).
+            "options": "-c idle_in_transaction_session_timeout=60000 -c TimeZone=UTC",
         },
     )
     event.listen(engine, "connect", tolerate_any_time)
