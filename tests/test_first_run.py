@@ -315,3 +315,12 @@ def test_a_server_already_there_needs_no_apt(apt: list[list[str]]) -> None:
 
     found = embedded.find_server_binaries(install=True, echo=lambda m: None)
     assert found.major >= 13 and apt == []
+
+
+def test_license_is_spdx_and_the_build_backend_is_bounded() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "MIT"  # an SPDX expression, not a table
+    (backend,) = [r for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    assert re.fullmatch(r"setuptools>=\d+,<\d+", backend), backend
