@@ -42,6 +42,7 @@ def test_make_help_lists_every_target() -> None:
     assert listed == defined
 
 
+@pytest.mark.slow
 def test_every_bench_help_names_sizes_and_run_time() -> None:
     modules = ["bench", *(s.module for s in SUITES.values())]
     runs = {
@@ -175,6 +176,7 @@ def test_the_reminder_repeats_until_stopped() -> None:
     assert set(said) == {"credentials in .gridmap/demo-credentials.txt"}
 
 
+@pytest.mark.slow
 def test_stopping_says_what_is_left_running(tmp_path: Path, cluster_dir: Path) -> None:
     external = Settings(data_dir=tmp_path, database_url="postgresql://x@db.example/gm")
     assert "left as it was" in demo.stopped_note(external, stop_db=True)
