@@ -134,8 +134,9 @@ def _load(
 
 def seed(args: argparse.Namespace) -> int:
     """Load the sample data only."""
+    settings = Settings()
     try:
-        _load(Settings())
+        _load(settings, previous_key=previous_api_key(credentials_path(settings)))
     except GridmapError as exc:
         _err(f"gridmap: {exc.message}")
         return 2
