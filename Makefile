@@ -13,14 +13,16 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# setuptools' editable install warns "for your information" on every install; quiet it.
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## venv: create .venv and install the project with its development tools
 venv: $(STAMP)
 
-## demo: database, sample subdistrict, demo accounts, server on 127.0.0.1:8000
+## demo: database, sample subdistrict, demo accounts, server on 127.0.0.1:8000 (ARGS=--stop-db …)
 demo: venv
-	$(BIN)/gridmap demo
+	$(BIN)/gridmap demo $(ARGS)
 
 ## test: quality gates, then the whole test suite against a real PostGIS, Chromium and GDAL
 test: lint
@@ -35,7 +37,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## bench: routing, validation and intake benchmarks with ratios against PostGIS
+## bench: every benchmark, baselines in the same run (python -m bench --help: sizes, times)
 bench: venv
 	$(BIN)/python -m bench
 
@@ -43,5 +45,6 @@ bench: venv
 db: venv
 	$(BIN)/gridmap db start
 
+## clean: remove .venv and the tool caches (the database in .gridmap stays)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

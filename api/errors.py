@@ -272,14 +272,9 @@ def _install_problem_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _safe_validation_errors(exc)
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if request.url.path.endswith("/auth/token") and media == "application/json":
-            return problem(
-                422,
-                "validation",
-                "Sign-in takes a form, not JSON: send username and password as "
-                "application/x-www-form-urlencoded (curl -d username=… -d password=…).",
-                errors=errors,
-            )
+        if request.url.path.endswith("/auth/token") and media.endswith(("/json", "+json")):
+            title, detail = messages.EN["form-expected"]
+            return problem(415, "form-expected", detail, title=title, request=request)
         where = ", ".join(".".join(err["loc"]) + ": " + err["msg"] for err in errors[:5])
         return problem(
             422,

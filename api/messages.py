@@ -17,6 +17,15 @@ from typing import Any, Final
 DEFAULT: Final = "en"
 LANGUAGES: Final = ("en", "zh-CN")
 
+#: kind → (title, detail) in English, for problems worded here rather than at a raise site.
+EN: Final[dict[str, tuple[str, str]]] = {
+    "form-expected": (
+        "Sign-in takes a form",
+        "Sign-in takes a form, not JSON: send username and password as "
+        "application/x-www-form-urlencoded (curl -d username=… -d password=…).",
+    ),
+}
+
 #: kind → (title, detail) in Chinese. ``{…}`` fields are filled by :func:`localise`.
 ZH: Final[dict[str, tuple[str, str]]] = {
     "unauthorized": ("未登录或登录已失效", "请重新登录后再试。"),
@@ -33,6 +42,11 @@ ZH: Final[dict[str, tuple[str, str]]] = {
     "malformed-body": ("请求格式错误", "请求体不是有效的 JSON。"),
     "unsupported-media-type": ("请求格式不受支持", "请以 application/json 发送请求体。"),
     "not-acceptable": ("无法提供所需格式", "此资源以 JSON 或 GeoJSON 提供，请接受其中之一。"),
+    "form-expected": (
+        "登录须以表单提交",
+        "登录不接受 JSON：请以 application/x-www-form-urlencoded 表单发送 username 和 password"
+        "（curl -d username=… -d password=…）。",
+    ),
     "limit-exceeded": ("超出限制", "请求超出了允许的大小或数量限制。"),
     "unreadable-file": ("文件无法读取", "请检查文件格式与编码后重新上传。"),
     "unsafe-archive": ("压缩包不安全", "压缩包的结构或压缩比超出允许范围。"),

@@ -12,9 +12,26 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    WithJsonSchema,
+)
+
+from gis.timefmt import iso_utc
 
 Coordinate = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+#: An instant in a response: written in UTC with ``Z`` (:func:`gis.timefmt.iso_utc`) whatever
+#: offset it carries, like every other time the API answers with.
+Instant = Annotated[
+    datetime,
+    PlainSerializer(iso_utc, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 #: Text PostgreSQL can store: no NUL characters (they end C strings, and PostgreSQL refuses them).
 NO_NUL = r"^[^\x00]*$"
 
@@ -127,8 +144,8 @@ class EventOut(BaseModel):
     reported_lat: float | None
     reported_crs: str
     accuracy_m: float | None
-    reported_at: datetime | None
-    received_at: datetime
+    reported_at: Instant | None
+    received_at: Instant
     reporter: str | None
     grid_code: str | None
     grids: list[GridRefOut] = []
@@ -140,10 +157,10 @@ class EventOut(BaseModel):
     distance_m: float | None
     routing_reason: str | None
     quarantine_reason: str | None
-    due_at: datetime | None
+    due_at: Instant | None
     overdue: bool = False
     row_version: int = 0
-    postponement_until: datetime | None = None
+    postponement_until: Instant | None = None
     rating: int | None = None
     #: The actions the caller may take on this event now (``POST …/actions``).
     allowed_actions: list[str] = []
@@ -159,8 +176,8 @@ class TransitionOut(BaseModel):
     actor_role: str | None
     actor_worker_no: str | None
     worker_no: str | None
-    at: datetime
-    due_at: datetime | None
+    at: Instant
+    due_at: Instant | None
     grid_code: str | None
     rating: int | None
     note: str | None

@@ -6,13 +6,14 @@ roster and categories are upserted, and demo users keep their ids.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from api.security import hash_password, new_api_key
+from api.security import API_KEY_PREFIX, hash_api_key, hash_password, new_api_key
 from gis.errors import InvalidInput
 from gis.io.boundary_files import read_boundary_file
 from gis.io.roster_files import read_categories, read_workers
@@ -73,8 +74,15 @@ def load_sample(
     return SeedResult(existing.id, created, workers, categories)
 
 
-def create_demo_users(session: Session) -> dict[str, str]:
-    """Create the demo accounts; return a fresh API key for the reporter system."""
+def create_demo_users(
+    session: Session, *, keep: str | None = None, revoke_old: bool = True
+) -> dict[str, str]:
+    """Create the demo accounts; return the reporter system's API key.
+
+    ``keep``: a key printed by an earlier run; while it is still live for the reporter it
+    is returned as it is. Otherwise a new key is made, and with ``revoke_old`` every earlier
+    key of the reporter is revoked first.
+    """
     from gis.store.models import WorkerRow
 
     first_worker = session.query(WorkerRow.id).order_by(WorkerRow.worker_no).limit(1).scalar()
@@ -88,12 +96,26 @@ def create_demo_users(session: Session) -> dict[str, str]:
             display_name=f"demo {role}",
             worker_id=first_worker if role == "worker" else None,
         )
-        if role == "reporter":
+        if role != "reporter":
+            continue
+        if keep is not None and api_key_user_id(session, keep) == user.id:
+            keys[username] = keep
+            continue
+        if revoke_old:
             users.revoke_api_keys(session, user.id)
-            key, prefix, key_hash = new_api_key()
-            users.add_api_key(session, user.id, "demo reporting system", prefix, key_hash)
-            keys[username] = key
+        key, prefix, key_hash = new_api_key()
+        users.add_api_key(session, user.id, "demo reporting system", prefix, key_hash)
+        keys[username] = key
     return keys
+
+
+def api_key_user_id(session: Session, key: str) -> int | None:
+    """The id of the user a live API key belongs to, or None."""
+    parts = key.removeprefix(API_KEY_PREFIX).split("_", 1)
+    found = users.api_key_owner(session, parts[0]) if len(parts) == 2 else None
+    if found is None or not hmac.compare_digest(found[1], hash_api_key(key)):
+        return None
+    return found[0].id
 
 
 def create_worker_accounts(session: Session) -> list[users.User]:

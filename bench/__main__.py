@@ -4,42 +4,52 @@ python -m bench                 # all
 python -m bench routing intake  # some: validation, routing, intake, soak, maps,
                                 #   assessment, workers, tablet
 python -m bench --quick intake  # short runs of the suites that have a size option
+python -m bench.bench_intake --help   # one suite's own options, sizes and run time
 
 Exits 1 when any suite missed a target, so CI and a developer see it without reading.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
-SUITES = {
-    "validation": "bench.bench_validation",
-    "routing": "bench.bench_routing",
-    "intake": "bench.bench_intake",
-    "soak": "bench.bench_soak",
-    "maps": "bench.bench_maps",
-    "assessment": "bench.bench_assessment",
-    "workers": "bench.bench_workers",
-    "tablet": "bench.bench_tablet",
-}
-#: Suites that take ``--quick``.
-QUICK = {"intake", "soak"}
+from bench.suites import QUICK, SUITES
+
+
+def _parser() -> argparse.ArgumentParser:
+    listing = "\n".join(
+        f"  {name:<11} sizes: {s.sizes}.\n  {'':<11} takes {s.takes}.\n"
+        for name, s in SUITES.items()
+    )
+    return argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Run the benchmarks (default: all, about an hour in total); each prints "
+        "its table with the baseline measured in the same run.",
+        epilog=f"suites:\n{listing}\nEach suite's own options: python -m bench.bench_NAME --help",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def main(argv: list[str]) -> int:
     """Run the named suites (default all); non-zero when a target was missed."""
-    quick = "--quick" in argv
-    names = [a for a in argv if a != "--quick"] or list(SUITES)
-    unknown = [n for n in names if n not in SUITES]
+    parser = _parser()
+    parser.add_argument(
+        "suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)} (default: all)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"short runs of {' and '.join(sorted(QUICK))}"
+    )
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.suites if n not in SUITES]
     if unknown:
-        print(f"unknown suite(s) {unknown}; choose from {list(SUITES)}", file=sys.stderr)
-        return 2
+        parser.error(f"unknown suite(s) {unknown}; choose from {list(SUITES)}")
     failed = []
-    for name in names:
+    for name in args.suites or list(SUITES):
         print(f"\n=== {name} ===", flush=True)
-        module = importlib.import_module(SUITES[name])
-        rc = module.main(["--quick"] if quick and name in QUICK else [])
+        module = importlib.import_module(SUITES[name].module)
+        rc = module.main(["--quick"] if args.quick and name in QUICK else [])
         if rc:
             failed.append(name)
     if failed:

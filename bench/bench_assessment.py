@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import suites
 from bench.common import ROOT, print_table
 from gis.assessment import assess, epoch_us, month_period
 from gis.io.event_log import assess_file, read_log
@@ -235,7 +236,11 @@ def run(transitions: int = 3_000_000) -> list[dict[str, Any]]:
 
 def main(argv: list[str]) -> int:
     """Run with the given number of transitions (default 3 million)."""
-    run(int(argv[0]) if argv else 3_000_000)
+    parser = suites.parser("assessment", __doc__)
+    parser.add_argument(
+        "transitions", nargs="?", type=int, default=3_000_000, metavar="TRANSITIONS"
+    )
+    run(parser.parse_args(argv).transitions)
     return 0
 
 

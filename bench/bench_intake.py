@@ -14,7 +14,6 @@ done as one SQL statement per event (insert with ``ST_Covers`` routing), for the
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session
 from api.devserver import ServerProcess
 from api.security import new_api_key
 from api.seed import load_sample
+from bench import suites
 from bench.common import (
     ROOT,
     bench_database_url,
@@ -547,10 +547,10 @@ def print_result(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the intake tables; exit 1 when a target is missed."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = suites.parser("intake", __doc__)
     parser.add_argument("--seconds", type=int, default=10, help="each throughput run")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--burst-seconds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument("--burst-seconds", type=int, default=20, help="the burst")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument(
         "--quick", action="store_true", help="5 s runs and a 5 s burst (a couple of minutes)"

@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from bench import suites
 from bench.common import bench_database_url, print_table
 from tests.maps_support import CHROMIUM
 from tests.maps_support import CHROMIUM_ARGS as ARGS
@@ -211,8 +212,9 @@ COLUMNS = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the table; exit 1 when a target is missed."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    n = int(args[0]) if args else 20_000
+    parser = suites.parser("maps", __doc__)
+    parser.add_argument("events", nargs="?", type=int, default=20_000, metavar="EVENTS")
+    n = parser.parse_args(sys.argv[1:] if argv is None else argv).events
     rows = run(n)
     print_table(
         f"Map pages, sample subdistrict with {n:,} events (headless Chromium)", COLUMNS, rows

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from bench import suites
 from bench.common import ROOT, bench_database_url, libpq_url
 from gis.grids import GridFeature, leaves
 from gis.routing import RoutingIndex
@@ -264,8 +265,9 @@ HEADER = " | ".join(head for _, head, _ in COLUMNS)
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the table for the sizes given on the command line (default 92, 10k, 100k)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    sizes = [int(a) for a in args] or list(SIZES)
+    parser = suites.parser("routing", __doc__)
+    parser.add_argument("sizes", nargs="*", type=int, metavar="SIZE", help="basic grids")
+    sizes = parser.parse_args(sys.argv[1:] if argv is None else argv).sizes or list(SIZES)
     print(HEADER, file=sys.stderr)
     rows = run(sizes)
     print("\ntargets: uniform batch >= 2,000,000 pts/s at 92 grids, >= 1,000,000 at 100,000;")

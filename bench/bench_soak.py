@@ -13,7 +13,6 @@ the database connections of the bench database, and the server processes' RSS.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import multiprocessing
@@ -35,6 +34,7 @@ from sqlalchemy.orm import Session
 from api.devserver import ServerProcess
 from api.security import issue_token, new_api_key
 from api.seed import load_sample
+from bench import suites
 from bench.bench_intake import _points
 from bench.common import (
     ROOT,
@@ -296,10 +296,10 @@ def evaluate(r: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the soak table; exit 1 when a target is missed."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--listeners", type=int, default=20)
-    parser.add_argument("--rate", type=float, default=100)
+    parser = suites.parser("soak", __doc__)
+    parser.add_argument("--seconds", type=float, default=60, help="how long reports are posted")
+    parser.add_argument("--listeners", type=int, default=20, help="SSE streams")
+    parser.add_argument("--rate", type=float, default=100, help="reports per second")
     parser.add_argument("--quick", action="store_true", help="30 s with 20 listeners")
     args = parser.parse_args(argv)
     if args.quick:

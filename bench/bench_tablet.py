@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import suites
 from bench.bench_maps import SECRET, _token, prepare
 from bench.common import print_table
 from tests.maps_support import CHROMIUM
@@ -124,8 +125,9 @@ COLUMNS = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the table; exit 1 when a budget is missed."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    n = int(args[0]) if args else 20_000
+    parser = suites.parser("tablet", __doc__)
+    parser.add_argument("events", nargs="?", type=int, default=20_000, metavar="EVENTS")
+    n = parser.parse_args(sys.argv[1:] if argv is None else argv).events
     rows = run(n)
     print_table(f"Tablet page, phone 390×844, {n:,} events (headless Chromium)", COLUMNS, rows)
     return 0 if all(r["ok"] == "yes" for r in rows) else 1

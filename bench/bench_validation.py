@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import shapely
 
+from bench import suites
 from gis.grids import GridFeature
 from gis.synthetic import make_coverage
 from gis.validation import validate_boundaries
@@ -62,8 +63,11 @@ def run(sizes: tuple[int, ...] = (92, 10_000)) -> list[dict[str, Any]]:
     return results
 
 
-def main(argv: list[str]) -> None:
-    sizes = tuple(int(a) for a in argv) or (92, 10_000)
+def main(argv: list[str]) -> int:
+    """Print the table for the sizes given (default 92 and 10,000 grids)."""
+    parser = suites.parser("validation", __doc__)
+    parser.add_argument("sizes", nargs="*", type=int, metavar="SIZE", help="basic grids")
+    sizes = tuple(parser.parse_args(argv).sizes) or (92, 10_000)
     print(
         f"{'grids':>8} {'features':>9} {'case':<9} {'seconds':>8} {'grids/s':>10} {'problems':>9}"
     )
@@ -72,7 +76,8 @@ def main(argv: list[str]) -> None:
             f"{row['grids']:>8,} {row['features']:>9,} {row['case']:<9} {row['seconds']:>8.2f} "
             f"{row['grids_per_s']:>10,.0f} {row['problems']:>9,}"
         )
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -13,7 +13,6 @@ in the same run. About 1-3 minutes at 92 grids on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.devserver import ServerProcess
 from api.seed import load_sample
+from bench import suites
 from bench.common import ROOT, bench_database_url, libpq_url, print_table
 from gis.grids import leaves
 from gis.store import boundaries
@@ -133,7 +133,7 @@ def _run(url: Any, workers: int, grids: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """Run one process and ``--workers`` processes in the same run; print the table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_workers", description=__doc__)
+    parser = suites.parser("workers", __doc__)
     parser.add_argument("--workers", type=int, default=4, help="server processes (default 4)")
     parser.add_argument("--grids", type=int, default=92, help="basic grids (default 92)")
     args = parser.parse_args(argv)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from gis.store.database import ensure_database, normalise_url
+from gis.store.database import libpq_url as libpq_url  # shared by the suites
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DATABASE = "gridmap_bench"
@@ -27,11 +28,6 @@ def bench_database_url(database: str = BENCH_DATABASE) -> URL:
 
         server = normalise_url(Settings().embedded.start(echo=lambda m: None))
     return ensure_database(server.set(database=database), echo=lambda m: None)
-
-
-def libpq_url(url: URL) -> str:
-    """The URL in the plain form psycopg and libpq take."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def print_table(

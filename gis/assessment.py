@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gis.errors import InvalidInput
+from gis.timefmt import iso_utc
 
 #: The log's columns, in order (the CSV contract).
 LOG_COLUMNS: Final = (
@@ -532,7 +533,13 @@ def finalise(
         ),
     )
     return {
-        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+        # Instants in UTC like every other time; the local calendar days for people.
+        "period": {
+            "start": iso_utc(period.start),
+            "end": iso_utc(period.end),
+            "first_day": period.start.date().isoformat(),
+            "end_day": period.end.date().isoformat(),
+        },
         "workers": workers,
         "grids": grids,
         "communities": [

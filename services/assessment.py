@@ -34,6 +34,7 @@ from gis.io.event_log import assess_file, iter_log_csv
 from gis.store import event_log
 from gis.store.event_log import PublishedRanking
 from gis.store.models import WorkerAssignmentRow, WorkerRow
+from gis.timefmt import iso_utc
 
 #: The figures compared by the difference report, per worker and per grid.
 WORKER_FIGURES: Final = (
@@ -245,16 +246,14 @@ def published(session: Session, period: Period) -> PublishedRanking:
 
 def published_document(ranking: PublishedRanking) -> dict[str, Any]:
     """How a published ranking is answered: the rankings, the rules and the log digest."""
-    tz = zone(ranking.timezone)
-    published_at = ranking.published_at.astimezone(tz) if ranking.published_at else None
     return {
         **rankings(ranking.result),
         "period_key": ranking.period,
-        "published_at": published_at.isoformat() if published_at else None,
+        "published_at": iso_utc(ranking.published_at),
         "published_by": ranking.published_by,
         "log_digest": ranking.log_digest,
         "log_rows": ranking.log_rows,
-        "log_to": ranking.log_to.astimezone(tz).isoformat(),
+        "log_to": iso_utc(ranking.log_to),
         "timezone": ranking.timezone,
         "min_handled": ranking.min_handled,
         "weights": ranking.weights,

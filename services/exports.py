@@ -26,6 +26,7 @@ from gis.errors import InvalidInput, LimitExceeded, NotPermitted
 from gis.store import exports as store
 from gis.store.exports import COLUMNS, EventFilter
 from gis.store.users import User
+from gis.timefmt import iso_utc
 
 FORMATS = {
     "geojson": ("application/geo+json", "geojson"),
@@ -86,7 +87,7 @@ def scoped(user: User, f: EventFilter) -> EventFilter:
 
 def _text(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
+        return iso_utc(value)
     return value
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from gis.store import boundaries
 from gis.store import ogc as store
 from gis.store.ogc import BBox, FeatureQuery
 from gis.store.users import User
+from gis.timefmt import iso_utc
 from services.access import visibility
 
 CONFORMANCE = (
@@ -83,10 +84,6 @@ class Collection:
         }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
-
-
 def _version_collection(v: store.VersionExtent, cid: str, active: bool) -> Collection:
     state = "in force" if active else v.status
     return Collection(
@@ -97,7 +94,7 @@ def _version_collection(v: store.VersionExtent, cid: str, active: bool) -> Colle
             "communities and basic grids, with their codes."
         ),
         bbox=v.bbox,
-        interval=(_iso(v.effective_from), _iso(v.effective_to)) if v.effective_from else None,
+        interval=(iso_utc(v.effective_from), iso_utc(v.effective_to)) if v.effective_from else None,
         version=v,
     )
 
@@ -121,7 +118,7 @@ def _events_collection(session: Session, versions: list[store.VersionExtent]) ->
             "received_at."
         ),
         bbox=extent,
-        interval=(_iso(store.first_event_at(session)), None),
+        interval=(iso_utc(store.first_event_at(session)), None),
     )
 
 
@@ -402,7 +399,7 @@ def items(
         links.append(_link(at(max(0, q.offset - q.limit)), "prev", GEOJSON, "Previous page"))
     return {
         "type": "FeatureCollection",
-        "timeStamp": _iso(now),
+        "timeStamp": iso_utc(now),
         "numberMatched": page.matched,
         "numberReturned": len(page.features),
         "features": [_feature(f, url) for f in page.features],

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from gis.errors import InvalidInput, NotFound
 from gis.store import open311 as store
 from gis.store.users import User
+from gis.timefmt import iso_utc
 from services.access import visibility
 
 CLOSED_STATUSES = ("closed", "evaluated", "voided")
@@ -100,10 +101,6 @@ def notice_for(session: Session, code: str) -> str | None:
     return _notice(found[0].time_limit_hours, found[0].time_unit) if found else None
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
 def as_request(r: store.RequestRow) -> dict[str, Any]:
     """One event as an Open311 service request."""
     agency = " / ".join(n for n in (r.community_name, r.grid_name) if n) or None
@@ -116,9 +113,9 @@ def as_request(r: store.RequestRow) -> dict[str, Any]:
         "description": r.description,
         "agency_responsible": agency,
         "service_notice": _notice(r.time_limit_hours, r.time_unit),
-        "requested_datetime": _iso(r.received_at),
-        "updated_datetime": _iso(r.updated_at),
-        "expected_datetime": _iso(r.due_at),
+        "requested_datetime": iso_utc(r.received_at),
+        "updated_datetime": iso_utc(r.updated_at),
+        "expected_datetime": iso_utc(r.due_at),
         "address": None,
         "address_id": None,
         "zipcode": None,

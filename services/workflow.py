@@ -34,6 +34,7 @@ from gis.store import workflow as store
 from gis.store.events import StoredEvent
 from gis.store.routing_sql import route_points
 from gis.store.users import User
+from gis.timefmt import iso_utc
 from gis.workcalendar import WorkCalendar
 from gis.workflow import Actor, EventState
 from services import deadlines
@@ -484,7 +485,7 @@ def _request_postponement(
         "claimed",
         {"postponement_until": f.until, "postponement_note": f.note},
         note=f.note,
-        data={"until": f.until.isoformat()},
+        data={"until": iso_utc(f.until)},
     )
 
 
@@ -500,7 +501,7 @@ def _approve(session: Session, event: StoredEvent, f: _Fields, clock: Clock, use
             "postponement_note": None,
         },
         note=f.note or event.postponement_note,
-        data={"until": until.isoformat(), "previous_due_at": _iso(event.due_at)},
+        data={"until": iso_utc(until), "previous_due_at": iso_utc(event.due_at)},
     )
 
 
@@ -510,7 +511,7 @@ def _deny(session: Session, event: StoredEvent, f: _Fields, clock: Clock, user: 
         "claimed",
         {"postponement_until": None, "postponement_note": None},
         note=f.note,
-        data={"until": _iso(until)},
+        data={"until": iso_utc(until)},
     )
 
 
@@ -542,10 +543,6 @@ def _close(session: Session, event: StoredEvent, f: _Fields, clock: Clock, user:
 def _evaluate(session: Session, event: StoredEvent, f: _Fields, clock: Clock, user: User) -> _Step:
     assert isinstance(f, EvaluateFields)
     return _Step("evaluated", {"rating": f.rating}, note=f.note, rating=f.rating)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 _STEPS = {

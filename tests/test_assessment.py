@@ -192,7 +192,12 @@ EXPECTED_COMMUNITIES = [
      "due_closed_on_time": 3, "on_time_rate": 3 / 3},
 ]  # fmt: skip
 EXPECTED = {
-    "period": {"start": "2026-11-16T00:00:00+08:00", "end": "2026-11-23T00:00:00+08:00"},
+    "period": {
+        "start": "2026-11-15T16:00:00Z",
+        "end": "2026-11-22T16:00:00Z",
+        "first_day": "2026-11-16",
+        "end_day": "2026-11-23",
+    },
     "workers": EXPECTED_WORKERS,
     "grids": EXPECTED_GRIDS,
     "communities": EXPECTED_COMMUNITIES,
@@ -235,8 +240,10 @@ def test_default_min_handled_is_5_a_week_and_20_a_month() -> None:
     code, out, _ = run_cli(str(FIXTURE), "--month", "2026-11", "--min-handled", "3", "--json")
     month = json.loads(out)
     assert month["period"] == {
-        "start": "2026-11-01T00:00:00+08:00",
-        "end": "2026-12-01T00:00:00+08:00",
+        "start": "2026-10-31T16:00:00Z",
+        "end": "2026-11-30T16:00:00Z",
+        "first_day": "2026-11-01",
+        "end_day": "2026-12-01",
     }
     # W01 over the month: also E3's handle and close on the 24th, E6's claim on the 10th;
     # due E1 (on time), E3 (due 25th, closed 24th: on time), E6 (due 12th, closed 16th), E8.

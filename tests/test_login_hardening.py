@@ -147,5 +147,11 @@ def test_a_burst_of_wrong_passwords_gets_only_401_429_and_health_stays_fast(
 
 def test_a_json_sign_in_gets_a_hint_that_it_takes_a_form(client: TestClient) -> None:
     resp = client.post(TOKEN, json={"username": "guarded", "password": "right-password"})
-    assert resp.status_code == 422
-    assert "form" in resp.json()["detail"] and "right-password" not in resp.text
+    assert resp.status_code == 415
+    assert resp.headers["content-type"] == "application/problem+json"
+    body = resp.json()
+    assert body["type"].endswith("/form-expected")
+    assert "application/x-www-form-urlencoded" in body["detail"]
+    assert "right-password" not in resp.text
+    zh = client.post(TOKEN, json={"username": "guarded"}, headers={"Accept-Language": "zh-CN"})
+    assert zh.status_code == 415 and "表单" in zh.json()["detail"]

@@ -8,6 +8,7 @@ import sys
 from api.database import database_url, prepare_database
 from api.settings import Settings
 from gis.errors import GridmapError
+from gis.store.database import libpq_url
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +24,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(func=_guarded(func))
+        if name == "url":
+            p.add_argument(
+                "--libpq",
+                action="store_true",
+                help="print the plain postgresql:// form psql and libpq take "
+                "(default: the SQLAlchemy form, postgresql+psycopg://)",
+            )
         if name == "start":
             p.add_argument(
                 "--replica",
@@ -37,6 +45,8 @@ def _guarded(func):  # type: ignore[no-untyped-def]
         try:
             if getattr(args, "replica", False):
                 return _start_replica(Settings())
+            if getattr(args, "libpq", False):
+                return _url(Settings(), libpq=True)
             return int(func(Settings()))
         except GridmapError as exc:
             print(f"gridmap: {exc.message}", file=sys.stderr)
@@ -110,14 +120,15 @@ def _status(settings: Settings) -> int:
     return 0 if st.running else 3
 
 
-def _url(settings: Settings) -> int:
+def _url(settings: Settings, *, libpq: bool = False) -> int:
     if not settings.database_url and settings.embedded.running_port() is None:
         print(
             "the embedded PostgreSQL is not running; start it with `gridmap db start`",
             file=sys.stderr,
         )
         return 3
-    print(database_url(settings, start=False).render_as_string(hide_password=False))
+    url = database_url(settings, start=False)
+    print(libpq_url(url) if libpq else url.render_as_string(hide_password=False))
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from gis.errors import GridmapError
 from gis.store.models import USER_ROLES
+from gis.timefmt import iso_utc
 
 MIN_PASSWORD: Final = 12
 
@@ -150,7 +151,7 @@ def _users_list(args: argparse.Namespace) -> int:
             "display_name": a.display_name,
             "active": a.active,
             "password": a.has_password,
-            "created_at": a.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "created_at": iso_utc(a.created_at),
         }
         for a in accounts
     ]
@@ -226,18 +227,15 @@ def _keys_create(args: argparse.Namespace) -> int:
 def _keys_list(args: argparse.Namespace) -> int:
     from services import identities
 
-    def stamp(value: datetime | None) -> str | None:
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
     keys = _in_session(lambda s: identities.list_keys(s, include_revoked=args.all))
     rows = [
         {
             "prefix": k.prefix,
             "user": k.username,
             "name": k.name,
-            "created_at": stamp(k.created_at),
-            "last_used_at": stamp(k.last_used_at),
-            "revoked_at": stamp(k.revoked_at),
+            "created_at": iso_utc(k.created_at),
+            "last_used_at": iso_utc(k.last_used_at),
+            "revoked_at": iso_utc(k.revoked_at),
         }
         for k in keys
     ]

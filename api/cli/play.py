@@ -232,7 +232,8 @@ class Player:
                 cursor = self.watch(cursor)
                 self.step()
             except (httpx.HTTPError, ValueError) as exc:
-                print(f"simulate --play: {type(exc).__name__}; retrying", file=sys.stderr)
+                if not quiet:  # quiet (the demo): the server going away at Ctrl-C is no news
+                    print(f"simulate --play: {type(exc).__name__}; retrying", file=sys.stderr)
             if not quiet and time.monotonic() - last_report > 30:
                 print(f"simulate --play: {dict(sorted(self.tally.items()))}", file=sys.stderr)
                 last_report = time.monotonic()

@@ -23,6 +23,7 @@ from starlette.background import BackgroundTask
 from api import uploads
 from api.bodies import read_json
 from api.deps import SessionDep, SettingsDep, open_session
+from api.schemas import Instant
 from api.security import allow
 from api.uploads import UploadFolder, receive_upload
 from gis.errors import GridmapError, InvalidInput
@@ -82,14 +83,14 @@ class VersionOut(BaseModel):
     label: str
     status: str
     active: bool
-    effective_from: datetime | None
-    effective_to: datetime | None
+    effective_from: Instant | None
+    effective_to: Instant | None
     author: str | None
     notes: str | None
     source: str | None
-    created_at: datetime
-    published_at: datetime | None
-    rerouted_at: datetime | None
+    created_at: Instant
+    published_at: Instant | None
+    rerouted_at: Instant | None
     grid_count: int
     import_problem_count: int
 

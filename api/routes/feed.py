@@ -34,6 +34,7 @@ from api.security import allow
 from gis.errors import InvalidInput
 from gis.store.event_stats import MapEvent, event_flags
 from gis.store.events import FeedCursor, StoredEvent
+from gis.timefmt import iso_utc
 from maps.layers import display_points
 
 router = APIRouter(tags=["events"])
@@ -75,10 +76,6 @@ def from_stored(e: StoredEvent) -> MapEvent:
     )
 
 
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def event_features(
     events: Sequence[MapEvent], crs: Crs, now: datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -103,7 +100,7 @@ def event_features(
                     "flags": event_flags(
                         e.status, e.routing_flag, e.quarantine_reason, e.due_at, now
                     ),
-                    "received_at": _utc(e.received_at),
+                    "received_at": iso_utc(e.received_at),
                 },
             }
         )

@@ -41,6 +41,7 @@ from gis.store import boundaries, roster
 from gis.store import event_stats as stats
 from gis.store.events import feed_horizon
 from gis.store.models import EVENT_STATUSES
+from gis.timefmt import iso_utc
 from maps import layers, pages, styles, tablet
 from maps.assets import STATIC_DIR, STATIC_URL
 from maps.tiles import TileSource
@@ -432,7 +433,7 @@ def map_events(
         "features": event_features(events, crs, now),
         "cursor": cursor,
         "truncated": truncated,
-        "since": since.isoformat(),
+        "since": iso_utc(since),
     }
     return compact_json(request, body, media_type="application/geo+json")
 
@@ -460,7 +461,7 @@ def grid_stats(request: Request, session: ReadSessionDep, params: LiveFilters) -
     open_now = stats.open_counts(session)
     codes = sorted(set(counts) | set(open_now))
     body = {
-        "since": (now - timedelta(hours=params.filters.window_h)).isoformat(),
+        "since": iso_utc(now - timedelta(hours=params.filters.window_h)),
         "grids": {c: {"events": counts.get(c, 0), "open": open_now.get(c, 0)} for c in codes},
     }
     return compact_json(request, body)
@@ -559,7 +560,7 @@ def heat(
         for i in range(bins.steps)
     ]
     body = {
-        "origin": origin.isoformat(),
+        "origin": iso_utc(origin),
         "step_h": f.step_h,
         "labels": labels,
         "frames": frames,

@@ -24,6 +24,7 @@ from gis.io.photo_files import PhotoFiles, Variant
 from gis.photos import MAX_PHOTO_BYTES, process_photo
 from gis.store import photos as photo_store
 from gis.store.users import User
+from gis.timefmt import iso_utc
 
 router = APIRouter(tags=["photos"])
 
@@ -74,7 +75,7 @@ def _out(photo: photo_store.StoredPhoto) -> dict[str, Any]:
         "width": photo.width,
         "height": photo.height,
         "gps": gps,
-        "taken_at": photo.taken_at.isoformat() if photo.taken_at else None,
+        "taken_at": iso_utc(photo.taken_at),
         "url": url,
         "thumbnail_url": f"{url}/thumbnail",
     }

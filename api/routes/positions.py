@@ -7,14 +7,13 @@ island, not swapped for the service area) but, unlike a report, a doubtful one i
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import SessionDep
-from api.schemas import Coordinate
+from api.schemas import Coordinate, Instant
 from api.security import allow
 from gis.coords import CoordinateCheck, check_coordinate
 from gis.errors import InvalidInput, NotPermitted
@@ -44,7 +43,7 @@ class PositionOut(BaseModel):
     lon: float
     lat: float
     accuracy_m: float | None
-    at: datetime
+    at: Instant
 
 
 class PositionsOut(BaseModel):

@@ -28,6 +28,12 @@ def normalise_url(url: str | URL) -> URL:
     return parsed
 
 
+def libpq_url(url: str | URL) -> str:
+    """The URL as libpq, ``psql`` and psycopg take it: ``postgresql://…``, no driver name."""
+    plain = normalise_url(url).set(drivername="postgresql")
+    return plain.render_as_string(hide_password=False)
+
+
 #: What a stored time Python cannot hold is read as: the nearest time it can.
 EARLIEST_READABLE = datetime.min.replace(tzinfo=UTC)
 LATEST_READABLE = datetime.max.replace(tzinfo=UTC)
@@ -93,7 +99,9 @@ def make_engine(url: str | URL, *, pool_size: int = 10, connect_timeout: int = 5
             "application_name": "gridmap",
             # A request that died mid-transaction must not hold locks, or the change feed's
             # horizon, for long.
-            "options": "-c idle_in_transaction_session_timeout=60000",
+            # Times are read in UTC, so every instant the API writes has the same form
+            # whatever the server's TimeZone setting (gis/timefmt.py).
+            "options": "-c idle_in_transaction_session_timeout=60000 -c TimeZone=UTC",
         },
     )
     event.listen(engine, "connect", tolerate_any_time)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gis.errors import EmbeddedDatabaseError
+from gis.store import postgis
 
 MARKER = "gridmap-cluster.json"
 SUPERUSER = "gridmap"
@@ -43,8 +44,8 @@ class ServerBinaries:
         return str(self.bindir / name)
 
 
-def find_server_binaries() -> ServerBinaries:
-    """Locate ``initdb``/``pg_ctl``: ``pg_config --bindir`` first, then the usual places."""
+def locate_server_binaries() -> ServerBinaries | None:
+    """Find ``initdb``/``pg_ctl``: ``pg_config --bindir`` first, then the usual places."""
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -65,12 +66,23 @@ def find_server_binaries() -> ServerBinaries:
     for bindir in candidates:
         if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
             return ServerBinaries(bindir=bindir, major=_server_major(bindir))
-    raise EmbeddedDatabaseError(
-        "No PostgreSQL server binaries (initdb, pg_ctl) were found on this machine.\n"
-        "  Debian/Ubuntu:  sudo apt-get install -y postgresql postgresql-15-postgis-3\n"
-        "  macOS (brew):   brew install postgresql@15 postgis\n"
-        "Or set GRIDMAP_DATABASE_URL to an existing PostgreSQL server with PostGIS."
-    )
+    return None
+
+
+def find_server_binaries(
+    *, install: bool = False, echo: Callable[[str], None] = print
+) -> ServerBinaries:
+    """Locate the server programs; with ``install``, as root, apt-get them when missing.
+
+    Otherwise a missing server stops with the one command that installs it (and PostGIS).
+    """
+    found = locate_server_binaries()
+    if found is None and install and postgis.can_install_packages():
+        postgis.install_server_packages(echo=echo)
+        found = locate_server_binaries()
+    if found is None:
+        raise EmbeddedDatabaseError(postgis.server_install_hint(postgis.default_server_major()))
+    return found
 
 
 def _server_major(bindir: Path) -> int:
@@ -91,12 +103,13 @@ def free_loopback_port() -> int:
         return port
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Tell whether a TCP server could listen on ``host:port`` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         # As PostgreSQL does: connections of a just-stopped server in TIME_WAIT do not count.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
         return True
@@ -191,7 +204,7 @@ class EmbeddedCluster:
         port = self.running_port()
         if port is not None and self.is_initialised():
             return self.url(port)
-        binaries = find_server_binaries()
+        binaries = find_server_binaries(install=True, echo=echo)
         if not self.is_initialised():
             self._initdb(binaries, echo)
         port = self._choose_port()
@@ -392,7 +405,7 @@ class EmbeddedCluster:
 
     def _choose_port(self) -> int:
         for port in (self.requested_port, self._remembered_port()):
-            if port and _port_is_free(port):
+            if port and port_is_free(port):
                 return port
         if self.requested_port:
             raise EmbeddedDatabaseError(

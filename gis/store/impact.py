@@ -29,6 +29,7 @@ from gis.dispatch import OPEN_EVENT_STATUSES
 from gis.errors import Conflict, InvalidInput, NotFound
 from gis.store import boundaries
 from gis.store.routing_sql import SNAP_DISTANCE_M, routed_points_sql
+from gis.timefmt import iso_utc
 
 #: Longest look-back for "events of the last N days".
 MAX_DAYS: Final = 366
@@ -137,7 +138,7 @@ class ImpactReport:
             "version_id": self.version_id,
             "active_version_id": self.active_version_id,
             "days": self.days,
-            "since": self.since.isoformat(),
+            "since": iso_utc(self.since),
             "tolerance_m2": self.tolerance_m2,
             "summary": self.summary(),
             "grids": [g.to_dict() for g in grids],

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.store.open311 import VISIBLE_SQL
+from gis.timefmt import iso_utc
 
 BBox = tuple[float, float, float, float]
 
@@ -239,7 +240,7 @@ def event_features(session: Session, q: FeatureQuery, event_id: int | None = Non
         geometry = props.pop("geometry")
         for name, value in props.items():
             if isinstance(value, datetime):
-                props[name] = value.isoformat()
+                props[name] = iso_utc(value)
         features.append(
             Feature(id=r.id, geometry=json.loads(geometry) if geometry else None, properties=props)
         )

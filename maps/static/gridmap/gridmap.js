@@ -1637,7 +1637,7 @@
     var result = loaded[1];
     // The period's own local dates (its offset), whatever the browser's zone.
     bar.querySelector("[data-role=subtitle]").textContent = cfg.period + "（" +
-      result.period.start.slice(0, 10) + " 起，至 " + result.period.end.slice(0, 10) + " 前）";
+      result.period.first_day + " 起，至 " + result.period.end_day + " 前）";
     setLive(bar, "on", "已计算");
     var byGrid = {};
     result.grids.forEach(function (g) { byGrid[g.grid_code] = g; });
