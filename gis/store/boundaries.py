@@ -724,7 +724,8 @@ def _draft_for_update(session: Session, version_id: int) -> BoundaryVersionRow:
     if row.status != "draft":
         raise Conflict(
             f"Boundary version {version_id} is {row.status}: published boundaries never "
-            "change. Copy it into a new draft and edit that."
+            "change. Copy it into a new draft and edit that.",
+            reason="read-only",
         )
     return row
 
