@@ -9,8 +9,10 @@ publishes. A missing version says so, in Chinese, with no edit tools.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,6 +70,16 @@ def _api(live: Live) -> httpx.Client:
     return httpx.Client(
         base_url=live.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
+
+
+def _publish_now(page: Any, client: httpx.Client, draft_id: int, watch: Any) -> None:
+    """Press 确认立即发布 under the impact report; the draft is then the version in force."""
+    page.locator("button[data-role=publish-now]").click()
+    page.wait_for_selector("[data-role=published]", timeout=TIMEOUT_MS)
+    version = client.get(f"/boundaries/versions/{draft_id}").json()
+    assert version["status"] == "published" and version["active"]
+    watch.assert_clean()
+    page.context.close()
 
 
 def test_missing_version_says_so_without_edit_tools(browser: Any, live: Live) -> None:
@@ -150,9 +162,184 @@ def test_planner_moves_a_shared_vertex_sees_impact_and_publishes(browser: Any, l
     side = page.locator(".gm-plan-side").inner_text()
     assert code in side and neighbour in side
     page.screenshot(path=str(SCREENSHOTS / "planner-impact.png"))
-    page.locator("button[data-role=publish-now]").click()
-    page.wait_for_selector("[data-role=published]", timeout=TIMEOUT_MS)
-    version = client.get(f"/boundaries/versions/{draft_id}").json()
-    assert version["status"] == "published" and version["active"]
+    _publish_now(page, client, draft_id, watch)
+
+
+def _screen(page: Any, lon: float, lat: float) -> tuple[float, float]:
+    """Page coordinates of a point on the map."""
+    xy = page.evaluate(
+        f"""() => {{
+            const box = GridMap.map.getContainer().getBoundingClientRect();
+            const p = GridMap.map.latLngToContainerPoint([{lat}, {lon}]);
+            return [box.left + p.x, box.top + p.y];
+        }}"""
+    )
+    return float(xy[0]), float(xy[1])
+
+
+def _inside(geom: shapely.Geometry) -> tuple[float, float]:
+    """A point well inside ``geom`` (clicks land on it, not on a neighbour)."""
+    inner = shapely.buffer(geom, -0.00012)
+    point = shapely.point_on_surface(inner if not inner.is_empty else geom)
+    return float(point.x), float(point.y)
+
+
+def _touching(grids: dict[str, Any], part: shapely.Geometry, code: str) -> str | None:
+    """A sibling of ``code`` sharing an edge (not only a corner) with ``part``."""
+    parent = grids[code].parent_code
+    for other, g in sorted(grids.items()):
+        if (
+            other != code
+            and g.parent_code == parent
+            and g.level == "basic"
+            and shapely.intersection(part.boundary, g.geometry.boundary).length > 2e-4
+        ):
+            return other
+    return None
+
+
+def _split_plan(grids: dict[str, Any]) -> tuple[str, list[tuple[float, float]], str]:
+    """A basic grid, a short straight cut across it, and the sibling its smaller part touches.
+
+    The cut runs through the grid's inside and ends about 15 m beyond its edge on both sides,
+    so it stays on screen at zoom 17.
+    """
+    from gis.editing import split_polygon
+    from gis.errors import InvalidEdit
+
+    for code, g in sorted(grids.items()):
+        if g.level != "basic" or g.geometry.area < 1.5e-6:
+            continue
+        x, y = _inside(g.geometry)
+        for step in range(12):
+            angle = step * math.pi / 12
+            dx, dy = math.cos(angle), math.sin(angle)
+            through = shapely.LineString([(x - dx, y - dy), (x + dx, y + dy)])
+            inside = shapely.intersection(through, g.geometry)
+            if not isinstance(inside, shapely.LineString):
+                continue
+            (x0, y0), (x1, y1) = inside.coords[0], inside.coords[-1]
+            k = 0.00015 / max(inside.length, 1e-9)
+            ends = [
+                (x0 - (x1 - x0) * k, y0 - (y1 - y0) * k),
+                (x1 + (x1 - x0) * k, y1 + (y1 - y0) * k),
+            ]
+            try:
+                _, small = split_polygon(g.geometry, shapely.LineString(ends))
+            except InvalidEdit:
+                continue
+            neighbour = _touching(grids, small, code)
+            if neighbour and small.area > 2e-7:
+                return code, ends, neighbour
+    raise AssertionError("no grid of the sample can be split for the test")
+
+
+def test_planner_splits_merges_sees_impact_and_publishes(browser: Any, live: Live) -> None:
+    """Split a grid along a line drawn with the mouse, merge its smaller part into a
+    neighbour, read the impact report (arrows for the events that move) and publish."""
+    client = _api(live)
+    published = next(v for v in client.get("/boundaries/versions").json() if v["active"])
+    draft_id = client.post(
+        f"/boundaries/versions/{published['id']}/copy", json={"label": "拆分合并"}
+    ).json()["id"]
+    grids = _grids(live, draft_id)
+    code, ends, neighbour = _split_plan(grids)
+    page, watch = _open(browser, live, f"/maps/plans/{draft_id}", user="planner")
+    page.set_viewport_size({"width": 1600, "height": 1000})
+    _ready(page, timeout_s=60)
+    x, y = _inside(grids[code].geometry)
+    page.evaluate(f"() => GridMap.map.setView([{y}, {x}], 17, {{animate: false}})")
+    page.wait_for_timeout(400)
+
+    # Click the grid, then draw the cut across it with the mouse.
+    page.mouse.click(*_screen(page, x, y))
+    page.wait_for_selector(f"[data-role=editing]:has-text('{code}')", timeout=10_000)
+    new_code = page.locator("[data-field=split-b-code]").input_value()
+    assert new_code.startswith(grids[code].parent_code) and new_code not in grids
+    page.locator("button[data-role=split]").click()
+    page.wait_for_selector("[data-role=split-hint]")
+    for lon, lat in [*ends, ends[-1]]:  # clicking the last point again finishes the line
+        page.mouse.click(*_screen(page, lon, lat))
+        page.wait_for_timeout(150)
+    page.wait_for_function("() => GridMap.state.split === 1", timeout=TIMEOUT_MS)
+    after = _grids(live, draft_id)
+    assert code in after and new_code in after
+    total = after[code].geometry.area + after[new_code].geometry.area
+    assert abs(total - grids[code].geometry.area) < 1e-12
+    assert "已拆分" in page.locator("[data-role=result]").inner_text()
+    report = client.get(f"/boundaries/versions/{draft_id}/validation").json()
+    assert report["valid"], report["problems"]
+
+    # Merge the smaller part into the neighbour: select both on the map, keep its code.
+    assert page.locator("[data-role=editing]").count() == 0  # the split grid is gone
+    page.locator("button[data-role=merge-start]").click()
+    for c in (neighbour, new_code):
+        page.mouse.click(*_screen(page, *_inside(after[c].geometry)))
+        page.wait_for_timeout(150)
+    page.wait_for_function("() => GridMap.planner.selected().length === 2", timeout=10_000)
+    assert page.locator("[data-field=merge-code]").input_value() == neighbour
+    page.locator("button[data-role=merge]").click()
+    page.wait_for_function("() => GridMap.state.merged === 1", timeout=TIMEOUT_MS)
+    merged = _grids(live, draft_id)
+    assert new_code not in merged
+    assert merged[neighbour].geometry.covers(after[new_code].geometry.buffer(-1e-9))
+    assert merged[neighbour].geometry.covers(grids[neighbour].geometry.buffer(-1e-9))
+    report = client.get(f"/boundaries/versions/{draft_id}/validation").json()
+    assert report["valid"], report["problems"]
+
+    # The impact report: the two grids that changed, workers before/after, arrows.
+    page.locator(".gm-plan button[data-role=impact]").click()
+    page.wait_for_selector("[data-role=impact-report]", timeout=TIMEOUT_MS)
+    side = page.locator(".gm-plan-side").inner_text()
+    assert code in side and neighbour in side and "网格员" in side
+    impact = client.get(
+        f"/boundaries/versions/{draft_id}/impact", params={"days": 30, "changed_only": True}
+    ).json()
+    moving = sum(g["recent_events"]["moving_out"] for g in impact["grids"])
+    arrows = page.locator(".gm-arrow").count()
+    assert (arrows > 0) == (moving > 0), (arrows, moving)
+    page.evaluate(  # the changed grids between the two panels
+        f"""() => GridMap.map.fitBounds(
+            GridMap.drawn['{neighbour}'].getBounds().extend(GridMap.drawn['{code}'].getBounds()),
+            {{paddingTopLeft: [340, 80], paddingBottomRight: [500, 80], animate: false}})"""
+    )
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(SCREENSHOTS / "plans.png"))
+
+    _publish_now(page, client, draft_id, watch)
+
+
+def test_compare_versions_and_export(browser: Any, live: Live) -> None:
+    """Compare lists and draws exactly the grids that differ; export offers three formats."""
+    client = _api(live)
+    published = next(v for v in client.get("/boundaries/versions").json() if v["active"])
+    draft_id = client.post(f"/boundaries/versions/{published['id']}/copy", json={}).json()["id"]
+    grids = _grids(live, draft_id)
+    removed = sorted(c for c, g in grids.items() if g.level == "basic")[5]
+    assert client.delete(f"/boundaries/versions/{draft_id}/grids/{removed}").status_code == 200
+    page, watch = _open(browser, live, f"/maps/plans/{draft_id}", user="planner")
+    _ready(page, timeout_s=60)
+    # A is the draft shown, B the version in force, by default.
+    assert page.locator("[data-role=cmp-a]").input_value() == str(draft_id)
+    assert page.locator("[data-role=cmp-b]").input_value() == str(published["id"])
+    page.locator("button[data-role=compare]").click()
+    page.wait_for_selector("[data-role=compare-report]", timeout=TIMEOUT_MS)
+    assert page.locator("[data-role=diff-count]").inner_text() == "1"
+    rows = page.locator(".gm-diff li")
+    assert rows.count() == 1 and removed in rows.first.inner_text()
+    assert page.evaluate("() => GridMap.state.compared") == 1
+    rows.first.click()  # zooms to it
+    page.wait_for_timeout(300)
+    centre = page.evaluate("() => GridMap.map.getCenter()")
+    near = grids[removed].geometry.buffer(0.002)
+    assert near.contains(shapely.Point(centre["lng"], centre["lat"]))
+
+    row = page.locator(f".gm-versions li[data-version='{draft_id}']")
+    for fmt, suffix in (("geojson", ".geojson"), ("gpkg", ".gpkg"), ("shp", ".zip")):
+        with page.expect_download(timeout=TIMEOUT_MS) as info:
+            row.locator(f"button[data-format={fmt}]").click()
+        download = info.value
+        assert download.suggested_filename == f"gridmap-boundaries-v{draft_id}{suffix}"
+        assert Path(download.path()).stat().st_size > 1000
     watch.assert_clean()
     page.context.close()
