@@ -9,9 +9,11 @@ publishes. A missing version says so, in Chinese, with no edit tools.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -315,8 +317,14 @@ def test_compare_versions_and_export(browser: Any, live: Live) -> None:
     published = next(v for v in client.get("/boundaries/versions").json() if v["active"])
     draft_id = client.post(f"/boundaries/versions/{published['id']}/copy", json={}).json()["id"]
     grids = _grids(live, draft_id)
-    removed = sorted(c for c, g in grids.items() if g.level == "basic")[5]
-    assert client.delete(f"/boundaries/versions/{draft_id}/grids/{removed}").status_code == 200
+    renamed = sorted(c for c, g in grids.items() if g.level == "basic")[5]
+    feature = {
+        "type": "Feature",
+        "properties": {"name": "改名的网格"},
+        "geometry": json.loads(shapely.to_geojson(grids[renamed].geometry)),
+    }
+    resp = client.put(f"/boundaries/versions/{draft_id}/grids/{renamed}", json=feature)
+    assert resp.status_code == 200 and resp.json()["valid"], resp.text
     page, watch = _open(browser, live, f"/maps/plans/{draft_id}", user="planner")
     _ready(page, timeout_s=60)
     # A is the draft shown, B the version in force, by default.
@@ -326,12 +334,12 @@ def test_compare_versions_and_export(browser: Any, live: Live) -> None:
     page.wait_for_selector("[data-role=compare-report]", timeout=TIMEOUT_MS)
     assert page.locator("[data-role=diff-count]").inner_text() == "1"
     rows = page.locator(".gm-diff li")
-    assert rows.count() == 1 and removed in rows.first.inner_text()
+    assert rows.count() == 1 and renamed in rows.first.inner_text()
     assert page.evaluate("() => GridMap.state.compared") == 1
     rows.first.click()  # zooms to it
     page.wait_for_timeout(300)
     centre = page.evaluate("() => GridMap.map.getCenter()")
-    near = grids[removed].geometry.buffer(0.002)
+    near = grids[renamed].geometry.buffer(0.002)
     assert near.contains(shapely.Point(centre["lng"], centre["lat"]))
 
     row = page.locator(f".gm-versions li[data-version='{draft_id}']")
@@ -341,5 +349,67 @@ def test_compare_versions_and_export(browser: Any, live: Live) -> None:
         download = info.value
         assert download.suggested_filename == f"gridmap-boundaries-v{draft_id}{suffix}"
         assert Path(download.path()).stat().st_size > 1000
+
+    # Publish at a scheduled time, from under the impact report; then withdraw it (API).
+    page.locator(".gm-plan button[data-role=impact]").click()
+    page.wait_for_selector("[data-role=impact-report]", timeout=TIMEOUT_MS)
+    assert "边界调整 0" in page.locator(".gm-plan-side").inner_text()  # a new name moves nothing
+    page.locator("[data-role=publish-at]").fill("2099-01-01T08:00")
+    page.locator("button[data-role=publish-later]").click()
+    page.wait_for_selector("[data-role=published]", timeout=TIMEOUT_MS)
+    assert "已定时发布" in page.locator("[data-role=published]").inner_text()
+    version = client.get(f"/boundaries/versions/{draft_id}").json()
+    assert version["status"] == "published" and not version["active"]
+    expected = page.evaluate("() => new Date('2099-01-01T08:00').getTime()")
+    effective = datetime.fromisoformat(version["effective_from"])
+    assert effective.timestamp() * 1000 == expected
+    assert client.post(f"/boundaries/versions/{draft_id}/withdraw").status_code == 200
+    watch.assert_clean()
+    page.context.close()
+
+
+def test_draw_a_new_grid_and_locate_its_problems(browser: Any, live: Live) -> None:
+    """A polygon drawn with the toolbar becomes a grid (POST …/grids) after the planner names
+    it in the panel; drawn over a neighbour it overlaps, and the problem list, in Chinese,
+    zooms to the overlap when clicked."""
+    client = _api(live)
+    published = next(v for v in client.get("/boundaries/versions").json() if v["active"])
+    draft_id = client.post(f"/boundaries/versions/{published['id']}/copy", json={}).json()["id"]
+    grids = _grids(live, draft_id)
+    host = sorted(c for c, g in grids.items() if g.level == "basic")[3]
+    x, y = _inside(grids[host].geometry)
+    page, watch = _open(browser, live, f"/maps/plans/{draft_id}", user="planner")
+    _ready(page, timeout_s=60)
+    page.evaluate(f"() => GridMap.map.setView([{y}, {x}], 18, {{animate: false}})")
+    page.wait_for_timeout(400)
+    page.locator(".leaflet-pm-toolbar .leaflet-pm-icon-polygon").click()
+    d = 0.00015  # a square of about 26 m around a point inside the host grid
+    corners = [(x - d, y - d), (x + d, y - d), (x + d, y + d), (x - d, y + d), (x - d, y - d)]
+    for lon, lat in corners:  # the last click, on the first point, closes the polygon
+        page.mouse.click(*_screen(page, lon, lat))
+        page.wait_for_timeout(150)
+    page.wait_for_selector("[data-role=new-form]", timeout=10_000)
+    code = page.locator("[data-field=new-code]").input_value()
+    assert code not in grids and code.startswith(grids[host].parent_code)
+    assert page.locator("[data-field=new-parent]").input_value() == grids[host].parent_code
+    page.locator("[data-field=new-name]").fill("新画的网格")
+    page.locator("button[data-role=new-save]").click()
+    page.wait_for_function("() => GridMap.state.added === 1", timeout=TIMEOUT_MS)
+    stored = _grids(live, draft_id)[code]
+    assert stored.name == "新画的网格" and stored.parent_code == grids[host].parent_code
+    square = shapely.Polygon(corners)
+    # Clicks land on whole pixels (about 0.5 m at zoom 18).
+    assert stored.geometry.symmetric_difference(square).area < 0.1 * square.area
+
+    problems = page.locator(".gm-problems li")
+    texts = problems.all_inner_texts()
+    overlap = next(i for i, t in enumerate(texts) if t.startswith("重叠") and code in t)
+    assert not any(re.search(r"[A-Za-z]{3,}", t) for t in texts), texts  # no English words
+    page.evaluate(f"() => GridMap.map.setView([{y + 0.01}, {x + 0.01}], 14, {{animate: false}})")
+    problems.nth(overlap).click()
+    page.wait_for_timeout(400)
+    centre = page.evaluate("() => GridMap.map.getCenter()")
+    assert square.buffer(0.0003).contains(shapely.Point(centre["lng"], centre["lat"]))
+    assert page.evaluate("() => GridMap.map.getZoom()") >= 17
     watch.assert_clean()
     page.context.close()

@@ -73,6 +73,7 @@
     var mode = null;  // null, "split" (drawing the cut) or "merge" (clicks select grids)
     var mergeSel = [];
     var pendingSplit = null;
+    var newShape = null;  // a polygon just drawn, waiting for its code and name
     GM.planner = {
       dirty: function () { return Object.keys(dirty); },
       mode: function () { return mode; },
@@ -283,7 +284,7 @@
           layer.on("click", function () {
             if (!editable()) { return; }
             if (mode === "merge") { toggleMerge(p.code); return; }
-            if (mode !== "split" && editing !== p.code) { startEditing(p.code); }
+            if (mode !== "split" && mode !== "new" && editing !== p.code) { startEditing(p.code); }
           });
           layer.on("pm:markerdragstart", function (e) {
             dragStart = L.latLng(e.markerEvent.target.getLatLng());
@@ -365,6 +366,7 @@
               '<button type="button" data-role="save-props">保存属性</button> <button type="button" data-role="done">结束编辑</button></div>' +
               splitForm(grid)
               : mode === "merge" ? mergeForm()
+              : mode === "new" && newShape ? newGridForm()
               : '<span class="gm-muted">点击一个基础网格开始编辑其边界（共用顶点一起移动，吸附相邻网格），或拆分、合并；左侧工具栏可画新网格</span>' +
                 ' <div><button type="button" data-role="merge-start">选择网格合并</button></div>') + "</div>" +
             "<div>待提交修改 <b data-role=\"dirty\">" + edits.length + "</b> 个网格</div>" +
@@ -392,6 +394,8 @@
       on("merge-start", function () { stopEditing(); mode = "merge"; mergeSel = []; renderPanel(); });
       on("merge-cancel", cancelMode);
       on("merge", doMerge);
+      on("new-save", saveNewGrid);
+      on("new-cancel", cancelMode);
       L.DomEvent.disableClickPropagation(panel);
     }
 
@@ -439,6 +443,7 @@
     function cancelMode() {
       if (mode === "split" && map.pm) { map.pm.disableDraw(); }
       mergeSel.forEach(function (c) { if (drawn[c]) { drawn[c].setStyle({ fillColor: "#13c2c2", fillOpacity: 0.12 }); } });
+      if (newShape) { map.removeLayer(newShape); newShape = null; }
       mode = null; mergeSel = []; pendingSplit = null;
       renderPanel();
     }
@@ -652,23 +657,56 @@
         if (mode === "split" && pendingSplit) { await finishSplit(shape.toGeoJSON(9).geometry); }
         return;
       }
-      var code = (window.prompt("新网格编码") || "").trim();
-      var name = code ? (window.prompt("新网格名称") || "").trim() : "";
-      var parent = code ? (window.prompt("上级网格编码") || "").trim() : "";
-      map.removeLayer(shape);
-      if (!code || !name) { toast("未填写编码或名称，已取消", "error"); return; }
+      // The shape stays on the map, dashed, while the planner names it in the panel.
+      cancelMode();
+      stopEditing();
+      shape.setStyle({ color: "#ffd666", weight: 2, dashArray: "5 4", fillOpacity: 0.2 });
+      if (shape.pm) { shape.pm.disable(); }
+      newShape = shape;
+      mode = "new";
+      renderPanel();
+    });
+
+    function parentAt(latlng) {
+      // The parent of the basic grid under a point (the usual parent of a grid drawn there).
+      var found = null;
+      Object.keys(drawn).forEach(function (c) {
+        if (!found && drawn[c].getBounds().contains(latlng)) { found = drawn[c].feature.properties.parent; }
+      });
+      return found || (Object.keys(drawn).length ? drawn[Object.keys(drawn)[0]].feature.properties.parent : "");
+    }
+
+    function newGridForm() {
+      var parent = parentAt(newShape.getBounds().getCenter()) || "";
+      return '<div class="gm-form gm-new" data-role="new-form"><div class="gm-panel-title">新网格</div>' +
+        '<label>编码 <input data-field="new-code" value="' + esc(nextCode(parent, [])) + '"></label>' +
+        '<label>名称 <input data-field="new-name" value=""></label>' +
+        '<label>上级 <input data-field="new-parent" value="' + esc(parent) + '"></label>' +
+        '<button type="button" data-role="new-save">保存新网格</button> <button type="button" data-role="new-cancel">取消</button></div>';
+    }
+
+    async function saveNewGrid() {
+      var code = field("new-code"), name = field("new-name"), parent = field("new-parent");
+      if (!code || !name) { toast("请填写新网格的编码和名称", "error"); return; }
       try {
         await api(cfg, "/boundaries/versions/" + data.version.id + "/grids", null, {
           method: "POST", headers: { "Content-Type": "application/json" },
           body: JSON.stringify({
-            type: "Feature", geometry: shape.toGeoJSON(9).geometry,
+            type: "Feature", geometry: newShape.toGeoJSON(9).geometry,
             properties: { code: code, name: name, level: "basic", parent_code: parent || null },
           }),
         });
-        toast("已新增网格 " + code, "info");
+        map.removeLayer(newShape);
+        newShape = null; mode = null;
         await reload();
-      } catch (err) { toast("新增失败：" + err.message, "error"); }
-    });
+        result("已新增网格 " + esc(code), data.valid);
+        GM.state.added = (GM.state.added || 0) + 1;
+      } catch (err) {
+        if (err instanceof AuthNeeded) { location.reload(); return; }
+        toast("新增失败：" + err.message, "error");
+        result("新增失败：" + esc(err.message), false);
+      }
+    }
 
     await loadVersions();
     if (!cfg.version) {
