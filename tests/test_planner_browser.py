@@ -411,5 +411,24 @@ def test_draw_a_new_grid_and_locate_its_problems(browser: Any, live: Live) -> No
     centre = page.evaluate("() => GridMap.map.getCenter()")
     assert square.buffer(0.0003).contains(shapely.Point(centre["lng"], centre["lat"]))
     assert page.evaluate("() => GridMap.map.getZoom()") >= 17
+
+    # Edit the new grid's code and name: a click inside it opens its form.
+    page.evaluate(f"() => GridMap.map.setView([{y}, {x}], 18, {{animate: false}})")
+    page.wait_for_timeout(300)
+    # The overlap lies on top and names both grids: clicks go to each in turn.
+    for _ in range(2):
+        page.mouse.click(*_screen(page, x + d / 3, y + d / 3))
+        page.wait_for_selector("[data-role=editing]", timeout=10_000)
+        if page.locator("[data-role=editing]").inner_text() == code:
+            break
+    assert page.locator("[data-role=editing]").inner_text() == code
+    renamed = code[:-3] + "777"
+    page.locator("[data-field=code]").fill(renamed)
+    page.locator("[data-field=name]").fill("改过编码的网格")
+    page.locator("button[data-role=save-props]").click()
+    page.wait_for_function(f"() => !!GridMap.drawn['{renamed}']", timeout=TIMEOUT_MS)
+    after = _grids(live, draft_id)
+    assert code not in after and after[renamed].name == "改过编码的网格"
+    assert after[renamed].geometry.equals(stored.geometry)
     watch.assert_clean()
     page.context.close()

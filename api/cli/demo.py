@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  heatmap        {base}/maps/heatmap")
     print(f"  leaders' page  {base}/maps/assessment   (last full week; ?period=month:YYYY-MM)")
     print(f"  planner map    {base}/maps/plans/{version_id}   (planner / planner-demo)")
+    print("                 the version in force is read-only: 复制为新草案 starts a draft to edit")
     print(f"  API docs       {base}/docs")
     print(f"  point lookup   {base}/api/v1/lookup?lon=117.97&lat=37.38")
     print(f"  grids GeoJSON  {base}/api/v1/grids.geojson   (needs a token)")

@@ -320,6 +320,14 @@
         },
         onEachFeature: function (f, layer) {
           layer.bindTooltip('<div class="gm-tip">' + esc(problemText(f.properties)) + "</div>", { sticky: true, className: "gm-tooltip" });
+          // A problem lies over the grids it names: a click edits one of them, the next click
+          // the next one (an overlap names two).
+          layer.on("click", function () {
+            var codes = f.properties.codes.filter(function (c) { return drawn[c]; });
+            if (!codes.length) { return; }
+            var next = codes[(codes.indexOf(editing) + 1) % codes.length];
+            drawn[next].fire("click");
+          });
         },
       }).addTo(layers.problems);
       if (!fitted && data.bbox) {
