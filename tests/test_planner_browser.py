@@ -179,6 +179,21 @@ def _screen(page: Any, lon: float, lat: float) -> tuple[float, float]:
     return float(xy[0]), float(xy[1])
 
 
+def _click_until(page: Any, lon: float, lat: float, selector: str, tries: int = 3) -> None:
+    """Click a point of the map until ``selector`` shows (a first click can land while the
+    map is still settling after a view change)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries):
+        page.mouse.click(*_screen(page, lon, lat))
+        try:
+            page.wait_for_selector(selector, timeout=4_000)
+            return
+        except PlaywrightTimeout:
+            page.wait_for_timeout(500)
+    page.wait_for_selector(selector, timeout=1_000)
+
+
 def _inside(geom: shapely.Geometry) -> tuple[float, float]:
     """A point well inside ``geom`` (clicks land on it, not on a neighbour)."""
     inner = shapely.buffer(geom, -0.00012)
@@ -254,15 +269,26 @@ def test_planner_splits_merges_sees_impact_and_publishes(browser: Any, live: Liv
     page.wait_for_timeout(400)
 
     # Click the grid, then draw the cut across it with the mouse.
-    page.mouse.click(*_screen(page, x, y))
-    page.wait_for_selector(f"[data-role=editing]:has-text('{code}')", timeout=10_000)
+    _click_until(page, x, y, f"[data-role=editing]:has-text('{code}')")
     new_code = page.locator("[data-field=split-b-code]").input_value()
     assert new_code.startswith(grids[code].parent_code) and new_code not in grids
-    page.locator("button[data-role=split]").click()
-    page.wait_for_selector("[data-role=split-hint]")
-    for lon, lat in [*ends, ends[-1]]:  # clicking the last point again finishes the line
-        page.mouse.click(*_screen(page, lon, lat))
-        page.wait_for_timeout(150)
+
+    def draw_cut(points: list[tuple[float, float]]) -> None:
+        page.locator("button[data-role=split]").click()
+        page.wait_for_selector("[data-role=split-hint]")
+        for lon, lat in [*points, points[-1]]:  # clicking the last point again finishes it
+            page.mouse.click(*_screen(page, lon, lat))
+            page.wait_for_timeout(150)
+
+    # A cut that stops inside the grid is refused, in Chinese, and nothing changes.
+    middle = ((ends[0][0] + ends[1][0]) / 2, (ends[0][1] + ends[1][1]) / 2)
+    draw_cut([ends[0], middle])
+    page.wait_for_selector("[data-role=result] .gm-bad", timeout=TIMEOUT_MS)
+    refusal = page.locator("[data-role=result]").inner_text()
+    assert "拆分失败" in refusal and "网格外开始" in refusal, refusal
+    assert set(_grids(live, draft_id)) == set(grids)
+    watch.errors = [e for e in watch.errors if "422" not in e]  # the refusal, logged
+    draw_cut(ends)
     page.wait_for_function("() => GridMap.state.split === 1", timeout=TIMEOUT_MS)
     after = _grids(live, draft_id)
     assert code in after and new_code in after
@@ -275,10 +301,8 @@ def test_planner_splits_merges_sees_impact_and_publishes(browser: Any, live: Liv
     # Merge the smaller part into the neighbour: select both on the map, keep its code.
     assert page.locator("[data-role=editing]").count() == 0  # the split grid is gone
     page.locator("button[data-role=merge-start]").click()
-    for c in (neighbour, new_code):
-        page.mouse.click(*_screen(page, *_inside(after[c].geometry)))
-        page.wait_for_timeout(150)
-    page.wait_for_function("() => GridMap.planner.selected().length === 2", timeout=10_000)
+    for n, c in enumerate((neighbour, new_code), start=1):
+        _click_until(page, *_inside(after[c].geometry), f"[data-role=merge-count]:text-is('{n}')")
     assert page.locator("[data-field=merge-code]").input_value() == neighbour
     page.locator("button[data-role=merge]").click()
     page.wait_for_function("() => GridMap.state.merged === 1", timeout=TIMEOUT_MS)
