@@ -91,7 +91,7 @@ def split_grid(
     The larger part takes ``parts[0]``. Either part may keep the original code (its
     identity across versions). Raises InvalidEdit, NotFound, or Conflict (not a draft).
     """
-    boundaries.get_version(session, version_id)
+    boundaries.lock_draft(session, version_id)  # checks below hold until written
     grid = _leaf(session, version_id, code)
     assert grid.geometry is not None
     a, b = editing.split_polygon(grid.geometry, line)
@@ -111,7 +111,7 @@ def merge_grids(
     The result may keep one of the merged codes. Raises InvalidEdit (not touching,
     different parents, bad code), NotFound, or Conflict (not a draft).
     """
-    boundaries.get_version(session, version_id)
+    boundaries.lock_draft(session, version_id)  # checks below hold until written
     unique = list(dict.fromkeys(codes))
     if len(unique) < 2:
         raise InvalidEdit("Choose at least two different grids to merge.", reason="merge-count")

@@ -222,6 +222,9 @@ def test_published_versions_and_roles(
     zh = {**auth_headers("planner"), "Accept-Language": "zh-CN"}
     problem = _problem(_split(app_client, zh, published, LOSER, body), 409)
     assert problem["title"] == "版本不是草案，不能修改" and "复制为新草案" in problem["detail"]
+    # Refused as read-only before the line or codes are even looked at.
+    bad_line = {**body, "line": {"type": "LineString", "coordinates": [[0.0, 0.0], [0.1, 0.1]]}}
+    assert _split(app_client, zh, published, LOSER, bad_line).status_code == 409
     merge = {"codes": [GAINER, LOSER], "result": {"code": LOSER, "name": "x"}}
     resp = app_client.post(f"{BASE}/{published}/grids/merge", headers=zh, json=merge)
     _problem(resp, 409)

@@ -730,6 +730,11 @@ def _draft_for_update(session: Session, version_id: int) -> BoundaryVersionRow:
     return row
 
 
+def lock_draft(session: Session, version_id: int) -> None:
+    """Lock a draft's row for this transaction; NotFound, or Conflict when not a draft."""
+    _draft_for_update(session, version_id)
+
+
 def _forget_import_problems(row: BoundaryVersionRow, code: str) -> None:
     """Drop the kept problems naming ``code``: the planner has redrawn or removed it."""
     kept = [p for p in row.import_problems or () if code not in (p.get("codes") or ())]
