@@ -178,3 +178,49 @@ def test_merge_covers_both_grids(
     merged = merge_polygons([left, right])
     assert merged.covers(left) and merged.covers(right)
     assert merged.area == pytest.approx(left.area + right.area, abs=AREA_TOL)
+
+
+@st.composite
+def blobs(draw: st.DrawFn) -> shapely.Polygon:
+    """An irregular, often concave polygon: the union of a few overlapping boxes."""
+    boxes = draw(
+        st.lists(
+            st.tuples(fractions, fractions, st.floats(0.1, 0.4), st.floats(0.1, 0.4)),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    shape = shapely.union_all(
+        [
+            shapely.box(LON + x * SIDE, LAT + y * SIDE, LON + (x + w) * SIDE, LAT + (y + h) * SIDE)
+            for x, y, w, h in boxes
+        ]
+    )
+    assume(isinstance(shape, shapely.Polygon) and shape.is_valid)
+    return shape
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    grid=blobs(),
+    points=st.lists(st.tuples(st.floats(-0.3, 1.6), st.floats(-0.3, 1.6)), min_size=2, max_size=5),
+)
+def test_any_cut_splits_cleanly_or_is_refused_with_a_reason(
+    grid: shapely.Polygon, points: list[tuple[float, float]]
+) -> None:
+    """Concave grids, bent cuts: either two parts that make up the grid without overlap, or
+    a refusal naming one of the documented reasons."""
+    line = shapely.LineString([(LON + x * SIDE, LAT + y * SIDE) for x, y in points])
+    try:
+        a, b = split_polygon(grid, line)
+    except InvalidEdit as exc:
+        assert exc.details["reason"] in {
+            "line",
+            "line-misses",
+            "line-not-across",
+            "line-crosses-many",
+        }
+        return
+    assert a.area >= b.area > 0
+    assert a.intersection(b).area <= AREA_TOL
+    assert shapely.union_all([a, b]).symmetric_difference(grid).area <= AREA_TOL
