@@ -119,6 +119,8 @@ MATRIX: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", f"{V1}/boundaries/versions/{{version_id}}/grids"): PLAN,
     ("PUT", f"{V1}/boundaries/versions/{{version_id}}/grids/{{code}}"): PLAN,
     ("DELETE", f"{V1}/boundaries/versions/{{version_id}}/grids/{{code}}"): PLAN,
+    ("POST", f"{V1}/boundaries/versions/{{version_id}}/grids/{{code}}/split"): PLAN,
+    ("POST", f"{V1}/boundaries/versions/{{version_id}}/grids/merge"): PLAN,
     # assessment
     ("GET", f"{V1}/assessment"): PLAN_READ,
     ("GET", f"{V1}/assessment/log.csv"): DISPATCH,

@@ -33,6 +33,10 @@ ZH: Final[dict[str, tuple[str, str]]] = {
     "forbidden": ("无权操作", "当前账号的角色不允许执行此操作。"),
     "not-found": ("未找到", "所请求的对象不存在，或您无权查看。"),
     "conflict": ("操作冲突", "数据已被他人修改，请刷新后重试。"),
+    "conflict:read-only": (
+        "版本不是草案，不能修改",
+        "已发布的边界版本只读；请先“复制为新草案”，再编辑新草案。",
+    ),
     "conflict-action": (
         "操作与事件当前状态不符",
         "事件当前状态为「{status_now}」，此操作无法执行。您现在可执行：{allowed}。已为您刷新。",
@@ -57,6 +61,34 @@ ZH: Final[dict[str, tuple[str, str]]] = {
     "embedded-database": ("内置数据库出错", "请查看服务器日志。"),
     "method-not-allowed": ("不支持的请求方法", "此地址不接受该请求方法。"),
     "internal": ("服务器内部错误", "服务器出错，已记录日志，请稍后重试。"),
+    # Splits and merges of grids (``gis/editing.py``), one entry per ``reason``.
+    "invalid-edit": ("无法完成拆分或合并", "请检查所选网格和分割线后重试。"),
+    "invalid-edit:line": ("分割线无效", "分割线须为一笔画成、不自相交的折线。"),
+    "invalid-edit:line-misses": ("分割线未经过网格", "分割线没有碰到该网格，请横穿网格重画。"),
+    "invalid-edit:line-not-across": (
+        "分割线未完整穿过网格",
+        "分割线须从网格外开始、穿过网格、在网格外结束，把网格分成两部分。",
+    ),
+    "invalid-edit:line-crosses-many": (
+        "分割线多次穿过网格",
+        "一次拆分只能得到两个网格，请只穿过网格一次。",
+    ),
+    "invalid-edit:multipart": ("网格由多块组成", "只能拆分由一块多边形组成的网格。"),
+    "invalid-edit:invalid-grid": (
+        "网格几何无效",
+        "网格多边形无效（如自相交），请先修复再拆分或合并。",
+    ),
+    "invalid-edit:has-children": ("网格有下级网格", "只能拆分或合并没有下级的基础网格。"),
+    "invalid-edit:merge-count": ("合并网格数量不符", "请选择 2 至 20 个网格进行合并。"),
+    "invalid-edit:merge-not-touching": (
+        "网格不相邻",
+        "所选网格没有共用边界，合并后不是一整块区域。",
+    ),
+    "invalid-edit:merge-parents": ("网格上级不同", "只能合并同一上级网格下的网格。"),
+    "invalid-edit:code-format": ("网格编码格式错误", "网格编码须为 1 至 32 位数字。"),
+    "invalid-edit:code-parent": ("网格编码与上级不符", "新网格编码须以上级网格编码开头并更长。"),
+    "invalid-edit:code-taken": ("网格编码已存在", "草案中已有该编码的网格，请换一个编码。"),
+    "invalid-edit:code-same": ("两个新编码相同", "拆分得到的两个网格须使用不同的编码。"),
 }
 
 #: Status names, for ``{status_now}``.
@@ -130,6 +162,8 @@ def negotiate(header: str | None) -> str:
 def _variant(kind: str, extra: dict[str, Any]) -> str:
     if kind == "conflict" and "allowed" in extra:
         return "conflict-action"
+    if f"{kind}:{extra.get('reason')}" in ZH:
+        return f"{kind}:{extra.get('reason')}"
     return kind
 
 

@@ -98,3 +98,13 @@ class UnsupportedPhoto(InvalidInput):
     """An upload that is not a JPEG, PNG or WebP photo by its content (or cannot be decoded)."""
 
     kind = "unsupported-photo"
+
+
+class InvalidEdit(InvalidInput):
+    """A split or merge the planner asked for cannot give a clean result.
+
+    ``details["reason"]`` says why in a stable word (``line-misses``, ``merge-parents``…),
+    which the message catalogue words in each language.
+    """
+
+    kind = "invalid-edit"

@@ -186,6 +186,7 @@ def credentials_text(settings: Settings, setup: DemoSetup) -> str:
         f"  heatmap        {base}/maps/heatmap",
         f"  leaders' page  {base}/maps/assessment   (last full week; ?period=month:YYYY-MM)",
         f"  planner map    {base}/maps/plans/{version_id}   (planner / planner-demo)",
+        "                 the version in force is read-only: 复制为新草案 starts a draft to edit",
         f"  API docs       {base}/docs",
         f"  point lookup   {base}/api/v1/lookup?lon=117.97&lat=37.38",
         f"  grids GeoJSON  {base}/api/v1/grids.geojson   (needs a token)",

@@ -23,9 +23,10 @@ from starlette.background import BackgroundTask
 from api import uploads
 from api.bodies import read_json
 from api.deps import SessionDep, SettingsDep, open_session
-from api.schemas import Instant
+from api.schemas import Coordinate, Instant
 from api.security import allow
 from api.uploads import UploadFolder, receive_upload
+from gis import editing as editing_limits
 from gis.errors import GridmapError, InvalidInput
 from gis.grids import GridFeature
 from gis.io.boundary_files import BoundaryFormat, write_boundary_file
@@ -34,7 +35,7 @@ from gis.store import audit, boundaries
 from gis.store.boundaries import BoundaryVersion
 from gis.store.impact import MAX_DAYS, impact_report
 from gis.store.users import User
-from services import publishing
+from services import editing, publishing
 
 router = APIRouter(prefix="/boundaries", tags=["boundaries"])
 
@@ -101,6 +102,48 @@ class PublishIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     effective_from: AwareDatetime | None = None
+
+
+GeoCode = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
+GridName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class NewGridIn(BaseModel):
+    """Code and name of a grid made by a split or a merge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: GeoCode
+    name: GridName
+
+
+class LineIn(BaseModel):
+    """A GeoJSON LineString (WGS84): the cut drawn on the map."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["LineString"]
+    coordinates: list[Annotated[list[Coordinate], Field(min_length=2, max_length=3)]] = Field(
+        min_length=2, max_length=editing_limits.MAX_LINE_VERTICES
+    )
+
+
+class SplitIn(BaseModel):
+    """Split a grid along ``line`` into two grids; the larger part gets ``parts[0]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line: LineIn
+    parts: tuple[NewGridIn, NewGridIn]
+
+
+class MergeIn(BaseModel):
+    """Merge sibling grids ``codes`` into one grid ``result`` (it may keep one of the codes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    codes: list[GeoCode] = Field(min_length=2, max_length=editing_limits.MAX_MERGE)
+    result: NewGridIn
 
 
 class CopyIn(BaseModel):
@@ -634,3 +677,54 @@ def delete_grid(
     return JSONResponse(
         {"code": code, **_report(version_id, publishing.validate_version(session, version_id))}
     )
+
+
+# --- splitting and merging grids of a draft ------------------------------------------------
+
+
+def _edit_answer(version_id: int, result: editing.EditResult) -> dict[str, Any]:
+    return {
+        "removed": result.removed,
+        "added": result.added,
+        **_report(version_id, result.report),
+    }
+
+
+@router.post("/versions/{version_id}/grids/{code}/split", dependencies=[allow()])
+def split_grid(
+    session: SessionDep, version_id: VersionId, code: GridCode, body: SplitIn
+) -> JSONResponse:
+    """Cut one grid of a draft along a line drawn across it into two grids.
+
+    The line must start and end outside the grid and cross it once; otherwise 422
+    ``invalid-edit`` with a ``reason`` (``line-misses``, ``line-not-across``,
+    ``line-crosses-many``, ``line``). Only grids without children are split; the new codes
+    extend the parent's code and are not used in the draft (one may be the split grid's own
+    code). 409 when the version is not a draft. The answer lists the removed and added codes
+    with the draft's fresh validation report.
+    """
+    for position in body.line.coordinates:
+        if not (-180 <= position[0] <= 180 and -90 <= position[1] <= 90):
+            raise InvalidInput("A position is not a WGS84 longitude/latitude (longitude first).")
+    line = shapely.LineString([p[:2] for p in body.line.coordinates])
+    parts = (
+        editing.NewGrid(body.parts[0].code, body.parts[0].name),
+        editing.NewGrid(body.parts[1].code, body.parts[1].name),
+    )
+    return JSONResponse(
+        _edit_answer(version_id, editing.split_grid(session, version_id, code, line, parts))
+    )
+
+
+@router.post("/versions/{version_id}/grids/merge", dependencies=[allow()])
+def merge_grids(session: SessionDep, version_id: VersionId, body: MergeIn) -> JSONResponse:
+    """Merge sibling grids of a draft that share an edge into one grid.
+
+    422 ``invalid-edit`` with a ``reason`` when they do not touch (``merge-not-touching``),
+    have different parents (``merge-parents``) or the result's code is not usable
+    (``code-format``, ``code-parent``, ``code-taken``); 409 when the version is not a draft.
+    """
+    result = editing.merge_grids(
+        session, version_id, body.codes, editing.NewGrid(body.result.code, body.result.name)
+    )
+    return JSONResponse(_edit_answer(version_id, result))

@@ -724,9 +724,15 @@ def _draft_for_update(session: Session, version_id: int) -> BoundaryVersionRow:
     if row.status != "draft":
         raise Conflict(
             f"Boundary version {version_id} is {row.status}: published boundaries never "
-            "change. Copy it into a new draft and edit that."
+            "change. Copy it into a new draft and edit that.",
+            reason="read-only",
         )
     return row
+
+
+def lock_draft(session: Session, version_id: int) -> None:
+    """Lock a draft's row for this transaction; NotFound, or Conflict when not a draft."""
+    _draft_for_update(session, version_id)
 
 
 def _forget_import_problems(row: BoundaryVersionRow, code: str) -> None:
