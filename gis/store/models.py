@@ -289,14 +289,20 @@ class EventTransitionRow(Base):
         CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
         # The event log is read in time order (assessment exports, CSV contract).
         Index("ix_event_transitions_at_id", "at", "id"),
+        # One partition per month of ``at`` (migration 0011, gis/store/partitions.py).
+        {"postgresql_partition_by": "RANGE (at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The primary key includes the partition key, as PostgreSQL requires; ids still come
+    # from one sequence.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
     note: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # The event log's columns (migration 0005): the action that made this step, who took it
@@ -339,9 +345,9 @@ class EventPhotoRow(Base):
     photo_sha256: Mapped[str] = mapped_column(
         ForeignKey("photos.sha256"), primary_key=True, index=True
     )
-    transition_id: Mapped[int | None] = mapped_column(
-        ForeignKey("event_transitions.id", ondelete="SET NULL")
-    )
+    # No foreign key since the log is partitioned (migration 0011): ``id`` alone is not a
+    # unique key of a partitioned table. Transitions are deleted only with their event.
+    transition_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16), default="report", server_default="report")
 
 
