@@ -23,8 +23,8 @@ from api.feed_hub import FeedHub
 from api.login_guard import LoginGuard
 from api.openapi import complete_openapi
 from api.overdue import overdue_task
-from api.partitions import partitions_task
 from api.overload import DatabaseGate, InFlightLimit, RateLimits
+from api.partitions import partitions_task
 from api.query_check import reject_unknown_query
 from api.read_db import ReadRouter, ReplicaRetry
 from api.routes import (

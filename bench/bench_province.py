@@ -185,9 +185,7 @@ def load(url: Any, size: Size, now: datetime, echo: Callable[[str], None]) -> di
         info["first_publish_s"] = time.perf_counter() - t0
         version_id = draft.id
         categories = sorted(s.scalars(text("SELECT code FROM event_categories")).all())
-        limits = dict(
-            s.execute(text("SELECT code, time_limit_hours FROM event_categories")).all()
-        )
+        limits = dict(s.execute(text("SELECT code, time_limit_hours FROM event_categories")).all())
     echo(
         f"version {version_id} stored in {info['grids_stored_s']:.0f} s, "
         f"published in {info['first_publish_s']:.0f} s"
@@ -203,8 +201,10 @@ def load(url: Any, size: Size, now: datetime, echo: Callable[[str], None]) -> di
             conn,
             "workers",
             "id, worker_no, name, role, duty",
-            [f"{i + 1}\tP{i + 1:06d}\t网格员{i + 1}\tfull_time\tdaily 00:00-24:00\n" for i in
-             range(len(basic))],
+            [
+                f"{i + 1}\tP{i + 1:06d}\t网格员{i + 1}\tfull_time\tdaily 00:00-24:00\n"
+                for i in range(len(basic))
+            ],
         )
         _copy(
             conn,
@@ -394,8 +394,9 @@ def measure(url: Any, echo: Callable[[str], None], explain: bool) -> list[dict[s
             times, exported = _timed(export, 3)
             if explain:
                 _explain(s, "export", export)
-        rows.append(_row(f"log export: {month_start:%Y-%m}, county {county}", times, exported,
-                         "export"))
+        rows.append(
+            _row(f"log export: {month_start:%Y-%m}, county {county}", times, exported, "export")
+        )
         s.rollback()
 
     # Publish: a new version re-routing every open event.
@@ -499,7 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = False
     if args.reuse:
         with psycopg.connect(libpq_url(url)) as conn:
-            loaded = bool(conn.execute("SELECT to_regclass('bench_meta') IS NOT NULL").fetchone()[0])  # type: ignore[index]
+            loaded = bool(
+                conn.execute("SELECT to_regclass('bench_meta') IS NOT NULL").fetchone()[0]
+            )  # type: ignore[index]
     info: dict[str, Any] = {}
     if not loaded:
         info = load(url, size, datetime.now(UTC).replace(microsecond=0), echo)

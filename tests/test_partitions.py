@@ -153,7 +153,9 @@ def test_the_migration_keeps_every_row_down_and_up() -> None:
         engine.dispose()
         command.downgrade(alembic_config(url), before)
         with Session(engine) as s:
-            kind = s.scalar(text("SELECT relkind FROM pg_class WHERE relname = 'event_transitions'"))
+            kind = s.scalar(
+                text("SELECT relkind FROM pg_class WHERE relname = 'event_transitions'")
+            )
             assert kind == "r"
             assert s.execute(text("SELECT * FROM event_transitions ORDER BY id")).all() == (
                 rows_after

@@ -71,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
             session.begin(),
             tmp.open("wb") as out,
         ):
-            digest = export_log(
-                session, out, start=start, end=end, tz=tz, county=args.county
-            )
+            digest = export_log(session, out, start=start, end=end, tz=tz, county=args.county)
         tmp.replace(args.out)
     except GridmapError as exc:
         print(f"gridmap events log: {exc.message}", file=sys.stderr)
