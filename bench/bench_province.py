@@ -55,6 +55,7 @@ from gis.store import boundaries, roster
 from gis.store import event_stats as stats
 from gis.store.database import make_engine, migrate
 from gis.store.events import FeedCursor, changes_since
+from gis.store.partitions import ensure_partitions
 from gis.synthetic import make_coverage
 from services import publishing
 from services.assessment import export_log
@@ -176,6 +177,9 @@ def load(url: Any, size: Size, now: datetime, echo: Callable[[str], None]) -> di
     info["grids_generated_s"] = time.perf_counter() - t0
     echo(f"{len(features):,} grids generated in {info['grids_generated_s']:.0f} s")
     with Session(engine) as s, s.begin():
+        # History is loaded: its months get their partitions, as `gridmap db partitions
+        # --back N` makes them.
+        ensure_partitions(s, now, back=MONTHS + 1)
         roster.upsert_categories(s, read_categories(ROOT / "data" / "categories.csv"))
         t0 = time.perf_counter()
         draft = boundaries.create_version(s, features, label="province v1", author="bench")
@@ -327,7 +331,9 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
     return times, result
 
 
-def measure(url: Any, echo: Callable[[str], None], explain: bool) -> list[dict[str, Any]]:
+def measure(
+    url: Any, echo: Callable[[str], None], explain: bool
+) -> tuple[list[dict[str, Any]], Size]:
     """Run the four measurements on the loaded province."""
     engine = make_engine(url, pool_size=2)
     rows: list[dict[str, Any]] = []
@@ -418,7 +424,7 @@ def measure(url: Any, echo: Callable[[str], None], explain: bool) -> list[dict[s
     with Session(engine) as s, s.begin():
         boundaries.delete_draft(s, draft.id)
     engine.dispose()
-    return rows
+    return rows, Size(meta.grids, meta.events, meta.open_events, meta.counties)
 
 
 def _explain(session: Session, name: str, fn: Callable[[], Any]) -> None:
@@ -506,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info: dict[str, Any] = {}
     if not loaded:
         info = load(url, size, datetime.now(UTC).replace(microsecond=0), echo)
-    rows = measure(url, echo, args.explain)
+    rows, size = measure(url, echo, args.explain)
     print_table(
         f"Province on one database ({size.grids:,} grids, {size.events:,} events; "
         f"load average {_load_average()})",

@@ -47,6 +47,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 help=f"months after the current one (UTC) to create, 0-{MAX_AHEAD} "
                 f"(default {DEFAULT_AHEAD})",
             )
+            p.add_argument(
+                "--back",
+                type=_ahead,
+                default=0,
+                metavar="N",
+                help=f"also the N months before the current one, 0-{MAX_AHEAD} (for "
+                "importing history; default 0)",
+            )
 
 
 def _ahead(value: str) -> int:
@@ -65,7 +73,7 @@ def _guarded(func):  # type: ignore[no-untyped-def]
             if getattr(args, "replica", False):
                 return _start_replica(Settings())
             if func is _partitions:
-                return _partitions(Settings(), args.ahead)
+                return _partitions(Settings(), args.ahead, args.back)
             return int(func(Settings()))
         except GridmapError as exc:
             print(f"gridmap: {exc.message}", file=sys.stderr)
@@ -156,7 +164,7 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
-def _partitions(settings: Settings, ahead: int = DEFAULT_AHEAD) -> int:
+def _partitions(settings: Settings, ahead: int = DEFAULT_AHEAD, back: int = 0) -> int:
     from sqlalchemy.orm import Session
 
     from gis.store.database import make_engine
@@ -166,7 +174,7 @@ def _partitions(settings: Settings, ahead: int = DEFAULT_AHEAD) -> int:
     engine = make_engine(url, pool_size=1)
     try:
         with Session(engine) as session, session.begin():
-            made = ensure_partitions(session, datetime.now(UTC), ahead)
+            made = ensure_partitions(session, datetime.now(UTC), ahead, back)
             listed = [p for parent in PARTITIONED for p in list_partitions(session, parent)]
     finally:
         engine.dispose()

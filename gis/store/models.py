@@ -225,6 +225,16 @@ class EventRow(Base):
         ),
         # A county's events by time: its monthly export, and the shard key (docs/scale.md).
         Index("ix_events_county_received", "county_code", "received_at"),
+        # The dispatcher map of one community: a grid-code prefix, then a time range
+        # (migration 0011; pattern ops, so LIKE 'prefix%' uses it under any collation).
+        Index(
+            "ix_events_grid_code_received",
+            "grid_code",
+            "received_at",
+            postgresql_ops={"grid_code": "varchar_pattern_ops"},
+        ),
+        # The change feed pages in (change_xid, id) order (migration 0011).
+        Index("ix_events_change_xid_id", "change_xid", "id"),
         # The overdue task and the due_soon queue scan open events by due time.
         Index(
             "ix_events_open_due_at",
@@ -276,9 +286,7 @@ class EventRow(Base):
     handler_worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
     rating: Mapped[int | None] = mapped_column(SmallInteger)
     # Stamped by a trigger with the writing transaction's id: the change feed's cursor.
-    change_xid: Mapped[int] = mapped_column(
-        Xid8(), server_default=text("pg_current_xact_id()"), index=True
-    )
+    change_xid: Mapped[int] = mapped_column(Xid8(), server_default=text("pg_current_xact_id()"))
 
 
 class EventTransitionRow(Base):

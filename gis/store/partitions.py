@@ -71,16 +71,18 @@ def _bound(first: date) -> datetime:
 
 
 def ensure_partitions(
-    session: Session, now: datetime, ahead: int = DEFAULT_AHEAD
+    session: Session, now: datetime, ahead: int = DEFAULT_AHEAD, back: int = 0
 ) -> list[Partition]:
-    """Create the missing partitions from ``now``'s month to ``ahead`` months later.
+    """Create the missing partitions from ``back`` months before ``now``'s to ``ahead`` after.
+
+    ``back`` is for loading history (an import of past months); the server uses 0.
 
     Returns the partitions created (with the rows moved out of the DEFAULT partition). Runs
     in the caller's transaction; takes a transaction advisory lock so two callers at once
     wait for each other instead of failing on the same ``CREATE TABLE``.
     """
-    if not 0 <= ahead <= MAX_AHEAD:
-        raise ValueError(f"ahead must be between 0 and {MAX_AHEAD} months")
+    if not 0 <= ahead <= MAX_AHEAD or not 0 <= back <= MAX_AHEAD:
+        raise ValueError(f"ahead and back must be between 0 and {MAX_AHEAD} months")
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext('gridmap partitions'))"))
     first = month_start(now)
     made: list[Partition] = []
@@ -90,7 +92,7 @@ def ensure_partitions(
         if default not in existing:
             session.execute(text(f"CREATE TABLE {default} PARTITION OF {parent} DEFAULT"))
             made.append(Partition(default, parent, None, None))
-        for k in range(ahead + 1):
+        for k in range(-back, ahead + 1):
             month = add_months(first, k)
             name = partition_name(parent, month)
             if name in existing:
