@@ -415,10 +415,10 @@ def measure(
         s.rollback()
 
     # Publish: a new version re-routing every open event.
+    with Session(engine) as s:
+        features = rotated(boundaries.version_features(s, int(meta.version_id)))
     with Session(engine) as s, s.begin():
-        v1 = int(meta.version_id)
-        features = boundaries.version_features(s, v1)
-        draft = boundaries.create_version(s, rotated(features), label="province v2")
+        draft = boundaries.create_version(s, features, label="province v2")
     with Session(engine) as s, s.begin():
         opened = s.scalar(
             text("SELECT count(*) FROM events WHERE status = ANY(:open)"), {"open": list(OPEN)}
