@@ -162,32 +162,44 @@ def test_four_processes_share_one_index_and_switch_within_a_second(cluster: Clus
     posters = [threading.Thread(target=post, args=(k,)) for k in range(PROCESSES)]
     for t in posters:
         t.start()
-    switched: dict[int, float] = {}
+    # One watcher per process, each on its own connection to that process: the moment it
+    # first answers from a version other than v1.
+    seen: dict[int, tuple[float, int, str | None]] = {}
+    watch_stop = threading.Event()
+
+    def watch(k: int) -> None:
+        while not watch_stop.is_set():
+            version, grid = _lookup(clients[k], lon, lat)
+            if version != v1:
+                seen[k] = (time.time(), version, grid)
+                return
+
+    watchers = [threading.Thread(target=watch, args=(k,)) for k in range(PROCESSES)]
     try:
         time.sleep(1.5)
+        for t in watchers:
+            t.start()
         with sessions() as s, s.begin():
             draft = boundaries.create_version(s, v2_features, label="four processes v2")
             publishing.publish(s, draft.id, actor="test")
         committed = time.time()
         v2 = draft.id
-        # Each process, polled in turn: the first answer from the new version.
-        while len(switched) < PROCESSES and time.time() - committed < 10:
-            for k, c in enumerate(clients):
-                if k in switched:
-                    continue
-                version, grid = _lookup(c, lon, lat)
-                if version == v2:
-                    switched[k] = time.time() - committed
-                    assert grid != code, "the new version moves the point"
+        for t in watchers:
+            t.join(timeout=15)
+        watch_stop.set()
         time.sleep(1.5)
     finally:
         stop.set()
+        watch_stop.set()
         for t in posters:
             t.join(timeout=60)
         for c in clients:
             c.close()
     assert problems == []
-    assert sorted(switched) == list(range(PROCESSES)), f"not all switched: {switched}"
+    assert sorted(seen) == list(range(PROCESSES)), f"not all switched: {seen}"
+    assert {version for _, version, _ in seen.values()} == {v2}
+    assert all(grid != code for _, _, grid in seen.values()), "v2 moves the point"
+    switched = {k: at - committed for k, (at, _, _) in seen.items()}
     assert max(switched.values()) < 1.0, f"seconds from commit to switch: {switched}"
     index_files = list((cluster.data_dir / "routing").glob(f"v{v1}-*.index"))
     assert len(index_files) == 1, "one index file per version, built once"
