@@ -2,7 +2,7 @@
 
 python -m bench                 # all
 python -m bench routing intake  # some: validation, routing, intake, soak, maps,
-                                #   assessment, workers, tablet
+                                #   assessment, workers, tablet, province
 python -m bench --quick intake  # short runs of the suites that have a size option
 
 Exits 1 when any suite missed a target, so CI and a developer see it without reading.
@@ -22,9 +22,10 @@ SUITES = {
     "assessment": "bench.bench_assessment",
     "workers": "bench.bench_workers",
     "tablet": "bench.bench_tablet",
+    "province": "bench.bench_province",
 }
 #: Suites that take ``--quick``.
-QUICK = {"intake", "soak"}
+QUICK = {"intake", "soak", "province"}
 
 
 def main(argv: list[str]) -> int:
