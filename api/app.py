@@ -25,6 +25,7 @@ from api.login_guard import LoginGuard
 from api.openapi import complete_openapi
 from api.overdue import overdue_task
 from api.overload import DatabaseGate, InFlightLimit, RateLimits
+from api.partitions import partitions_task
 from api.query_check import reject_unknown_query
 from api.read_db import ReadRouter, ReplicaRetry
 from api.routes import (
@@ -124,7 +125,8 @@ def create_app(
         try:
             async with (
                 activation_task(engine, timezone=settings.timezone),
-                overdue_task(app.state.sessions, app.state.clock),
+                overdue_task(engine, app.state.clock),
+                partitions_task(engine, app.state.clock),
             ):
                 yield
         finally:

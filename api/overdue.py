@@ -1,65 +1,55 @@
 """The server's periodic task flagging overdue events (see ``services/overdue.py``).
 
-Like the boundary activation task, it runs in a worker thread, logs failures and tries again
-on the next round; it never takes the server down. The clock is the app's (injected in
-tests), so a moved clock moves what is overdue.
+It runs once across all server processes (:func:`api.periodic.run_once_across_processes`:
+one process leads, under an advisory lock, and another takes over when it stops), like the
+boundary activation. A failure is logged and the next round tries again; the task never
+takes the server down. The clock is the app's (injected in tests), so a moved clock moves
+what is overdue.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Final
 
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from services.overdue import OVERDUE_INTERVAL_S, run_round
+from api.periodic import JobRunner, PeriodicJob, run_once_across_processes
+from services.overdue import OVERDUE_INTERVAL_S, flag_overdue
 
 log = logging.getLogger("gridmap.overdue")
 
+#: The advisory lock's name: one overdue-flagging leader per database.
+JOB_NAME: Final = "overdue flagging"
 
-async def _rounds(
-    sessions: sessionmaker[Session],
-    clock: Callable[[], datetime],
-    stop: asyncio.Event,
-    interval_s: float,
-) -> None:
-    while not stop.is_set():
-        try:
-            flagged = await run_in_threadpool(run_round, sessions, clock())
-            if flagged:
-                log.info("%d event(s) flagged overdue", len(flagged))
-        except Exception as exc:
-            log.warning(
-                "overdue flagging failed (%s: %s); retrying in %.0f s",
-                type(exc).__name__,
-                str(exc).splitlines()[0] if str(exc) else "",
-                interval_s,
-            )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+
+def _report(flagged: list[int]) -> None:
+    if flagged:
+        log.info("%d event(s) flagged overdue", len(flagged))
+
+
+def overdue_job(
+    clock: Callable[[], datetime], interval_s: float = OVERDUE_INTERVAL_S
+) -> PeriodicJob[list[int]]:
+    """Overdue flagging as a job for :func:`api.periodic.run_once_across_processes`."""
+
+    def run(session: Session) -> list[int]:
+        return flag_overdue(session, clock())
+
+    return PeriodicJob(JOB_NAME, interval_s, run, report=_report)
 
 
 @contextlib.asynccontextmanager
 async def overdue_task(
-    sessions: sessionmaker[Session],
+    engine: Engine,
     clock: Callable[[], datetime],
     *,
     interval_s: float = OVERDUE_INTERVAL_S,
-) -> AsyncIterator[None]:
-    """Flag overdue events every ``interval_s`` for the lifetime of the block."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        _rounds(sessions, clock, stop, interval_s), name="gridmap-overdue-flagging"
-    )
-    try:
-        yield
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, timeout=10)
-        except (TimeoutError, asyncio.CancelledError):
-            task.cancel()
+) -> AsyncIterator[JobRunner[list[int]]]:
+    """Flag overdue events every ``interval_s`` (once across processes) for the block."""
+    async with run_once_across_processes(engine, overdue_job(clock, interval_s)) as runner:
+        yield runner

@@ -2,7 +2,7 @@
 
 python -m bench                 # all
 python -m bench routing intake  # some: validation, routing, intake, soak, maps,
-                                #   assessment, workers, tablet
+                                #   assessment, workers, tablet, province
 python -m bench --quick intake  # short runs of the suites that have a size option
 python -m bench.bench_intake --help   # one suite's own options, sizes and run time
 
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     return argparse.ArgumentParser(
         prog="python -m bench",
-        description="Run the benchmarks (default: all, about an hour in total); each prints "
+        description="Run the benchmarks (default: all, about two hours with the full province; "
+        "--quick: under half an hour); each prints "
         "its table with the baseline measured in the same run.",
         epilog=f"suites:\n{listing}\nEach suite's own options: python -m bench.bench_NAME --help",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -69,10 +69,16 @@ SUITES: dict[str, Suite] = {
         "390x844 phone profile, with and without 4x CPU throttling",
         "1-2 minutes once the maps bench has built its database, about 5 the first time",
     ),
+    "province": Suite(
+        "bench.bench_province",
+        "100,000 basic grids and 10,000,000 events over 6 months (--grids, --events; "
+        "--quick: 10,000 grids and 300,000 events); the four province budgets",
+        "30-90 minutes to load the full size, then a few minutes (--quick: a few minutes)",
+    ),
 }
 
 #: Suites that take ``--quick``.
-QUICK = {"intake", "soak"}
+QUICK = {"intake", "soak", "province"}
 
 
 def describe(name: str) -> str:

@@ -104,14 +104,18 @@ def export_log(
     start: datetime | None,
     end: datetime | None,
     tz: ZoneInfo,
+    county: str | None = None,
 ) -> LogDigest:
-    """Write the log CSV to ``out``; return its row count and digest."""
+    """Write the log CSV to ``out``; return its row count and digest.
+
+    ``county`` restricts it to the events of one county (区县 code, six digits).
+    """
     digest = hashlib.sha256()
     rows = 0
 
     def counted() -> Iterator[Any]:
         nonlocal rows
-        for row in event_log.iter_log(session, start=start, end=end, tz=tz):
+        for row in event_log.iter_log(session, start=start, end=end, tz=tz, county=county):
             rows += 1
             yield row
 

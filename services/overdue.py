@@ -1,9 +1,10 @@
 """Flagging overdue events: the periodic job behind the ``overdue`` queue.
 
 :func:`flag_overdue` is one idempotent round in one transaction; the server runs it every
-:data:`OVERDUE_INTERVAL_S` seconds (``api/overdue.py``), so an event is flagged within a
-minute of its due time. Several processes may run it at once: rows are claimed with
-``FOR UPDATE SKIP LOCKED`` and an event already flagged is never matched again. The flag is
+:data:`OVERDUE_INTERVAL_S` seconds in one process across all of them (``api/overdue.py``,
+an advisory lock), so an event is flagged within a minute of its due time. Rounds that do
+run at once (a CLI, a test) stay safe: rows are claimed with ``FOR UPDATE SKIP LOCKED`` and
+an event already flagged is never matched again. The flag is
 a write to the event row, so it reaches the change feed and the live maps like any change.
 """
 

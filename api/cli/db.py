@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 
 from api.database import database_url, prepare_database
 from api.settings import Settings
 from gis.errors import GridmapError
 from gis.store.database import libpq_url
+from gis.store.partitions import DEFAULT_AHEAD, MAX_AHEAD
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ("status", _status, "say which database is used and whether it runs"),
         ("url", _url, "print the database URL"),
         ("migrate", _migrate, "apply the schema migrations"),
+        (
+            "partitions",
+            _partitions,
+            "create the event log's monthly partitions for this month and the next N "
+            "(the server does it every hour); list them",
+        ),
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.set_defaults(func=_guarded(func))
@@ -38,6 +46,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 help="also start a streaming replica of the embedded cluster (pg_basebackup) "
                 "and print its URL, for GRIDMAP_DATABASE_READ_URL",
             )
+        if name == "partitions":
+            p.add_argument(
+                "--ahead",
+                type=_ahead,
+                default=DEFAULT_AHEAD,
+                metavar="N",
+                help=f"months after the current one (UTC) to create, 0-{MAX_AHEAD} "
+                f"(default {DEFAULT_AHEAD})",
+            )
+            p.add_argument(
+                "--back",
+                type=_ahead,
+                default=0,
+                metavar="N",
+                help=f"also the N months before the current one, 0-{MAX_AHEAD} (for "
+                "importing history; default 0)",
+            )
+
+
+def _ahead(value: str) -> int:
+    try:
+        months = int(value)
+    except ValueError:
+        months = -1
+    if not 0 <= months <= MAX_AHEAD:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_AHEAD}")
+    return months
 
 
 def _guarded(func):  # type: ignore[no-untyped-def]
@@ -47,6 +82,8 @@ def _guarded(func):  # type: ignore[no-untyped-def]
                 return _start_replica(Settings())
             if getattr(args, "libpq", False):
                 return _url(Settings(), libpq=True)
+            if func is _partitions:
+                return _partitions(Settings(), args.ahead, args.back)
             return int(func(Settings()))
         except GridmapError as exc:
             print(f"gridmap: {exc.message}", file=sys.stderr)
@@ -135,6 +172,36 @@ def _url(settings: Settings, *, libpq: bool = False) -> int:
 def _migrate(settings: Settings) -> int:
     url = prepare_database(settings, echo=_err)
     print(f"schema is current in {url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def _partitions(settings: Settings, ahead: int = DEFAULT_AHEAD, back: int = 0) -> int:
+    from sqlalchemy.orm import Session
+
+    from gis.store.database import make_engine
+    from gis.store.partitions import PARTITIONED, ensure_partitions, list_partitions
+
+    url = prepare_database(settings, echo=_err)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with Session(engine) as session, session.begin():
+            made = ensure_partitions(session, datetime.now(UTC), ahead, back)
+            listed = [p for parent in PARTITIONED for p in list_partitions(session, parent)]
+    finally:
+        engine.dispose()
+    created = {p.name: p for p in made}
+    for p in listed:
+        span = (
+            "DEFAULT (rows no month covers)"
+            if p.start is None or p.end is None
+            else f"{p.start.astimezone(UTC):%Y-%m-%d} to {p.end.astimezone(UTC):%Y-%m-%d} (UTC)"
+        )
+        note = ""
+        if p.name in created:
+            moved = created[p.name].rows_moved
+            note = f"  created{f', {moved} row(s) moved in from the default' if moved else ''}"
+        print(f"{p.name}  {span}{note}")
+    print(f"{len(made)} partition(s) created", file=sys.stderr)
     return 0
 
 

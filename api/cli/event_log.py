@@ -23,7 +23,18 @@ def add_log(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--from", dest="start", help="first instant, ISO 8601 with offset (inclusive)")
     p.add_argument("--to", dest="end", help="last instant, ISO 8601 with offset (exclusive)")
     p.add_argument("--out", type=Path, required=True, help="the CSV file to write")
+    p.add_argument(
+        "--county",
+        type=_county,
+        help="only the events of this county (six-digit 区县 code, the grid codes' first six)",
+    )
     p.set_defaults(func=run)
+
+
+def _county(text: str) -> str:
+    if len(text) != 6 or not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError("a county code is six digits, e.g. 371602")
+    return text
 
 
 def _instant(text: str | None, name: str) -> datetime | None:
@@ -60,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             session.begin(),
             tmp.open("wb") as out,
         ):
-            digest = export_log(session, out, start=start, end=end, tz=tz)
+            digest = export_log(session, out, start=start, end=end, tz=tz, county=args.county)
         tmp.replace(args.out)
     except GridmapError as exc:
         print(f"gridmap events log: {exc.message}", file=sys.stderr)

@@ -33,8 +33,12 @@ def iter_log(
     end: datetime | None = None,
     tz: ZoneInfo,
     fetch_rows: int = FETCH_ROWS,
+    county: str | None = None,
 ) -> Iterator[LogRow]:
     """Yield the transitions with ``start <= at < end`` (either bound optional), oldest first.
+
+    ``county``: only the transitions of events of that county (``events.county_code``, the
+    first six digits of the event's grid code).
 
     Times are given in ``tz``; missing columns of rows written before migration 0005 are
     empty. The category is the event's current one.
@@ -62,6 +66,8 @@ def iter_log(
         stmt = stmt.where(t.at >= start)
     if end is not None:
         stmt = stmt.where(t.at < end)
+    if county is not None:
+        stmt = stmt.where(EventRow.county_code == county)
     result = session.execute(stmt.execution_options(yield_per=fetch_rows))
     for r in result:
         yield LogRow(

@@ -225,6 +225,16 @@ class EventRow(Base):
         ),
         # A county's events by time: its monthly export, and the shard key (docs/scale.md).
         Index("ix_events_county_received", "county_code", "received_at"),
+        # The dispatcher map of one community: a grid-code prefix, then a time range
+        # (migration 0011; pattern ops, so LIKE 'prefix%' uses it under any collation).
+        Index(
+            "ix_events_grid_code_received",
+            "grid_code",
+            "received_at",
+            postgresql_ops={"grid_code": "varchar_pattern_ops"},
+        ),
+        # The change feed pages in (change_xid, id) order (migration 0011).
+        Index("ix_events_change_xid_id", "change_xid", "id"),
         # The overdue task and the due_soon queue scan open events by due time.
         Index(
             "ix_events_open_due_at",
@@ -278,9 +288,7 @@ class EventRow(Base):
     #: A photo or video the reporting app links to (Open311 ``media_url``; migration 0011).
     media_url: Mapped[str | None] = mapped_column(Text)
     # Stamped by a trigger with the writing transaction's id: the change feed's cursor.
-    change_xid: Mapped[int] = mapped_column(
-        Xid8(), server_default=text("pg_current_xact_id()"), index=True
-    )
+    change_xid: Mapped[int] = mapped_column(Xid8(), server_default=text("pg_current_xact_id()"))
 
 
 class EventTransitionRow(Base):
@@ -291,14 +299,20 @@ class EventTransitionRow(Base):
         CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
         # The event log is read in time order (assessment exports, CSV contract).
         Index("ix_event_transitions_at_id", "at", "id"),
+        # One partition per month of ``at`` (migration 0011, gis/store/partitions.py).
+        {"postgresql_partition_by": "RANGE (at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The primary key includes the partition key, as PostgreSQL requires; ids still come
+    # from one sequence.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
     note: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # The event log's columns (migration 0005): the action that made this step, who took it
@@ -341,9 +355,9 @@ class EventPhotoRow(Base):
     photo_sha256: Mapped[str] = mapped_column(
         ForeignKey("photos.sha256"), primary_key=True, index=True
     )
-    transition_id: Mapped[int | None] = mapped_column(
-        ForeignKey("event_transitions.id", ondelete="SET NULL")
-    )
+    # No foreign key since the log is partitioned (migration 0011): ``id`` alone is not a
+    # unique key of a partitioned table. Transitions are deleted only with their event.
+    transition_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16), default="report", server_default="report")
 
 

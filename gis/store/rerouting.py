@@ -92,6 +92,12 @@ def find_moving(
     }
     if received_after is not None:
         params["received_after"] = received_after
+    # A new version's grids were just written: without fresh statistics PostgreSQL plans
+    # this join for a handful of grids, ten times slower at 100,000 (bench_province.py).
+    # ANALYZE counts this transaction's own rows too. JIT compilation costs seconds here
+    # for nothing: the work is in PostGIS functions, not in expressions.
+    session.execute(text("ANALYZE grids"))
+    session.execute(text("SELECT set_config('jit', 'off', true)"))
     rows = session.execute(text(sql), params).all()
     return [
         Moving(

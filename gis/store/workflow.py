@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from gis.errors import InvalidInput, NotFound
@@ -105,15 +105,24 @@ def log(session: Session, entries: Sequence[LogEntry]) -> list[int]:
         if e.at is not None:
             row["at"] = e.at
         rows.append(row)
-    ids: list[int] = []
+    # Ids are drawn from the log's sequence first, then the rows inserted without RETURNING:
+    # the log is partitioned (migration 0011), so its key is (id, at) and SQLAlchemy could
+    # only return ids in order by inserting row by row.
+    ids = [
+        int(i)
+        for i in session.scalars(
+            text(
+                "SELECT nextval('event_transitions_id_seq') FROM generate_series(1, :n) ORDER BY 1"
+            ),
+            {"n": len(rows)},
+        )
+    ]
+    for row, new_id in zip(rows, ids, strict=True):
+        row["id"] = new_id
     # One statement per distinct column set (rows with and without an explicit time).
     for chunk_keys in sorted({tuple(sorted(r)) for r in rows}):
         chunk = [r for r in rows if tuple(sorted(r)) == chunk_keys]
-        ids.extend(
-            session.scalars(
-                insert(EventTransitionRow).returning(EventTransitionRow.id), chunk
-            ).all()
-        )
+        session.execute(insert(cast(Table, EventTransitionRow.__table__)), chunk)
     return ids
 
 
