@@ -221,6 +221,7 @@ def _context(request: Request, settings: Settings, live: str = "stream") -> page
 
 
 HTML = {200: {"content": {"text/html": {}}}}
+GEOJSON: dict[int | str, dict[str, Any]] = {200: {"content": {"application/geo+json": {}}}}
 
 
 @pages_router.get("/map", dependencies=[public()], response_class=Response, responses=HTML)
@@ -374,7 +375,7 @@ def _codes(name: str, values: Sequence[str] | None) -> tuple[str, ...]:
     return codes
 
 
-@router.get("/events", dependencies=[allow(*DISPATCHER)])
+@router.get("/events", dependencies=[allow(*DISPATCHER)], responses=GEOJSON)
 def map_events(
     request: Request,
     session: ReadSessionDep,
@@ -440,7 +441,7 @@ def map_events(
     return compact_json(request, body, media_type="application/geo+json")
 
 
-@router.get("/events/{event_id}", dependencies=[allow(*DISPATCHER)])
+@router.get("/events/{event_id}", dependencies=[allow(*DISPATCHER)], responses=GEOJSON)
 def map_event(
     request: Request,
     session: SessionDep,
