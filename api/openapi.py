@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -65,6 +66,7 @@ SECURITY_SCHEMES: dict[str, Any] = {
 }
 
 
+STRING: dict[str, Any] = {"type": "string", "minLength": 1}
 #: The ``OPTIONS`` operation every path has (answered by ``api/allow.py``).
 OPTIONS_OPERATION: dict[str, Any] = {
     "summary": "The methods this path allows",
@@ -79,10 +81,18 @@ OPTIONS_OPERATION: dict[str, Any] = {
                     "schema": {"type": "string"},
                 }
             },
-        }
+        },
+        "404": {"description": "No route serves this path (e.g. a parameter of the wrong form)"},
     },
     "security": [{}],
 }
+
+
+def _error_media(path: str) -> dict[str, Any]:
+    """How errors are written on ``path``: problem+json, or Open311's array under /open311."""
+    if path.startswith("/open311/"):
+        return {"application/json": {"schema": {"$ref": OPEN311_ERRORS_REF}}}
+    return {"application/problem+json": {"schema": {"$ref": PROBLEM_REF}}}
 
 
 def _hoist(node: Any, schemas: dict[str, Any]) -> Any:
@@ -117,11 +127,7 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
     schemas["Open311Errors"] = OPEN311_ERRORS_SCHEMA
     components["securitySchemes"] = SECURITY_SCHEMES
     for path, item in spec.get("paths", {}).items():
-        # Every route answers errors: problem+json, or Open311's error array under /open311.
-        if path.startswith("/open311/"):
-            media = {"application/json": {"schema": {"$ref": OPEN311_ERRORS_REF}}}
-        else:
-            media = {"application/problem+json": {"schema": {"$ref": PROBLEM_REF}}}
+        media = _error_media(path)
         for operation in item.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
@@ -133,7 +139,18 @@ def complete_openapi(app: FastAPI) -> dict[str, Any]:
             operation.setdefault("security", [{"bearer": []}, {"apiKey": []}, {}])
     for path, item in spec.get("paths", {}).items():
         slug = path.strip("/").replace("/", "_").replace("{", "").replace("}", "").replace(".", "_")
-        item["options"] = {**OPTIONS_OPERATION, "operationId": f"options_{slug or 'root'}"}
+        # OPTIONS answers for any value the path's template matches: plain strings.
+        in_path = {
+            p["name"]: {"name": p["name"], "in": "path", "required": True, "schema": STRING}
+            for operation in item.values()
+            for p in operation.get("parameters", [])
+            if p.get("in") == "path"
+        }
+        item["options"] = copy.deepcopy(OPTIONS_OPERATION)
+        item["options"]["operationId"] = f"options_{slug or 'root'}"
+        item["options"]["responses"]["404"]["content"] = _error_media(path)
+        if in_path:
+            item["options"]["parameters"] = list(in_path.values())
     _hoist(schemas, schemas)
     app.openapi_schema = spec
     return spec

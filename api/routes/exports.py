@@ -32,7 +32,12 @@ CODES = r"^[0-9A-Za-z_,-]*$"
 @router.get(
     "/events/export",
     response_model=None,
-    responses={200: {"description": "The events in the requested format, as a download."}},
+    responses={
+        200: {
+            "description": "The events in the requested format, as a download.",
+            "content": {media.split(";")[0]: {} for media, _ in service.FORMATS.values()},
+        }
+    },
 )
 async def export_events(
     request: Request,

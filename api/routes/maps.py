@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.deps import ReadSessionDep, SessionDep, SettingsDep
 from api.responses import compact_json
 from api.routes.feed import CrsQ, event_features
+from api.schemas import IsoOnly
 from api.security import allow, public
 from api.settings import Settings
 from gis.errors import InvalidInput, NotFound
@@ -384,6 +385,7 @@ def map_events(
     limit: Annotated[int, Query(ge=1, le=MAX_MAP_EVENTS)] = MAX_MAP_EVENTS,
     start: Annotated[
         AwareDatetime | None,
+        IsoOnly,
         Query(
             alias="from",
             description="Received at or after (ISO 8601 with offset); replaces window.",
@@ -391,6 +393,7 @@ def map_events(
     ] = None,
     end: Annotated[
         AwareDatetime | None,
+        IsoOnly,
         Query(alias="to", description="Received before (ISO 8601 with offset)."),
     ] = None,
     grid: CodeListQ = None,
