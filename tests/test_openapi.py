@@ -67,5 +67,5 @@ def test_every_idempotency_key_is_documented_as_a_uuid(app_client: TestClient) -
     assert {path for path, _ in keys} == {"/api/v1/events", "/open311/v2/requests.json"}
     for path, parameter in keys:
         schema = parameter["schema"]
-        formats = {s.get("format") for s in schema.get("anyOf", [schema])} - {None}
+        formats = {s.get("format") for s in [schema, *schema.get("anyOf", [])]} - {None}
         assert formats == {"uuid"}, path
