@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import access_matrix
 from api.activation import activation_task
+from api.allow import AllowMethods
 from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.feed_hub import FeedHub
@@ -151,6 +152,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(ReplicaRetry)
     app.add_middleware(InFlightLimit, limit=lambda: settings.max_in_flight)
+    # Outermost: OPTIONS never waits for a slot, and every 405 names all methods of its path.
+    app.add_middleware(AllowMethods, routes=lambda: app.routes)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(auth.router, prefix=API_PREFIX)

@@ -8,6 +8,7 @@ checks ranges after parsing. ``extra="forbid"``: clients never set grid, worker 
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Literal
@@ -15,6 +16,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -32,6 +34,19 @@ Instant = Annotated[
     PlainSerializer(iso_utc, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _refuse_epoch(value: object) -> object:
+    """Pydantic reads ``"0.5"`` as a Unix time; the API documents ISO 8601 date-times only."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date-time, not a number")
+    return value
+
+
+#: Put in a query parameter's ``Annotated``: an ISO 8601 date-time, never a Unix time.
+IsoOnly = BeforeValidator(_refuse_epoch)
 #: Text PostgreSQL can store: no NUL characters (they end C strings, and PostgreSQL refuses them).
 NO_NUL = r"^[^\x00]*$"
 

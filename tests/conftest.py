@@ -77,6 +77,23 @@ def _drop_created_databases() -> Iterator[None]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def seeded_database(prefix: str) -> URL:
+    """A database of one module's own (``<prefix>_<run>``): migrated, with the sample.
+
+    For tests whose code commits (servers, several processes), so they cannot share the
+    rolled-back test transaction; dropped at the end of the run like the others.
+    """
+    url = _fresh_database(_server_url(), f"{prefix}_{RUN_TAG}")
+    migrate(url)
+    engine = make_engine(url, pool_size=1)
+    from api.seed import load_sample
+
+    with Session(engine) as s, s.begin():
+        load_sample(s, echo=lambda m: None)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture(scope="session")
 def database_url() -> URL:
     """A freshly created, migrated and seeded test database."""
@@ -189,6 +206,19 @@ def auth_headers(
         return {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _close_browser_contexts(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Close the browser contexts a test opened, even when it failed before closing them.
+
+    An open context keeps its pages, routes and service workers alive: closing Chromium
+    with them took 16 s per module, and a later test could meet an earlier test's page.
+    """
+    yield
+    if "browser" in request.fixturenames:
+        for context in list(request.getfixturevalue("browser").contexts):
+            context.close()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -156,8 +156,14 @@ def test_export_each_format(run, tmp_path: Path, session, fmt: str, suffix: str)
     out_path = tmp_path / f"out{suffix}"
     code, out, _ = run("export", str(vid), "--format", fmt, "--out", str(out_path))
     assert code == 0 and "wrote 102 grids" in out
-    back = read_boundary_file(out_path).features
-    assert len(back) == 102
+    back = {f.code: f for f in read_boundary_file(out_path).features}
+    stored = {f.code: f for f in boundaries.version_features(session, vid)}
+    assert len(back) == 102 and set(back) == set(stored)
+    for code, grid in stored.items():  # the contents, not just the count
+        read = back[code]
+        assert (read.name, read.parent_code) == (grid.name, grid.parent_code)
+        assert read.level == grid.level
+        assert read.geometry.symmetric_difference(grid.geometry).area < 1e-12, code
 
 
 def test_export_refuses_a_mismatched_suffix(run, tmp_path: Path, session) -> None:

@@ -243,3 +243,34 @@ def test_a_stale_last_event_id_restarts_the_stream(client: TestClient, dispatche
     resp = client.get("/api/v1/events/stream", params={"max_seconds": 1.0}, headers=headers)
     assert resp.status_code == 200
     assert "event: changes" in resp.text and "event: end" in resp.text
+
+
+def test_a_row_committed_after_its_page_was_read_is_on_the_next_page(
+    client: TestClient, dispatcher: dict[str, str], live_url: URL
+) -> None:
+    """A transaction open while a page is read: its row comes on a later page, never lost.
+
+    The held row gets its id before a report that commits first; a feed that moved its
+    cursor past the committed report would skip the held row for good.
+    """
+    from sqlalchemy.orm import Session
+
+    from tests.boundary_fixtures import add_event
+
+    _, cursor = _drain(client, dispatcher, 0)
+    engine = make_engine(live_url, pool_size=1)
+    try:
+        with Session(engine) as held:
+            held_id = add_event(held, *INSIDE, grid=None, version_id=None)
+            held.flush()  # written and locked, not committed: invisible to the feed
+            later_id = _post(client, dispatcher)  # committed while the other is open
+            assert later_id > held_id
+            during, cursor2 = _drain(client, dispatcher, cursor)
+            assert held_id not in [f["id"] for f in during]
+            held.commit()
+        after, _ = _drain(client, dispatcher, cursor2)
+    finally:
+        engine.dispose()
+    assert [f["id"] for f in after].count(held_id) == 1
+    seen = [f["id"] for f in during + after]
+    assert later_id in seen

@@ -11,6 +11,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import branca.colormap as cm
 import numpy as np
@@ -230,6 +231,15 @@ def test_static_files_are_served_compressed_and_cached(app_client: TestClient) -
     )
     assert resp.status_code == 200
     assert resp.headers["content-encoding"] == "gzip"
+    # The bytes on the wire are gzip of the file itself, and smaller than it.
+    static = Path(__file__).resolve().parents[1] / "maps" / "static"
+    original = (static / "vendor/leaflet@1.9.3/leaflet.js").read_bytes()
+    with app_client.stream(
+        "GET", "/static/vendor/leaflet@1.9.3/leaflet.js", headers={"Accept-Encoding": "gzip"}
+    ) as raw:
+        packed = b"".join(raw.iter_raw())
+    assert gzip.decompress(packed) == original == resp.content
+    assert len(packed) < len(original) / 2
     assert "max-age" in resp.headers["cache-control"]
     assert app_client.get("/static/../api/app.py").status_code == 404
 

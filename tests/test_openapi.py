@@ -35,6 +35,8 @@ def test_errors_are_documented_as_problem_json(app_client: TestClient) -> None:
         if not path.startswith("/api/"):
             continue
         for method, operation in item.items():
+            if method == "options":
+                continue  # answered before routing, always 204 (tests/test_allow.py)
             responses = operation["responses"]
             assert set(responses) >= PROBLEM_STATUSES, (method, path)
             for status in PROBLEM_STATUSES:
@@ -51,3 +53,19 @@ def test_security_schemes_and_the_idempotency_key(app_client: TestClient) -> Non
     (key,) = [p for p in post["parameters"] if p["name"].lower() == "idempotency-key"]
     assert key["schema"]["format"] == "uuid"
     assert {"bearer": []} in post["security"]
+
+
+def test_every_idempotency_key_is_documented_as_a_uuid(app_client: TestClient) -> None:
+    spec = _spec(app_client)
+    keys = [
+        (path, p)
+        for path, item in spec["paths"].items()
+        for operation in item.values()
+        for p in operation.get("parameters", [])
+        if p["name"].lower() == "idempotency-key"
+    ]
+    assert {path for path, _ in keys} == {"/api/v1/events", "/open311/v2/requests.json"}
+    for path, parameter in keys:
+        schema = parameter["schema"]
+        formats = {s.get("format") for s in [schema, *schema.get("anyOf", [])]} - {None}
+        assert formats == {"uuid"}, path

@@ -88,6 +88,7 @@ def test_requests_past_the_bound_get_503_within_milliseconds(live: tuple) -> Non
             client.portal.call(gate.release_on_behalf_of, "test")
         for t in slow:
             t.join(timeout=30)
+        assert not any(t.is_alive() for t in slow), "a slow request hung"
         assert len(answers) == 2 and {r.status_code for r in answers} <= {201, 202}
         # Capacity is back: the next report is admitted.
         again = client.post("/api/v1/events", json=report_body(*INSIDE), headers=headers)

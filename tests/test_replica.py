@@ -128,6 +128,7 @@ def test_reads_fall_back_and_return(
         finally:
             stop.set()
             worker.join(timeout=30)
+        assert not worker.is_alive(), "the reads hung"
         assert len(statuses) >= 10
         assert set(statuses) == {200}, sorted(set(statuses))
         assert router.failures >= 1

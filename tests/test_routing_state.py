@@ -42,15 +42,14 @@ from api.devserver import ServerProcess
 from api.periodic import PeriodicJob, run_once_across_processes
 from api.routing_state import RoutingState
 from api.security import new_api_key
-from api.seed import load_sample
 from gis.grids import GridFeature, leaves
 from gis.routing import RoutingIndex
 from gis.store import boundaries, users
-from gis.store.database import make_engine, migrate
+from gis.store.database import make_engine
 from services import publishing
 from services.publishing import DEFAULT_TIMEZONE
 from tests.boundary_fixtures import add_event, interior_point
-from tests.conftest import RUN_TAG, _fresh_database, _server_url
+from tests.conftest import seeded_database
 from tests.routing_support import probe_points, shared_leaves, swapped_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,13 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def scratch_url() -> URL:
     """A database of this module's own, with the sample, where versions may be published."""
-    url = _fresh_database(_server_url(), f"gridmap_routing_{RUN_TAG}")
-    migrate(url)
-    engine = make_engine(url, pool_size=1)
-    with Session(engine) as s, s.begin():
-        load_sample(s, echo=lambda m: None)
-    engine.dispose()
-    return url
+    return seeded_database("gridmap_routing")
 
 
 @pytest.fixture

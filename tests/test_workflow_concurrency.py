@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -29,6 +30,7 @@ from tests.test_workflow import T0, Clock, report
 
 pytestmark = pytest.mark.slow
 TAG = uuid.uuid4().hex[:8]
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -56,24 +58,41 @@ def headers(real: dict, role: str, worker_no: str | None = None) -> dict[str, st
     return {"Authorization": f"Bearer {token}"}
 
 
-def race(client: TestClient, calls: list[tuple[int, dict, dict]]) -> list[int]:
-    """Send the calls at once from separate threads; return their status codes."""
+def at_once(calls: list[Callable[[], T]]) -> list[T]:
+    """Run the calls at once, each in its own thread (a barrier releases them together).
+
+    Every wait has a deadline; a call that raised or hung fails the test here, in the
+    test's own thread, not silently in its worker.
+    """
     barrier = threading.Barrier(len(calls))
-    codes: list[int] = [0] * len(calls)
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
 
     def run(i: int) -> None:
-        event_id, body, hdrs = calls[i]
-        barrier.wait(timeout=30)
-        resp = client.post(f"/api/v1/events/{event_id}/actions", json=body, headers=hdrs)
-        codes[i] = resp.status_code
+        try:
+            barrier.wait(timeout=30)
+            results[i] = calls[i]()
+        except BaseException as exc:
+            errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads), "a request hung"
-    return codes
+    assert not errors, errors
+    return results
+
+
+def race(client: TestClient, calls: list[tuple[int, dict, dict]]) -> list[int]:
+    """Send the actions at once from separate threads; return their status codes."""
+
+    def action(event_id: int, body: dict, hdrs: dict) -> Callable[[], int]:
+        url = f"/api/v1/events/{event_id}/actions"
+        return lambda: client.post(url, json=body, headers=hdrs).status_code
+
+    return at_once([action(*call) for call in calls])
 
 
 def new_event(real: dict, reporter: dict[str, str]) -> dict:

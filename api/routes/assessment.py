@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import AwareDatetime
 
 from api.deps import SessionDep, SettingsDep, open_session
+from api.schemas import IsoOnly
 from api.security import allow
 from api.settings import Settings
 from gis.assessment import DEFAULT_WEIGHTS, zone
@@ -38,6 +39,16 @@ PeriodQuery = Annotated[
     ),
 ]
 PeriodPath = Annotated[str, Path(max_length=16, description="week:YYYY-Www or month:YYYY-MM")]
+#: What ``format=`` answers with, documented for the OpenAPI.
+TABLE_FORMATS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "application/json": {},
+            "text/csv": {},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {},
+        }
+    }
+}
 Format = Annotated[Literal["json", "csv", "xlsx"], Query(description="answer as JSON, CSV or XLSX")]
 CodeQuery = Annotated[str | None, Query(max_length=32, pattern=r"^[0-9A-Za-z_.-]+$")]
 
@@ -52,12 +63,16 @@ def rules(settings: Settings) -> service.Rules:
     return service.Rules(timezone=settings.timezone, weights=weights)
 
 
-@router.get("/assessment/log.csv", dependencies=[allow()])
+@router.get(
+    "/assessment/log.csv",
+    dependencies=[allow()],
+    responses={200: {"content": {"text/csv": {}}}},
+)
 def log_csv(
     request: Request,
     settings: SettingsDep,
-    start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
+    start: Annotated[AwareDatetime | None, IsoOnly, Query(alias="from")] = None,
+    end: Annotated[AwareDatetime | None, IsoOnly, Query(alias="to")] = None,
 ) -> StreamingResponse:
     """The event log (the CSV contract): transitions with from <= at < to, oldest first."""
     if start is not None and end is not None and end < start:
@@ -75,7 +90,7 @@ def log_csv(
     )
 
 
-@router.get("/assessment", dependencies=[allow()])
+@router.get("/assessment", dependencies=[allow()], responses=TABLE_FORMATS)
 def assessment(
     session: SessionDep,
     settings: SettingsDep,
@@ -101,7 +116,7 @@ def assessment(
     return JSONResponse(result, headers=headers)
 
 
-@router.get("/rankings", dependencies=[allow()])
+@router.get("/rankings", dependencies=[allow()], responses=TABLE_FORMATS)
 def rankings_now(
     session: SessionDep, settings: SettingsDep, period: PeriodQuery, format: Format = "json"
 ) -> Response:
@@ -113,7 +128,7 @@ def rankings_now(
     return _ranking_response(document, format, f"rankings-{p.label}")
 
 
-@router.get("/rankings/{period}", dependencies=[allow()])
+@router.get("/rankings/{period}", dependencies=[allow()], responses=TABLE_FORMATS)
 def ranking_published(
     session: SessionDep, settings: SettingsDep, period: PeriodPath, format: Format = "json"
 ) -> Response:

@@ -6,13 +6,13 @@ Reads the audit log (accounts, API keys, boundaries) and the event transition lo
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel
 
 from api.deps import ReadSessionDep
+from api.schemas import Instant, IsoOnly
 from api.security import allow
 from gis.errors import InvalidInput
 from gis.store import audit
@@ -25,7 +25,7 @@ MAX_PAGE: Final = 500
 class AuditEntryOut(BaseModel):
     """One change."""
 
-    at: datetime
+    at: Instant
     actor: str
     kind: str
     target: str
@@ -45,10 +45,14 @@ class AuditPage(BaseModel):
 def audit_log(
     session: ReadSessionDep,
     start: Annotated[
-        AwareDatetime | None, Query(alias="from", description="From this instant (inclusive).")
+        AwareDatetime | None,
+        IsoOnly,
+        Query(alias="from", description="From this instant (inclusive)."),
     ] = None,
     end: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Up to this instant (exclusive).")
+        AwareDatetime | None,
+        IsoOnly,
+        Query(alias="to", description="Up to this instant (exclusive)."),
     ] = None,
     actor: Annotated[str | None, Query(max_length=64, description="Username.")] = None,
     kind: Annotated[

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
+from starlette.convertors import Convertor, register_url_convertor
 
 from api import uploads
 from api.bodies import read_json
@@ -75,6 +76,25 @@ _EXPORTS: Final[dict[str, tuple[BoundaryFormat, str, str]]] = {
 
 VersionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Boundary version id.")]
 GridCode = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
+
+
+class _Digits(Convertor[str]):
+    """A path segment of digits, kept as text (grid codes have leading zeros).
+
+    Used as ``{code:digits}`` so that ``/grids/merge`` is never taken for a grid called
+    "merge": routing, ``Allow`` and the OpenAPI then agree on what each path offers.
+    """
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("digits", _Digits())
 
 
 class VersionOut(BaseModel):
@@ -639,7 +659,7 @@ async def _read_body(request: Request) -> Any:
 
 
 @router.put(
-    "/versions/{version_id}/grids/{code}",
+    "/versions/{version_id}/grids/{code:digits}",
     openapi_extra=_GRID_BODY,
     dependencies=[allow()],
 )
@@ -667,7 +687,7 @@ async def post_grid(request: Request, version_id: VersionId) -> JSONResponse:
     return JSONResponse(result, status_code=201)
 
 
-@router.delete("/versions/{version_id}/grids/{code}", dependencies=[allow()])
+@router.delete("/versions/{version_id}/grids/{code:digits}", dependencies=[allow()])
 def delete_grid(
     request: Request, session: SessionDep, version_id: VersionId, code: GridCode
 ) -> JSONResponse:
@@ -690,7 +710,7 @@ def _edit_answer(version_id: int, result: editing.EditResult) -> dict[str, Any]:
     }
 
 
-@router.post("/versions/{version_id}/grids/{code}/split", dependencies=[allow()])
+@router.post("/versions/{version_id}/grids/{code:digits}/split", dependencies=[allow()])
 def split_grid(
     session: SessionDep, version_id: VersionId, code: GridCode, body: SplitIn
 ) -> JSONResponse:

@@ -169,7 +169,12 @@ async def post_event(
                             "events": {
                                 "type": "array",
                                 "maxItems": MAX_BATCH,
-                                "items": ReportIn.model_json_schema(),
+                                # Each item is checked on its own: a bad one gets its
+                                # own 422 in ``results``, the request is still 200.
+                                "items": {
+                                    "anyOf": [ReportIn.model_json_schema(), {}],
+                                    "description": "A report as for POST /events.",
+                                },
                             }
                         },
                     }
@@ -220,7 +225,8 @@ async def post_batch(
     return JSONResponse(body)
 
 
-@router.get("/events/{event_id}", response_model=EventOut)
+# ":int": /events/batch (POST only) must answer GET with 405, not be read as an id.
+@router.get("/events/{event_id:int}", response_model=EventOut)
 def get_event(
     request: Request,
     session: SessionDep,

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from api.deps import open_session
+from api.schemas import IsoOnly
 from api.security import allow
 from gis.store.users import User
 from services import exports as service
@@ -31,16 +32,30 @@ CODES = r"^[0-9A-Za-z_,-]*$"
 @router.get(
     "/events/export",
     response_model=None,
-    responses={200: {"description": "The events in the requested format, as a download."}},
+    responses={
+        200: {
+            "description": "The events in the requested format, as a download.",
+            "content": {media.split(";")[0]: {} for media, _ in service.FORMATS.values()},
+        }
+    },
 )
 async def export_events(
     request: Request,
     user: Annotated[User, allow()],
-    format: Annotated[str, Query(max_length=8, description="geojson, gpkg, csv or xlsx")],
+    format: Annotated[
+        str,
+        Query(
+            max_length=8,
+            description="geojson, gpkg, csv or xlsx",
+            json_schema_extra={"enum": ["geojson", "gpkg", "csv", "xlsx"]},
+        ),
+    ],
     start: Annotated[
-        datetime | None, Query(alias="from", description="received at or after")
+        datetime | None, IsoOnly, Query(alias="from", description="received at or after")
     ] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="received before")] = None,
+    end: Annotated[
+        datetime | None, IsoOnly, Query(alias="to", description="received before")
+    ] = None,
     category: Annotated[str | None, Query(max_length=2000, pattern=CODES)] = None,
     status: Annotated[str | None, Query(max_length=2000, pattern=CODES)] = None,
     grid: Annotated[str | None, Query(max_length=4000, pattern=CODES)] = None,

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from api.deps import SessionDep
+from api.schemas import IsoOnly
 from api.security import authenticate, public
 from gis.errors import NotFound
 from gis.store.roster import workers_by_grid
@@ -72,7 +73,7 @@ def lookup(
     lat: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
     accuracy_m: Annotated[float | None, Query(ge=0, le=100_000, allow_inf_nan=False)] = None,
     at: Annotated[
-        datetime | None, Query(description="Answer from the version active then.")
+        datetime | None, IsoOnly, Query(description="Answer from the version active then.")
     ] = None,
 ) -> LookupOut:
     """Covers semantics: a point on an edge is in both grids; the lowest code is chosen.

@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.deps import ReadSessionDep, SessionDep, SettingsDep
 from api.responses import compact_json
 from api.routes.feed import CrsQ, event_features
+from api.schemas import IsoOnly
 from api.security import allow, public
 from api.settings import Settings
 from gis.errors import InvalidInput, NotFound
@@ -219,6 +220,7 @@ def _context(request: Request, settings: Settings, live: str = "stream") -> page
 
 
 HTML = {200: {"content": {"text/html": {}}}}
+GEOJSON: dict[int | str, dict[str, Any]] = {200: {"content": {"application/geo+json": {}}}}
 
 
 @pages_router.get("/map", dependencies=[public()], response_class=Response, responses=HTML)
@@ -372,7 +374,7 @@ def _codes(name: str, values: Sequence[str] | None) -> tuple[str, ...]:
     return codes
 
 
-@router.get("/events", dependencies=[allow()])
+@router.get("/events", dependencies=[allow()], responses=GEOJSON)
 def map_events(
     request: Request,
     session: ReadSessionDep,
@@ -381,6 +383,7 @@ def map_events(
     limit: Annotated[int, Query(ge=1, le=MAX_MAP_EVENTS)] = MAX_MAP_EVENTS,
     start: Annotated[
         AwareDatetime | None,
+        IsoOnly,
         Query(
             alias="from",
             description="Received at or after (ISO 8601 with offset); replaces window.",
@@ -388,6 +391,7 @@ def map_events(
     ] = None,
     end: Annotated[
         AwareDatetime | None,
+        IsoOnly,
         Query(alias="to", description="Received before (ISO 8601 with offset)."),
     ] = None,
     grid: CodeListQ = None,
@@ -438,7 +442,7 @@ def map_events(
     return compact_json(request, body, media_type="application/geo+json")
 
 
-@router.get("/events/{event_id}", dependencies=[allow()])
+@router.get("/events/{event_id}", dependencies=[allow()], responses=GEOJSON)
 def map_event(
     request: Request,
     session: SessionDep,

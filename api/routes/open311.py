@@ -163,7 +163,14 @@ async def post_request(
     request: Request,
     settings: SettingsDep,
     user: Annotated[User, allow_open311()],
-    idempotency_key: Annotated[str | None, Header(max_length=64)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description="A UUID the client mints per report, as for POST /api/v1/events.",
+            json_schema_extra={"format": "uuid"},
+        ),
+    ] = None,
 ) -> JSONResponse:
     """Store a report through the event intake; answer its id and the category's notice."""
     fields = await _fields(request, settings.max_event_bytes)
