@@ -154,6 +154,55 @@ def _post_event(live: Live, category: str = "0102", at: tuple[float, float] = IN
     return int(resp.json()["id"])
 
 
+#: The basic grid that holds INSIDE; clicked markers are posted at fresh points inside it.
+SPOT_GRID = "371602005005007"
+#: Fresh points lie this far apart and at least this far from every marker a page shows
+#: (at zoom 18 a metre is about 2 px; a marker's radius is 6-7 px).
+SPOT_SPACING_DEG = 0.00025
+SPOT_CLEARANCE_M = 12.0
+
+
+def _spot_lattice() -> Iterator[tuple[float, float]]:
+    """Points of SPOT_GRID at least ~18 m inside its edges (so routed ``inside``), in order."""
+    from shapely.geometry import shape
+
+    with (ROOT / "data" / "boundaries" / "subdistrict.geojson").open(encoding="utf-8") as f:
+        features = json.load(f)["features"]
+    grid = shape(next(f for f in features if f["properties"]["code"] == SPOT_GRID)["geometry"])
+    inner = grid.buffer(-0.0002)
+    west, south, east, north = grid.bounds
+    for lat in np.arange(south + SPOT_SPACING_DEG / 2, north, SPOT_SPACING_DEG):
+        for lon in np.arange(west + SPOT_SPACING_DEG / 2, east, SPOT_SPACING_DEG):
+            if inner.contains(shapely.Point(lon, lat)):
+                yield round(float(lon), 7), round(float(lat), 7)
+
+
+_SPOTS = _spot_lattice()
+
+
+def fresh_spot(page: Any = None) -> tuple[float, float]:
+    """A point no earlier test of this run used, clear of every marker ``page`` shows.
+
+    A click at a marker must reach that marker: an earlier test's event (or one of the
+    simulated history's) drawn at the same pixel would take the click instead.
+    """
+    taken: list[list[float]] = (
+        page.evaluate(
+            """() => Object.values(GridMap.markers).map(m => {
+                const p = m.getLatLng(); return [p.lng, p.lat]; })"""
+        )
+        if page is not None
+        else []
+    )
+    for lon, lat in _SPOTS:
+        metres = [
+            np.hypot((lon - x) * 88_500, (lat - y) * 111_000) for x, y in taken
+        ]  # near 37.4°N
+        if not metres or min(metres) > SPOT_CLEARANCE_M:
+            return lon, lat
+    raise AssertionError(f"no fresh spot left in grid {SPOT_GRID}")
+
+
 def _set_status(live: Live, event_id: int, status: str) -> None:
     engine = make_engine(live.database, pool_size=1)
     with engine.begin() as conn:

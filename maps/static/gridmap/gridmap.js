@@ -519,9 +519,20 @@
     return out;
   }
 
+  // Phones (the desk's bottom sheet, see gridmap.css): the layer list folds into its
+  // button, so it does not cover half the map.
+  var PHONE = window.matchMedia("(max-width: 700px)");
+  function collapseOnPhone(map, control) {
+    if (!control || !control.collapse) { return; }
+    control.options.collapsed = true;
+    control.collapse();
+    map.on("click", control.collapse, control);
+  }
+
   async function dispatcher(map, layers, cfg, me) {
     var f = cfg.filters;
     var bar = topBar(cfg, me);
+    if (PHONE.matches) { collapseOnPhone(map, layers.control); }
     eventRenderer = L.svg({ pane: "gm-events", padding: 0.5 });
     intoPane(map, layers.hazard, "gm-heat");
     var filterQ = { window: f.window, category: f.category, status: f.status };
@@ -1097,7 +1108,7 @@
         return '<button type="button" class="gm-queue gm-queue-' + q[0] + '" data-queue="' + q[0] + '">' +
           '<span class="gm-queue-name">' + esc(q[1]) + '</span><b data-role="count">…</b></button>';
       }).join("") + "</div>" +
-      '<details class="gm-stats" data-role="stats" open><summary class="gm-panel-title">统计</summary>' +
+      '<details class="gm-stats" data-role="stats"' + (PHONE.matches ? "" : " open") + '><summary class="gm-panel-title">统计</summary>' +
       '<div data-role="stats-body" class="gm-muted">加载中…</div></details>' +
       '<div class="gm-side-body" data-role="body"><p class="gm-muted">点击事件标记、队列或实时动态查看详情</p></div>');
     document.body.appendChild(side);
@@ -1108,6 +1119,10 @@
       map.invalidateSize();
     });
     var body = side.querySelector("[data-role=body]");
+    // On a phone the whole sheet scrolls: bring what was just opened into view.
+    function reveal() {
+      if (PHONE.matches) { side.scrollTop = body.offsetTop - side.firstElementChild.offsetHeight; }
+    }
 
     // Warnings that cannot be missed: red and yellow cards over the map.
     var cards = el("div", { class: "gm-cards", "data-role": "cards" },
@@ -1160,6 +1175,7 @@
               '<span class="gm-due" data-due="' + esc(ev.due_at || "") + '"></span></li>';
           }).join("") : '<li class="gm-muted">队列为空</li>') + "</ol>";
         tick();
+        reveal();
         body.querySelectorAll("[data-id]").forEach(function (row) {
           row.addEventListener("click", function () {
             var id = Number(row.getAttribute("data-id"));
@@ -1208,9 +1224,11 @@
     }
 
     var current = null;
-    var placing = null;
+    var placing = null; // the id of the event being placed by the next map click
+    var placed = null; // {id, spot}: the point clicked for that event
     async function openEvent(id) {
       document.body.classList.remove("gm-side-collapsed");
+      if (id !== current) { stopPlacing(); clearPlaced(); }
       current = id;
       side.querySelectorAll(".gm-queue").forEach(function (b) { b.classList.remove("gm-on"); });
       body.innerHTML = '<p class="gm-muted">加载事件 #' + esc(id) + "…</p>";
@@ -1271,6 +1289,7 @@
             (t.note ? " · " + esc(t.note) : "") + "</span></li>";
         }).join("") + "</ol></div>";
       tick();
+      reveal();
       loadPhotos(body.querySelector("[data-role=photos]"));
       wireActions(ev);
     }
@@ -1321,23 +1340,14 @@
     function wireActions(ev) {
       body.querySelectorAll("form[data-action]").forEach(function (form) {
         var action = form.getAttribute("data-action");
-        var spot = null;
         var dup = form.querySelector("[name=duplicate_of]");
         if (dup) {
           form.reason.addEventListener("change", function () { dup.hidden = form.reason.value !== "duplicate"; });
         }
         var place = form.querySelector("[data-role=place]");
         if (place) {
-          place.addEventListener("click", function () {
-            map.getContainer().classList.add("gm-placing");
-            toast("请在地图上点击事件的正确位置", "info");
-            placing = function (latlng) {
-              spot = { lon: Math.round(latlng.lng * 1e7) / 1e7, lat: Math.round(latlng.lat * 1e7) / 1e7 };
-              if (GM.placed) { map.removeLayer(GM.placed); }
-              GM.placed = L.circleMarker(latlng, { pane: "gm-events", radius: 9, color: "#fff", weight: 3, fillColor: "#ff4d4f", fillOpacity: 1 }).addTo(map);
-              form.querySelector("[data-role=placed]").textContent = "位置：" + spot.lon.toFixed(6) + ", " + spot.lat.toFixed(6);
-            };
-          });
+          showPlaced(ev.id);
+          place.addEventListener("click", function () { startPlacing(ev.id); });
         }
         form.addEventListener("submit", async function (e) {
           e.preventDefault();
@@ -1352,18 +1362,43 @@
             payload.reason = form.reason.value;
             if (payload.reason === "duplicate") { payload.duplicate_of = Number(dup.value); }
           }
-          if (action === "register" && spot) { payload.location = spot; }
+          if (action === "register" && placed && placed.id === ev.id) { payload.location = placed.spot; }
           await act(ev, payload);
         });
       });
     }
 
-    map.on("click", function (e) {
-      if (!placing) { return; }
-      var fn = placing;
+    // Placing a quarantined report: the next click on the map is its location. While placing,
+    // markers, clusters and grids let the mouse through (CSS .gm-placing), so a click where
+    // another event is drawn places the point instead of opening that event. The point is
+    // kept per event, so a redraw of the panel (live feed) keeps it.
+    function startPlacing(id) {
+      placing = id;
+      map.getContainer().classList.add("gm-placing");
+      toast("请在地图上点击事件的正确位置", "info");
+    }
+    function stopPlacing() {
       placing = null;
       map.getContainer().classList.remove("gm-placing");
-      fn(e.latlng);
+    }
+    function showPlaced(id) {
+      var slot = body.querySelector(".gm-event[data-id='" + id + "'] form[data-action=register] [data-role=placed]");
+      if (slot && placed && placed.id === id) {
+        slot.textContent = "位置：" + placed.spot.lon.toFixed(6) + ", " + placed.spot.lat.toFixed(6);
+      }
+    }
+    function clearPlaced() {
+      if (GM.placed) { map.removeLayer(GM.placed); GM.placed = null; }
+      placed = null;
+    }
+    map.on("click", function (e) {
+      if (placing === null) { return; }
+      var id = placing;
+      stopPlacing();
+      clearPlaced();
+      placed = { id: id, spot: { lon: Math.round(e.latlng.lng * 1e7) / 1e7, lat: Math.round(e.latlng.lat * 1e7) / 1e7 } };
+      GM.placed = L.circleMarker(e.latlng, { pane: "gm-events", interactive: false, radius: 9, color: "#fff", weight: 3, fillColor: "#ff4d4f", fillOpacity: 1 }).addTo(map);
+      showPlaced(id);
     });
 
     async function act(ev, payload) {
@@ -1377,7 +1412,7 @@
         });
         toast("#" + ev.id + " " + (ACTION_LABELS[payload.action] || payload.action) + "：已完成", "info");
         GM.state.lastAction = { id: ev.id, action: payload.action, status: after.status };
-        if (GM.placed) { map.removeLayer(GM.placed); GM.placed = null; }
+        clearPlaced();
         if (ctx.changed) { ctx.changed(after); }
         countsSoon();
         workers = null;
@@ -1716,6 +1751,7 @@
           }).join("") + "</table>" : "") + "</section>";
     });
     var side = el("aside", { class: "gm-side gm-assessment" }, html);
+    document.body.classList.add("gm-has-assessment");
     document.body.appendChild(side);
 
     GM.state.assessedGrids = basic.filter(function (f) { return byGrid[f.properties.code]; }).length;
