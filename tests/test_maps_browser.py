@@ -389,3 +389,91 @@ def test_published_version_is_read_only_and_roles_are_enforced(browser: Any, liv
     page, _ = _open(browser, live, "/map", user="planner")
     page.wait_for_selector(".gm-signin .gm-error", timeout=10_000)
     assert "无权" in page.locator(".gm-signin").inner_text()
+
+
+_CONTRAST = """(sel) => {
+    const node = document.querySelector(sel);
+    const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+    let back = node, bg = null;
+    while (back && !bg) {
+        const c = getComputedStyle(back).backgroundColor;
+        if (rgb(c).length < 4 || rgb(c)[3] > 0.5) { bg = rgb(c); }
+        else { back = back.parentElement; }
+    }
+    const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+        .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+        .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const a = lum(rgb(getComputedStyle(node).color)), b = lum(bg || [255, 255, 255]);
+    return {text: node.textContent, ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)};
+}"""
+
+#: The strongest alpha the heat canvas holds for the frame shown (0-255).
+_PEAK_ALPHA = """() => {
+    const canvas = document.querySelector('.heatmap-canvas');
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let peak = 0;
+    for (let i = 3; i < data.length; i += 4) { if (data[i] > peak) { peak = data[i]; } }
+    return peak;
+}"""
+
+
+def _frame_peaks(page: Any, frames: list[int]) -> list[int]:
+    """Show each frame (1-based time) in turn and read its strongest heat on the canvas."""
+    peaks = []
+    for t in frames:
+        page.evaluate(f"() => GridMap.map.timeDimension.setCurrentTime({t})")
+        page.wait_for_function(
+            f"() => GridMap.map.timeDimension.getCurrentTime() === {t}"
+            " && !GridMap.map.timeDimension.isLoading()"
+            f" && GridMap.layers.animated._currentLoadedTime === {t}"
+        )
+        peaks.append(int(page.evaluate(_PEAK_ALPHA)))
+    return peaks
+
+
+def test_heatmap_reads_on_a_fixed_scale(browser: Any, live: Live) -> None:
+    """Issue 11 defect 9: controls in order, readable speed, numbers on the legend, a fixed
+    scale (a quiet day is not drawn like the busiest), hourly frames not all full red."""
+    from maps import styles
+
+    page, watch = _open(browser, live, "/maps/heatmap?window=720&step=24", user="planner")
+    _ready(page)
+    # Play forward comes first; reverse play, if any, after the steps.
+    buttons = page.evaluate(
+        "() => [...document.querySelectorAll('.leaflet-bar-timecontrol > a')].map(a => a.className)"
+    )
+    assert "timecontrol-play" in buttons[0] and "reverse" not in buttons[0], buttons
+    # The speed is text a person can read on its background.
+    speed = page.evaluate(_CONTRAST, ".leaflet-bar-timecontrol .timecontrol-speed .speed")
+    assert "帧/秒" in speed["text"] and speed["ratio"] >= 4.5, speed
+    # The legend's numbers are the documented fixed scale for daily steps, and the layer
+    # draws with exactly that maximum.
+    scale = styles.heat_scale(styles.HEAT_SCALE, 24)
+    ticks = page.locator(".gm-legend [data-role=heat-scale] span").all_inner_texts()
+    assert ticks == [("≥" if v == scale else "") + str(v) for v in styles.heat_ticks(scale)]
+    assert page.evaluate("() => GridMap.layers.animated._baseLayer._max") == scale
+    # A quiet day and the busiest day of the month: under a fixed scale the quiet one is
+    # drawn weaker (scaled to the busiest frame, or to its own peak, both look alike).
+    totals: list[float] = page.evaluate(
+        "() => GridMap.layers.animated.data.map(f => f.reduce((s, p) => s + p[2], 0))"
+    )
+    busy = max(range(len(totals)), key=lambda i: totals[i])
+    quiet = min((i for i in range(len(totals)) if totals[i] > 0), key=lambda i: totals[i])
+    assert totals[quiet] < totals[busy]
+    quiet_peak, busy_peak = _frame_peaks(page, [quiet + 1, busy + 1])
+    assert 0 < quiet_peak < busy_peak, (totals[quiet], quiet_peak, totals[busy], busy_peak)
+    page.screenshot(path=str(ARTIFACTS / "maps-heatmap-scale.png"))
+    watch.assert_clean()
+    page.context.close()
+
+    # Hourly steps: one event in an hour is not full red (the scale is 2 per cell per hour).
+    page, watch = _open(browser, live, "/maps/heatmap?window=48&step=1", user="planner")
+    _ready(page)
+    saturated = int(0.85 * 255)  # the layer's max_opacity
+    counts: list[int] = page.evaluate("() => GridMap.layers.animated.data.map(f => f.length)")
+    shown = [i + 1 for i, n in enumerate(counts) if n][-8:]
+    assert shown, "no event in the last 48 hours of the live history"
+    peaks = _frame_peaks(page, shown)
+    assert min(peaks) < saturated - 20, peaks
+    watch.assert_clean()
+    page.context.close()

@@ -577,7 +577,7 @@
       '<i style="background:#4a5f74"></i>多为已办结</div>' +
       '<div class="gm-legend-cl"><i style="background:#f5f8fb;box-shadow:0 0 0 3px #a8071a"></i>红圈 = 含超期</div>' +
       '<div data-role="density" class="gm-density-legend" hidden></div>' +
-      '<div class="gm-legend-title">隐患热力</div><div class="gm-heat-ramp"><span>低</span><i></i><span>高</span></div>');
+      heatLegendHtml(cfg, cfg.hazardScale, "隐患事件数（" + (cfg.windows[String(f.hazardWindow)] || "近" + f.hazardWindow + "小时") + "）"));
     var ticker = control(map, "bottomleft", "gm-ticker",
       '<div class="gm-panel-title">实时动态 <span class="gm-muted" data-role="paused"></span></div>' +
       '<ol data-role="feed"><li class="gm-muted">等待新事件…</li></ol>');
@@ -667,15 +667,14 @@
     // Hazard heat: server-side bins of hazard categories over the chosen window.
     var hazardSet = {};
     base.categories.forEach(function (c) { if (c.hazard) { hazardSet[c.code] = true; } });
-    var heatMax = 1;
     try {
       var heat = await api(cfg, "/maps/heat", {
         window: f.hazardWindow, step: f.hazardWindow, hazard: true, cell: 60, crs: cfg.crs,
       });
       var points = [];
       heat.frames.forEach(function (frame) { frame.forEach(function (p) { points.push(p); }); });
-      heatMax = Math.max(1, heat.max);
-      layers.hazard.setOptions({ max: Math.max(1, heatMax * 0.7) });
+      // A fixed scale per hazard window (maps/styles.py HAZARD_HEAT_SCALE), not the data's max.
+      layers.hazard.setOptions({ max: cfg.hazardScale.max });
       layers.hazard.setLatLngs(points);
     } catch (e) { fail("隐患热力加载失败：" + e.message); }
 
@@ -1566,6 +1565,42 @@
 
   var STEPS = { 1: "每小时", 6: "每6小时", 24: "每天", 168: "每周" };
 
+  // A heat legend with numbers: the ramp as the layer colours it (the same gradient), and
+  // the counts at their places on it; the scale is fixed (cfg, from maps/styles.py), so the
+  // numbers mean the same on every frame.
+  function heatLegendHtml(cfg, scale, unit) {
+    var keys = Object.keys(cfg.heatGradient).sort(function (a, b) { return Number(a) - Number(b); });
+    var ramp = "linear-gradient(90deg, rgba(47, 84, 235, 0.25) 0%, " + keys.map(function (k) {
+      return cfg.heatGradient[k] + " " + Math.round(Number(k) * 100) + "%";
+    }).join(", ") + ")";
+    return '<div class="gm-legend-title">热力 <span class="gm-muted">' + esc(unit) + "</span></div>" +
+      '<div class="gm-heat-scale" data-role="heat-scale" data-max="' + scale.max + '">' +
+      '<i style="background:' + ramp + '"></i><div class="gm-heat-ticks">' + scale.ticks.map(function (v) {
+        return '<span data-value="' + v + '" style="left:' + (100 * v / scale.max).toFixed(1) + '%">' +
+          (v === scale.max ? "≥" : "") + num(v) + "</span>";
+      }).join("") + "</div></div>";
+  }
+
+  // The time control in the natural order: play first, then step back and forward, reverse
+  // play last; Chinese titles; the speed as readable text ("1 帧/秒").
+  function tidyTimeControl(control) {
+    if (!control || !control._container) { return; }
+    var bar = control._container;
+    var order = [control._buttonPlayPause, control._buttonBackward, control._buttonForward, control._buttonPlayReversePause];
+    var anchor = bar.firstChild;
+    order.forEach(function (button) {
+      if (button) { bar.insertBefore(button, anchor); anchor = button.nextSibling; }
+    });
+    var titles = [[control._buttonPlayPause, "播放/暂停"], [control._buttonBackward, "上一步"],
+      [control._buttonForward, "下一步"], [control._buttonPlayReversePause, "倒放"]];
+    titles.forEach(function (t) { if (t[0]) { t[0].title = t[1]; } });
+    control._getDisplaySpeed = function (v) { return num(v, 1) + " 帧/秒"; };
+    var speed = bar.querySelector(".timecontrol-speed .speed");
+    if (speed && control._player) {
+      speed.textContent = control._getDisplaySpeed(Math.round(1e4 / (control._player.getTransitionTime() || 1e3)) / 10);
+    }
+  }
+
   async function heatmap(map, layers, cfg, me) {
     var f = cfg.filters;
     var bar = topBar(cfg, me);
@@ -1597,24 +1632,36 @@
       '<button type="submit">应用</button></form>' +
       '<div class="gm-summary" data-role="summary"></div><div data-role="search"></div>');
     searchBox(map, grids, panel.querySelector("[data-role=search]"));
+    var cellKm2 = heat.cell_m ? (heat.cell_m * heat.cell_m) / 1e6 : null;
     var legend = control(map, "bottomright", "gm-legend",
-      '<div data-role="density" class="gm-density-legend" hidden></div><div class="gm-legend-title">热力</div>' +
-      '<div class="gm-heat-ramp"><span>低</span><i></i><span>高</span></div>');
+      '<div data-role="density" class="gm-density-legend" hidden></div>' +
+      heatLegendHtml(cfg, cfg.heatScale, "件/格/" + (STEPS[f.step] || f.step + "小时").replace(/^每/, "")) +
+      '<div class="gm-muted gm-heat-note">' + (heat.binned
+        ? "格 ≈ " + num(heat.cell_m) + " m 见方；1 件/格 ≈ " + num(1 / cellKm2) + " 件/km²"
+        : "事件较少，按原始点位：每点 1 件") +
+      "；色标固定，不随最忙的一帧变化</div>");
     var densityLegend = legend.querySelector("[data-role=density]");
     densityLayer(cfg, grids, stats, layers.density, densityLegend);
     map.on("overlayadd", function (e) { if (e.layer === layers.density) { densityLegend.hidden = false; } });
     map.on("overlayremove", function (e) { if (e.layer === layers.density) { densityLegend.hidden = true; } });
 
-    // Frames: weights scaled by the square root of count/max, so quiet areas stay visible.
-    var peak = Math.max(1, heat.max);
+    // Frames on a fixed scale (per step length, maps/styles.py HEAT_SCALE): a cell with
+    // heatScale.max events in one step is full red, whatever the busiest frame holds. Counts
+    // are clipped to it (heatmap.js mis-draws values above its max).
+    var scaleMax = cfg.heatScale.max;
     var frames = heat.frames.map(function (frame) {
-      return frame.map(function (p) { return [p[0], p[1], Math.sqrt(p[2] / peak)]; });
+      return frame.map(function (p) { return [p[0], p[1], Math.min(p[2], scaleMax)]; });
     });
     var totals = heat.frames.map(function (frame) {
       return frame.reduce(function (s, p) { return s + p[2]; }, 0);
     });
     var animated = layers.animated;
     var timeControl = window[cfg.animatedControl];
+    // HeatmapOverlay keeps max 1 unless told: every frame it draws carries this max.
+    animated._currentTimeData.max = scaleMax;
+    animated._baseLayer._max = scaleMax;
+    GM.state.heatScale = scaleMax;
+    tidyTimeControl(timeControl);
     animated.data = frames.length ? frames : [[]];
     if (timeControl) { timeControl.index = heat.labels.length ? heat.labels : ["—"]; }
     var times = animated.data.map(function (_, i) { return i + 1; });
