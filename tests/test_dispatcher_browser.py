@@ -243,7 +243,12 @@ def test_stale_action_answers_409_and_refreshes_the_panel(browser: Any, live: Li
     form.locator("select").focus()
     form.locator("select").select_option(target)
     _act(live, "dispatcher", event_id, {"action": "reassign", "worker_no": others[0]})
-    page.wait_for_timeout(2500)  # the feed has brought the change by now
+    # The live feed brings the change to the page (the marker's worker); the panel, under
+    # the dispatcher's hand, is not redrawn.
+    page.wait_for_function(
+        f"() => GridMap.markers[{event_id}].feature.properties.worker === '{others[0]}'",
+        timeout=WAIT_MS,
+    )
     form.locator("button[type=submit]").click()
     page.wait_for_selector(".gm-toast-warn", timeout=WAIT_MS)
     page.wait_for_selector(".gm-event [data-role=action-error]:not(:empty)", timeout=WAIT_MS)
