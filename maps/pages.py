@@ -155,6 +155,7 @@ def _config(kind: PageKind, ctx: PageContext, extra: dict[str, Any]) -> dict[str
         "ramp": styles.ramp(),
         "problems": styles.PROBLEM_KINDS,
         "changes": styles.CHANGE_KINDS,
+        "heatGradient": {str(k): v for k, v in styles.HEAT_GRADIENT.items()},
         **extra,
     }
 
@@ -183,7 +184,7 @@ def dispatcher_page(ctx: PageContext, filters: MapFilters) -> str:
         # (folium's patched Leaflet.heat does not scale intensity by zoom, so nothing else
         # depends on it).
         max_zoom=MAX_ZOOM,
-        gradient={0.2: "#2f54eb", 0.45: "#13c2c2", 0.65: "#fadb14", 0.85: "#fa8c16", 1: "#f5222d"},
+        gradient=styles.HEAT_GRADIENT,
     ).add_to(m)
     events = plugins.MarkerCluster(
         name="事件（按状态着色）",
@@ -207,7 +208,16 @@ def dispatcher_page(ctx: PageContext, filters: MapFilters) -> str:
             "density": density,
             "control": control,
         },
-        _config("dispatcher", ctx, {"filters": filters.as_config()}),
+        _config(
+            "dispatcher",
+            ctx,
+            {
+                "filters": filters.as_config(),
+                "hazardScale": styles.heat_legend(
+                    styles.HAZARD_HEAT_SCALE, filters.hazard_window_h
+                ),
+            },
+        ),
     ).add_to(m)
     return _render(m, TITLES["dispatcher"])
 
@@ -227,7 +237,7 @@ def heatmap_page(ctx: PageContext, filters: MapFilters) -> str:
         max_opacity=0.85,
         auto_play=False,
         position="bottomleft",
-        gradient={0.2: "#2f54eb", 0.45: "#13c2c2", 0.65: "#fadb14", 0.85: "#fa8c16", 1: "#f5222d"},
+        gradient=styles.HEAT_GRADIENT,
     ).add_to(m)
     control = folium.LayerControl(collapsed=False, position="topright").add_to(m)
     GridMapScript(
@@ -241,7 +251,11 @@ def heatmap_page(ctx: PageContext, filters: MapFilters) -> str:
         _config(
             "heatmap",
             ctx,
-            {"filters": filters.as_config(), "animatedControl": animated._control_name},
+            {
+                "filters": filters.as_config(),
+                "animatedControl": animated._control_name,
+                "heatScale": styles.heat_legend(styles.HEAT_SCALE, filters.step_h),
+            },
         ),
     ).add_to(m)
     # HeatMapWithTime's own script calls jQuery's $.extend.

@@ -9,7 +9,7 @@ red (nobody has acted yet) through orange and yellow (on its way) to green, cyan
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import branca.colormap as cm
 
@@ -97,6 +97,51 @@ CHANGE_KINDS: Final[dict[str, tuple[str, str]]] = {
     "added": ("新增网格", "#52c41a"),
     "removed": ("删除网格", "#ff4d4f"),
 }
+
+
+#: Heat colours by intensity (0-1): Leaflet.heat and heatmap.js both take this table.
+HEAT_GRADIENT: Final[dict[float, str]] = {
+    0.2: "#2f54eb",
+    0.45: "#13c2c2",
+    0.65: "#fadb14",
+    0.85: "#fa8c16",
+    1.0: "#f5222d",
+}
+
+#: The heatmap page's fixed colour scale, per animation step (hours): the number of events
+#: in one ~100 m cell (the API's bins; 1 event per cell ≈ 100 per km²) within one step at
+#: which the colour is full red. Fixed per step, never taken from the data, so an ordinary
+#: day keeps its colour next to a busy one, and an hour with one event is not red.
+HEAT_SCALE: Final[dict[int, int]] = {1: 2, 6: 3, 24: 6, 168: 20}
+
+#: The dispatcher's hazard heat layer, per hazard window (hours): hazard reports summed
+#: around a spot (within ~20 px on screen, Leaflet.heat's cells) at which it is full red.
+HAZARD_HEAT_SCALE: Final[dict[int, int]] = {1: 1, 24: 2, 72: 3, 168: 5, 720: 10}
+
+
+def heat_scale(table: dict[int, int], hours: int) -> int:
+    """The scale of the longest period in ``table`` not longer than ``hours`` (else the shortest).
+
+    >>> heat_scale(HEAT_SCALE, 24), heat_scale(HEAT_SCALE, 12), heat_scale(HEAT_SCALE, 1)
+    (6, 3, 2)
+    """
+    fitting = [k for k in table if k <= hours]
+    return table[max(fitting) if fitting else min(table)]
+
+
+def heat_legend(table: dict[int, int], hours: int) -> dict[str, Any]:
+    """What the page script needs to draw a heat layer and its legend: max and numbers."""
+    scale = heat_scale(table, hours)
+    return {"max": scale, "ticks": heat_ticks(scale)}
+
+
+def heat_ticks(scale: int) -> list[int]:
+    """Legend numbers for a heat scale: 1, about a quarter, a half, and the scale itself.
+
+    >>> heat_ticks(6), heat_ticks(2), heat_ticks(20)
+    ([1, 2, 3, 6], [1, 2], [1, 5, 10, 20])
+    """
+    return sorted({1, max(1, round(scale / 4)), max(1, round(scale / 2)), scale})
 
 
 def ramp(steps: int = 7) -> list[str]:

@@ -9,20 +9,20 @@ README shows are copied to ``docs/screenshots/`` by hand.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.maps_support import report_body, token_for
 from tests.test_maps_browser import (
     ARTIFACTS,
-    INSIDE,
     Live,
     _open,
     _ready,
     browser,
+    fresh_spot,
     live,
 )
 from tests.test_maps_browser import _post_event as _post_at
@@ -31,15 +31,11 @@ pytestmark = pytest.mark.browser
 
 __all__ = ["browser", "live"]  # fixtures, re-used from the map page tests
 
-_SPOTS = itertools.count(1)
 
-
-def _post_event(live: Live, category: str = "0102") -> int:
-    """A report a few metres from the previous one (same grid), so that a click at one
-    event's marker cannot land on an earlier event's marker drawn at the same pixel."""
-    k = next(_SPOTS)
-    at = (INSIDE[0] + 0.00004 * (k % 6), INSIDE[1] + 0.00004 * (k // 6 % 6))
-    return _post_at(live, category=category, at=at)
+def _post_event(live: Live, page: Any, category: str = "0102") -> int:
+    """A report at a point of its own, clear of every marker ``page`` shows, so that a click
+    at its marker cannot land on another event's marker drawn at the same pixel."""
+    return _post_at(live, category=category, at=fresh_spot(page))
 
 
 WAIT_MS = 20_000
@@ -115,7 +111,9 @@ def _marker_point(page: Any, event_id: int, zoom: int = 18) -> dict[str, float]:
             GridMap.map.setView(m.getLatLng(), {zoom}, {{animate: false}});
         }}"""
     )
-    page.wait_for_timeout(600)
+    # Unclustered at this zoom: the marker itself is on the map once the cluster layer has
+    # caught up with the new view.
+    page.wait_for_function(f"() => GridMap.map.hasLayer(GridMap.markers[{event_id}])")
     point: dict[str, float] = page.evaluate(
         f"""() => {{
             const m = GridMap.markers[{event_id}];
@@ -134,12 +132,12 @@ def _open_panel_by_click(page: Any, event_id: int, watch: Any = None) -> None:
         raise AssertionError(f"marker never came; page errors: {watch and watch.errors}") from None
     point = _marker_point(page, event_id)
     page.mouse.click(point["x"], point["y"])
-    page.wait_for_selector(f".gm-event[data-id='{event_id}']", timeout=WAIT_MS)
+    expect(page.locator(f".gm-event[data-id='{event_id}']")).to_be_visible(timeout=WAIT_MS)
 
 
 def test_clicking_a_marker_opens_the_event_panel(browser: Any, live: Live) -> None:
     page, watch = _desk(browser, live)
-    event_id = _post_event(live, category="0401")
+    event_id = _post_event(live, page, category="0401")
     _open_panel_by_click(page, event_id, watch)
     panel = page.locator(".gm-event")
     text = panel.inner_text()
@@ -162,14 +160,9 @@ def test_clicking_a_marker_opens_the_event_panel(browser: Any, live: Live) -> No
     page.context.close()
 
 
-@pytest.mark.xfail(
-    reason="failed once in a full CI run (a wait predicate read a panel element that was not "
-    "there yet) and passed alone; open defect, see CHANGELOG",
-    strict=False,
-)
 def test_dispatcher_reassigns_and_closes_from_the_map(browser: Any, live: Live) -> None:
     page, watch = _desk(browser, live)
-    event_id = _post_event(live)
+    event_id = _post_event(live, page)
     target = _demo_worker_no(live)
     before = _event(live, event_id)
     if before["worker_no"] == target:  # routing already picked the demo worker: move away first
@@ -187,6 +180,8 @@ def test_dispatcher_reassigns_and_closes_from_the_map(browser: Any, live: Live) 
     form = page.locator(".gm-actions form[data-action=reassign]")
     option = form.locator(f"option[value='{target}']")
     assert "件在办" in option.inner_text()
+    # Focus in the form: the live feed does not redraw the panel under the dispatcher's hand.
+    form.locator("select").focus()
     form.locator("select").select_option(target)
     form.locator("button[type=submit]").click()
     page.wait_for_function(
@@ -204,18 +199,19 @@ def test_dispatcher_reassigns_and_closes_from_the_map(browser: Any, live: Live) 
     assert _event(live, event_id)["status"] == "verified"
 
     # The panel follows the live feed and now offers close; a click closes the event.
-    page.wait_for_selector(".gm-actions form[data-action=close]", timeout=WAIT_MS)
+    close = page.locator(f".gm-event[data-id='{event_id}'] form[data-action=close] button")
+    expect(close).to_be_visible(timeout=WAIT_MS)
     page.screenshot(path=str(ARTIFACTS / "dispatcher-close.png"))
-    page.locator(".gm-actions form[data-action=close] button").click()
+    close.click()
     page.wait_for_function(
         f"() => GridMap.state.lastAction && GridMap.state.lastAction.id === {event_id}"
         " && GridMap.state.lastAction.action === 'close'",
         timeout=WAIT_MS,
     )
     assert _event(live, event_id)["status"] == "closed"
-    page.wait_for_function(
-        "() => document.querySelector('.gm-event .gm-status').textContent === '结案'",
-        timeout=WAIT_MS,
+    # The panel is drawn again after the action: wait on the element, whenever it comes.
+    expect(page.locator(f".gm-event[data-id='{event_id}'] .gm-status")).to_have_text(
+        "结案", timeout=WAIT_MS
     )
     history = [
         t["action"]
@@ -230,7 +226,7 @@ def test_dispatcher_reassigns_and_closes_from_the_map(browser: Any, live: Live) 
 
 def test_stale_action_answers_409_and_refreshes_the_panel(browser: Any, live: Live) -> None:
     page, watch = _desk(browser, live)
-    event_id = _post_event(live)
+    event_id = _post_event(live, page)
     _open_panel_by_click(page, event_id, watch)
     target = _demo_worker_no(live)
     # Someone else acts in between: the panel's row_version is now stale.
@@ -247,7 +243,12 @@ def test_stale_action_answers_409_and_refreshes_the_panel(browser: Any, live: Li
     form.locator("select").focus()
     form.locator("select").select_option(target)
     _act(live, "dispatcher", event_id, {"action": "reassign", "worker_no": others[0]})
-    page.wait_for_timeout(2500)  # the feed has brought the change by now
+    # The live feed brings the change to the page (the marker's worker); the panel, under
+    # the dispatcher's hand, is not redrawn.
+    page.wait_for_function(
+        f"() => GridMap.markers[{event_id}].feature.properties.worker === '{others[0]}'",
+        timeout=WAIT_MS,
+    )
     form.locator("button[type=submit]").click()
     page.wait_for_selector(".gm-toast-warn", timeout=WAIT_MS)
     page.wait_for_selector(".gm-event [data-role=action-error]:not(:empty)", timeout=WAIT_MS)
@@ -312,11 +313,6 @@ def test_queue_counts_match_the_api_and_quarantine_lists_reports(browser: Any, l
     page.context.close()
 
 
-@pytest.mark.xfail(
-    reason="placing a quarantined report on the map does not yet confirm the placed point "
-    "in headless Chromium (open defect, see CHANGELOG)",
-    strict=False,
-)
 def test_registering_a_quarantined_report_at_a_clicked_point(browser: Any, live: Live) -> None:
     resp = httpx.post(
         f"{live.url}/api/v1/events",
@@ -326,15 +322,22 @@ def test_registering_a_quarantined_report_at_a_clicked_point(browser: Any, live:
     )
     quarantined = int(resp.json()["id"])
     page, watch = _desk(browser, live)
+    # Another event's marker lies exactly where the dispatcher clicks: placing must still
+    # take the point (before the fix the marker took the click and opened its own event).
+    spot = fresh_spot(page)
+    neighbour = _post_at(live, at=spot)
+    page.wait_for_function(f"() => !!GridMap.markers[{neighbour}]", timeout=WAIT_MS)
     page.evaluate(f"() => GridMap.openEvent({quarantined})")
-    page.wait_for_selector(".gm-actions form[data-action=register]", timeout=WAIT_MS)
-    page.evaluate("() => GridMap.map.setView([37.3805, 117.9705], 17, {animate: false})")
-    page.locator("[data-role=place]").click()
+    form = page.locator(f".gm-event[data-id='{quarantined}'] form[data-action=register]")
+    expect(form).to_be_visible(timeout=WAIT_MS)
+    page.evaluate(f"() => GridMap.map.setView([{spot[1]}, {spot[0]}], 18, {{animate: false}})")
+    page.wait_for_function(f"() => GridMap.map.hasLayer(GridMap.markers[{neighbour}])")
+    form.locator("[data-role=place]").click()
     box = page.evaluate("() => GridMap.map.getContainer().getBoundingClientRect().toJSON()")
-    centre = page.evaluate("() => GridMap.map.latLngToContainerPoint([37.3805, 117.9705])")
-    page.mouse.click(box["x"] + centre["x"], box["y"] + centre["y"])
-    page.wait_for_selector("[data-role=placed]:not(:empty)", timeout=WAIT_MS)
-    page.locator(".gm-actions form[data-action=register] button[type=submit]").click()
+    at = page.evaluate(f"() => GridMap.map.latLngToContainerPoint([{spot[1]}, {spot[0]}])")
+    page.mouse.click(box["x"] + at["x"], box["y"] + at["y"])
+    expect(form.locator("[data-role=placed]")).to_contain_text("位置", timeout=WAIT_MS)
+    form.locator("button[type=submit]").click()
     page.wait_for_function(
         f"() => GridMap.state.lastAction && GridMap.state.lastAction.id === {quarantined}",
         timeout=WAIT_MS,
@@ -342,7 +345,7 @@ def test_registering_a_quarantined_report_at_a_clicked_point(browser: Any, live:
     after = _event(live, quarantined)
     assert after["status"] in ("registered", "dispatched")
     assert after["grid_code"] is not None
-    assert abs(after["lon"] - 117.9705) < 1e-4 and abs(after["lat"] - 37.3805) < 1e-4
+    assert abs(after["lon"] - spot[0]) < 3e-5 and abs(after["lat"] - spot[1]) < 3e-5
     watch.assert_clean()
     page.context.close()
 
@@ -351,7 +354,7 @@ def test_ticker_keeps_fifty_and_holds_still_under_the_mouse(browser: Any, live: 
     page, watch = _desk(browser, live)
     ticker = page.locator(".gm-ticker")
     ticker.hover()
-    first = _post_event(live)
+    first = _post_event(live, page)
     page.wait_for_function(f"() => !!GridMap.markers[{first}]", timeout=WAIT_MS)
     # Hovered: the new item waits, and the ticker says so.
     assert page.locator(f".gm-ticker li[data-id='{first}']").count() == 0
@@ -381,33 +384,34 @@ def test_warning_cards_and_the_sound_switch(browser: Any, live: Live) -> None:
     # A hazard report flashes the warning.
     alarms = page.evaluate("() => GridMap.state.alarms || 0")
     page.wait_for_function("() => GridMap.state.live === 'on'", timeout=WAIT_MS)
-    _post_event(live, category="0401")
+    _post_event(live, page, category="0401")
     page.wait_for_function(f"() => (GridMap.state.alarms || 0) > {alarms}", timeout=WAIT_MS)
     watch.assert_clean()
     page.context.close()
 
 
-@pytest.mark.parametrize(
-    "size",
-    [
-        (1600, 1000),
-        pytest.param(
-            (390, 844),
-            marks=pytest.mark.xfail(reason="phone layout: a queue row is not clickable yet"),
-        ),
-    ],
-    ids=["desktop", "phone"],
-)
+@pytest.mark.parametrize("size", [(1600, 1000), (390, 844)], ids=["desktop", "phone"])
 def test_screenshots_of_the_desk(browser: Any, live: Live, size: tuple[int, int]) -> None:
+    """At 1600×1000 and on a phone (390×844, the side panel a scrolling bottom sheet): a
+    queue opens, a row of it is clicked and its event shown in view."""
     page, watch = _desk(browser, live, size=size)
+    # The live history always holds overdue events (a month of reports, few closed).
+    assert page.evaluate("() => GridMap.state.queues.overdue") > 0
     page.locator(".gm-queue[data-queue=overdue]").click()
-    page.wait_for_selector(".gm-qlist", timeout=WAIT_MS)
-    page.screenshot(path=str(ARTIFACTS / f"dispatcher-queues-{size[0]}.png"))
     first = page.locator(".gm-qlist li[data-id]").first
-    if first.count():
-        first.click()
-        page.wait_for_selector(".gm-event", timeout=WAIT_MS)
-        page.wait_for_timeout(800)
+    expect(first).to_be_in_viewport(timeout=WAIT_MS)
+    page.screenshot(path=str(ARTIFACTS / f"dispatcher-queues-{size[0]}.png"))
+    event_id = first.get_attribute("data-id")
+    first.click()
+    event = page.locator(f".gm-event[data-id='{event_id}']")
+    expect(event).to_be_in_viewport(timeout=WAIT_MS)
+    expect(event.locator(".gm-actions")).to_be_visible()
+    if size[0] < 700:  # the bottom sheet scrolls as a whole
+        side = page.evaluate(
+            "() => { const s = document.querySelector('.gm-side');"
+            " return {scroll: s.scrollHeight, client: s.clientHeight}; }"
+        )
+        assert side["scroll"] > side["client"]
     page.screenshot(path=str(ARTIFACTS / f"dispatcher-event-{size[0]}.png"))
     watch.assert_clean()
     page.context.close()

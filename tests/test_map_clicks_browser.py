@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.test_maps_browser import (
     ARTIFACTS,
@@ -21,6 +22,7 @@ from tests.test_maps_browser import (
     _post_event,
     _ready,
     browser,
+    fresh_spot,
     live,
 )
 
@@ -64,18 +66,14 @@ def _toggle_overlay(page: Any, label: str) -> None:
     row.locator("input").click()
 
 
-@pytest.mark.xfail(
-    reason="in a full run an earlier test's event sits at the same point, so the click may open "
-    "that marker's popup; the test should post at its own point (see CHANGELOG)",
-    strict=False,
-)
 def test_clicking_a_marker_opens_it_whatever_layers_are_on(browser: Any, live: Live) -> None:
     page, watch = _dispatcher(browser, live)
-    event_id = _post_event(live, category="0401")  # a hazard: it also heats the heat layer
+    # At a point of its own: an earlier test's marker at the same pixel would take the click.
+    spot = fresh_spot(page)
+    event_id = _post_event(live, category="0401", at=spot)  # a hazard: heats the heat layer
     point = _show_marker(page, event_id)
     page.mouse.click(point["x"], point["y"])
-    page.wait_for_selector(".gm-popup", timeout=5000)
-    assert f"#{event_id}" in page.locator(".gm-popup").inner_text()
+    expect(page.locator(".gm-popup")).to_contain_text(f"#{event_id}", timeout=5000)
     page.evaluate("() => GridMap.map.closePopup()")
 
     # The heat layer switched off and on again (it is re-added on top of the others).
@@ -86,8 +84,7 @@ def test_clicking_a_marker_opens_it_whatever_layers_are_on(browser: Any, live: L
     _toggle_overlay(page, "事件密度")
     point = _show_marker(page, event_id)
     page.mouse.click(point["x"], point["y"])
-    page.wait_for_selector(".gm-popup", timeout=5000)
-    assert f"#{event_id}" in page.locator(".gm-popup").inner_text()
+    expect(page.locator(".gm-popup")).to_contain_text(f"#{event_id}", timeout=5000)
     page.screenshot(path=str(ARTIFACTS / "maps-marker-click.png"))
     watch.assert_clean()
     page.context.close()

@@ -154,6 +154,55 @@ def _post_event(live: Live, category: str = "0102", at: tuple[float, float] = IN
     return int(resp.json()["id"])
 
 
+#: The basic grid that holds INSIDE; clicked markers are posted at fresh points inside it.
+SPOT_GRID = "371602005005007"
+#: Fresh points lie this far apart and at least this far from every marker a page shows
+#: (at zoom 18 a metre is about 2 px; a marker's radius is 6-7 px).
+SPOT_SPACING_DEG = 0.00025
+SPOT_CLEARANCE_M = 12.0
+
+
+def _spot_lattice() -> Iterator[tuple[float, float]]:
+    """Points of SPOT_GRID at least ~18 m inside its edges (so routed ``inside``), in order."""
+    from shapely.geometry import shape
+
+    with (ROOT / "data" / "boundaries" / "subdistrict.geojson").open(encoding="utf-8") as f:
+        features = json.load(f)["features"]
+    grid = shape(next(f for f in features if f["properties"]["code"] == SPOT_GRID)["geometry"])
+    inner = grid.buffer(-0.0002)
+    west, south, east, north = grid.bounds
+    for lat in np.arange(south + SPOT_SPACING_DEG / 2, north, SPOT_SPACING_DEG):
+        for lon in np.arange(west + SPOT_SPACING_DEG / 2, east, SPOT_SPACING_DEG):
+            if inner.contains(shapely.Point(lon, lat)):
+                yield round(float(lon), 7), round(float(lat), 7)
+
+
+_SPOTS = _spot_lattice()
+
+
+def fresh_spot(page: Any = None) -> tuple[float, float]:
+    """A point no earlier test of this run used, clear of every marker ``page`` shows.
+
+    A click at a marker must reach that marker: an earlier test's event (or one of the
+    simulated history's) drawn at the same pixel would take the click instead.
+    """
+    taken: list[list[float]] = (
+        page.evaluate(
+            """() => Object.values(GridMap.markers).map(m => {
+                const p = m.getLatLng(); return [p.lng, p.lat]; })"""
+        )
+        if page is not None
+        else []
+    )
+    for lon, lat in _SPOTS:
+        metres = [
+            np.hypot((lon - x) * 88_500, (lat - y) * 111_000) for x, y in taken
+        ]  # near 37.4°N
+        if not metres or min(metres) > SPOT_CLEARANCE_M:
+            return lon, lat
+    raise AssertionError(f"no fresh spot left in grid {SPOT_GRID}")
+
+
 def _set_status(live: Live, event_id: int, status: str) -> None:
     engine = make_engine(live.database, pool_size=1)
     with engine.begin() as conn:
@@ -340,3 +389,91 @@ def test_published_version_is_read_only_and_roles_are_enforced(browser: Any, liv
     page, _ = _open(browser, live, "/map", user="planner")
     page.wait_for_selector(".gm-signin .gm-error", timeout=10_000)
     assert "无权" in page.locator(".gm-signin").inner_text()
+
+
+_CONTRAST = """(sel) => {
+    const node = document.querySelector(sel);
+    const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+    let back = node, bg = null;
+    while (back && !bg) {
+        const c = getComputedStyle(back).backgroundColor;
+        if (rgb(c).length < 4 || rgb(c)[3] > 0.5) { bg = rgb(c); }
+        else { back = back.parentElement; }
+    }
+    const lum = ([r, g, b]) => [r, g, b].map(v => v / 255)
+        .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+        .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+    const a = lum(rgb(getComputedStyle(node).color)), b = lum(bg || [255, 255, 255]);
+    return {text: node.textContent, ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)};
+}"""
+
+#: The strongest alpha the heat canvas holds for the frame shown (0-255).
+_PEAK_ALPHA = """() => {
+    const canvas = document.querySelector('.heatmap-canvas');
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let peak = 0;
+    for (let i = 3; i < data.length; i += 4) { if (data[i] > peak) { peak = data[i]; } }
+    return peak;
+}"""
+
+
+def _frame_peaks(page: Any, frames: list[int]) -> list[int]:
+    """Show each frame (1-based time) in turn and read its strongest heat on the canvas."""
+    peaks = []
+    for t in frames:
+        page.evaluate(f"() => GridMap.map.timeDimension.setCurrentTime({t})")
+        page.wait_for_function(
+            f"() => GridMap.map.timeDimension.getCurrentTime() === {t}"
+            " && !GridMap.map.timeDimension.isLoading()"
+            f" && GridMap.layers.animated._currentLoadedTime === {t}"
+        )
+        peaks.append(int(page.evaluate(_PEAK_ALPHA)))
+    return peaks
+
+
+def test_heatmap_reads_on_a_fixed_scale(browser: Any, live: Live) -> None:
+    """Issue 11 defect 9: controls in order, readable speed, numbers on the legend, a fixed
+    scale (a quiet day is not drawn like the busiest), hourly frames not all full red."""
+    from maps import styles
+
+    page, watch = _open(browser, live, "/maps/heatmap?window=720&step=24", user="planner")
+    _ready(page)
+    # Play forward comes first; reverse play, if any, after the steps.
+    buttons = page.evaluate(
+        "() => [...document.querySelectorAll('.leaflet-bar-timecontrol > a')].map(a => a.className)"
+    )
+    assert "timecontrol-play" in buttons[0] and "reverse" not in buttons[0], buttons
+    # The speed is text a person can read on its background.
+    speed = page.evaluate(_CONTRAST, ".leaflet-bar-timecontrol .timecontrol-speed .speed")
+    assert "帧/秒" in speed["text"] and speed["ratio"] >= 4.5, speed
+    # The legend's numbers are the documented fixed scale for daily steps, and the layer
+    # draws with exactly that maximum.
+    scale = styles.heat_scale(styles.HEAT_SCALE, 24)
+    ticks = page.locator(".gm-legend [data-role=heat-scale] span").all_inner_texts()
+    assert ticks == [("≥" if v == scale else "") + str(v) for v in styles.heat_ticks(scale)]
+    assert page.evaluate("() => GridMap.layers.animated._baseLayer._max") == scale
+    # A quiet day and the busiest day of the month: under a fixed scale the quiet one is
+    # drawn weaker (scaled to the busiest frame, or to its own peak, both look alike).
+    totals: list[float] = page.evaluate(
+        "() => GridMap.layers.animated.data.map(f => f.reduce((s, p) => s + p[2], 0))"
+    )
+    busy = max(range(len(totals)), key=lambda i: totals[i])
+    quiet = min((i for i in range(len(totals)) if totals[i] > 0), key=lambda i: totals[i])
+    assert totals[quiet] < totals[busy]
+    quiet_peak, busy_peak = _frame_peaks(page, [quiet + 1, busy + 1])
+    assert 0 < quiet_peak < busy_peak, (totals[quiet], quiet_peak, totals[busy], busy_peak)
+    page.screenshot(path=str(ARTIFACTS / "maps-heatmap-scale.png"))
+    watch.assert_clean()
+    page.context.close()
+
+    # Hourly steps: one event in an hour is not full red (the scale is 2 per cell per hour).
+    page, watch = _open(browser, live, "/maps/heatmap?window=48&step=1", user="planner")
+    _ready(page)
+    saturated = int(0.85 * 255)  # the layer's max_opacity
+    counts: list[int] = page.evaluate("() => GridMap.layers.animated.data.map(f => f.length)")
+    shown = [i + 1 for i, n in enumerate(counts) if n][-8:]
+    assert shown, "no event in the last 48 hours of the live history"
+    peaks = _frame_peaks(page, shown)
+    assert min(peaks) < saturated - 20, peaks
+    watch.assert_clean()
+    page.context.close()

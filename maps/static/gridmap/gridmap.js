@@ -519,9 +519,20 @@
     return out;
   }
 
+  // Phones (the desk's bottom sheet, see gridmap.css): the layer list folds into its
+  // button, so it does not cover half the map.
+  var PHONE = window.matchMedia("(max-width: 700px)");
+  function collapseOnPhone(map, control) {
+    if (!control || !control.collapse) { return; }
+    control.options.collapsed = true;
+    control.collapse();
+    map.on("click", control.collapse, control);
+  }
+
   async function dispatcher(map, layers, cfg, me) {
     var f = cfg.filters;
     var bar = topBar(cfg, me);
+    if (PHONE.matches) { collapseOnPhone(map, layers.control); }
     eventRenderer = L.svg({ pane: "gm-events", padding: 0.5 });
     intoPane(map, layers.hazard, "gm-heat");
     var filterQ = { window: f.window, category: f.category, status: f.status };
@@ -566,7 +577,7 @@
       '<i style="background:#4a5f74"></i>多为已办结</div>' +
       '<div class="gm-legend-cl"><i style="background:#f5f8fb;box-shadow:0 0 0 3px #a8071a"></i>红圈 = 含超期</div>' +
       '<div data-role="density" class="gm-density-legend" hidden></div>' +
-      '<div class="gm-legend-title">隐患热力</div><div class="gm-heat-ramp"><span>低</span><i></i><span>高</span></div>');
+      heatLegendHtml(cfg, cfg.hazardScale, "隐患事件数（" + (cfg.windows[String(f.hazardWindow)] || "近" + f.hazardWindow + "小时") + "）"));
     var ticker = control(map, "bottomleft", "gm-ticker",
       '<div class="gm-panel-title">实时动态 <span class="gm-muted" data-role="paused"></span></div>' +
       '<ol data-role="feed"><li class="gm-muted">等待新事件…</li></ol>');
@@ -656,15 +667,14 @@
     // Hazard heat: server-side bins of hazard categories over the chosen window.
     var hazardSet = {};
     base.categories.forEach(function (c) { if (c.hazard) { hazardSet[c.code] = true; } });
-    var heatMax = 1;
     try {
       var heat = await api(cfg, "/maps/heat", {
         window: f.hazardWindow, step: f.hazardWindow, hazard: true, cell: 60, crs: cfg.crs,
       });
       var points = [];
       heat.frames.forEach(function (frame) { frame.forEach(function (p) { points.push(p); }); });
-      heatMax = Math.max(1, heat.max);
-      layers.hazard.setOptions({ max: Math.max(1, heatMax * 0.7) });
+      // A fixed scale per hazard window (maps/styles.py HAZARD_HEAT_SCALE), not the data's max.
+      layers.hazard.setOptions({ max: cfg.hazardScale.max });
       layers.hazard.setLatLngs(points);
     } catch (e) { fail("隐患热力加载失败：" + e.message); }
 
@@ -1097,7 +1107,7 @@
         return '<button type="button" class="gm-queue gm-queue-' + q[0] + '" data-queue="' + q[0] + '">' +
           '<span class="gm-queue-name">' + esc(q[1]) + '</span><b data-role="count">…</b></button>';
       }).join("") + "</div>" +
-      '<details class="gm-stats" data-role="stats" open><summary class="gm-panel-title">统计</summary>' +
+      '<details class="gm-stats" data-role="stats"' + (PHONE.matches ? "" : " open") + '><summary class="gm-panel-title">统计</summary>' +
       '<div data-role="stats-body" class="gm-muted">加载中…</div></details>' +
       '<div class="gm-side-body" data-role="body"><p class="gm-muted">点击事件标记、队列或实时动态查看详情</p></div>');
     document.body.appendChild(side);
@@ -1108,6 +1118,10 @@
       map.invalidateSize();
     });
     var body = side.querySelector("[data-role=body]");
+    // On a phone the whole sheet scrolls: bring what was just opened into view.
+    function reveal() {
+      if (PHONE.matches) { side.scrollTop = body.offsetTop - side.firstElementChild.offsetHeight; }
+    }
 
     // Warnings that cannot be missed: red and yellow cards over the map.
     var cards = el("div", { class: "gm-cards", "data-role": "cards" },
@@ -1160,6 +1174,7 @@
               '<span class="gm-due" data-due="' + esc(ev.due_at || "") + '"></span></li>';
           }).join("") : '<li class="gm-muted">队列为空</li>') + "</ol>";
         tick();
+        reveal();
         body.querySelectorAll("[data-id]").forEach(function (row) {
           row.addEventListener("click", function () {
             var id = Number(row.getAttribute("data-id"));
@@ -1208,9 +1223,11 @@
     }
 
     var current = null;
-    var placing = null;
+    var placing = null; // the id of the event being placed by the next map click
+    var placed = null; // {id, spot}: the point clicked for that event
     async function openEvent(id) {
       document.body.classList.remove("gm-side-collapsed");
+      if (id !== current) { stopPlacing(); clearPlaced(); }
       current = id;
       side.querySelectorAll(".gm-queue").forEach(function (b) { b.classList.remove("gm-on"); });
       body.innerHTML = '<p class="gm-muted">加载事件 #' + esc(id) + "…</p>";
@@ -1271,6 +1288,7 @@
             (t.note ? " · " + esc(t.note) : "") + "</span></li>";
         }).join("") + "</ol></div>";
       tick();
+      reveal();
       loadPhotos(body.querySelector("[data-role=photos]"));
       wireActions(ev);
     }
@@ -1321,23 +1339,14 @@
     function wireActions(ev) {
       body.querySelectorAll("form[data-action]").forEach(function (form) {
         var action = form.getAttribute("data-action");
-        var spot = null;
         var dup = form.querySelector("[name=duplicate_of]");
         if (dup) {
           form.reason.addEventListener("change", function () { dup.hidden = form.reason.value !== "duplicate"; });
         }
         var place = form.querySelector("[data-role=place]");
         if (place) {
-          place.addEventListener("click", function () {
-            map.getContainer().classList.add("gm-placing");
-            toast("请在地图上点击事件的正确位置", "info");
-            placing = function (latlng) {
-              spot = { lon: Math.round(latlng.lng * 1e7) / 1e7, lat: Math.round(latlng.lat * 1e7) / 1e7 };
-              if (GM.placed) { map.removeLayer(GM.placed); }
-              GM.placed = L.circleMarker(latlng, { pane: "gm-events", radius: 9, color: "#fff", weight: 3, fillColor: "#ff4d4f", fillOpacity: 1 }).addTo(map);
-              form.querySelector("[data-role=placed]").textContent = "位置：" + spot.lon.toFixed(6) + ", " + spot.lat.toFixed(6);
-            };
-          });
+          showPlaced(ev.id);
+          place.addEventListener("click", function () { startPlacing(ev.id); });
         }
         form.addEventListener("submit", async function (e) {
           e.preventDefault();
@@ -1352,18 +1361,43 @@
             payload.reason = form.reason.value;
             if (payload.reason === "duplicate") { payload.duplicate_of = Number(dup.value); }
           }
-          if (action === "register" && spot) { payload.location = spot; }
+          if (action === "register" && placed && placed.id === ev.id) { payload.location = placed.spot; }
           await act(ev, payload);
         });
       });
     }
 
-    map.on("click", function (e) {
-      if (!placing) { return; }
-      var fn = placing;
+    // Placing a quarantined report: the next click on the map is its location. While placing,
+    // markers, clusters and grids let the mouse through (CSS .gm-placing), so a click where
+    // another event is drawn places the point instead of opening that event. The point is
+    // kept per event, so a redraw of the panel (live feed) keeps it.
+    function startPlacing(id) {
+      placing = id;
+      map.getContainer().classList.add("gm-placing");
+      toast("请在地图上点击事件的正确位置", "info");
+    }
+    function stopPlacing() {
       placing = null;
       map.getContainer().classList.remove("gm-placing");
-      fn(e.latlng);
+    }
+    function showPlaced(id) {
+      var slot = body.querySelector(".gm-event[data-id='" + id + "'] form[data-action=register] [data-role=placed]");
+      if (slot && placed && placed.id === id) {
+        slot.textContent = "位置：" + placed.spot.lon.toFixed(6) + ", " + placed.spot.lat.toFixed(6);
+      }
+    }
+    function clearPlaced() {
+      if (GM.placed) { map.removeLayer(GM.placed); GM.placed = null; }
+      placed = null;
+    }
+    map.on("click", function (e) {
+      if (placing === null) { return; }
+      var id = placing;
+      stopPlacing();
+      clearPlaced();
+      placed = { id: id, spot: { lon: Math.round(e.latlng.lng * 1e7) / 1e7, lat: Math.round(e.latlng.lat * 1e7) / 1e7 } };
+      GM.placed = L.circleMarker(e.latlng, { pane: "gm-events", interactive: false, radius: 9, color: "#fff", weight: 3, fillColor: "#ff4d4f", fillOpacity: 1 }).addTo(map);
+      showPlaced(id);
     });
 
     async function act(ev, payload) {
@@ -1377,7 +1411,7 @@
         });
         toast("#" + ev.id + " " + (ACTION_LABELS[payload.action] || payload.action) + "：已完成", "info");
         GM.state.lastAction = { id: ev.id, action: payload.action, status: after.status };
-        if (GM.placed) { map.removeLayer(GM.placed); GM.placed = null; }
+        clearPlaced();
         if (ctx.changed) { ctx.changed(after); }
         countsSoon();
         workers = null;
@@ -1531,6 +1565,42 @@
 
   var STEPS = { 1: "每小时", 6: "每6小时", 24: "每天", 168: "每周" };
 
+  // A heat legend with numbers: the ramp as the layer colours it (the same gradient), and
+  // the counts at their places on it; the scale is fixed (cfg, from maps/styles.py), so the
+  // numbers mean the same on every frame.
+  function heatLegendHtml(cfg, scale, unit) {
+    var keys = Object.keys(cfg.heatGradient).sort(function (a, b) { return Number(a) - Number(b); });
+    var ramp = "linear-gradient(90deg, rgba(47, 84, 235, 0.25) 0%, " + keys.map(function (k) {
+      return cfg.heatGradient[k] + " " + Math.round(Number(k) * 100) + "%";
+    }).join(", ") + ")";
+    return '<div class="gm-legend-title">热力 <span class="gm-muted">' + esc(unit) + "</span></div>" +
+      '<div class="gm-heat-scale" data-role="heat-scale" data-max="' + scale.max + '">' +
+      '<i style="background:' + ramp + '"></i><div class="gm-heat-ticks">' + scale.ticks.map(function (v) {
+        return '<span data-value="' + v + '" style="left:' + (100 * v / scale.max).toFixed(1) + '%">' +
+          (v === scale.max ? "≥" : "") + num(v) + "</span>";
+      }).join("") + "</div></div>";
+  }
+
+  // The time control in the natural order: play first, then step back and forward, reverse
+  // play last; Chinese titles; the speed as readable text ("1 帧/秒").
+  function tidyTimeControl(control) {
+    if (!control || !control._container) { return; }
+    var bar = control._container;
+    var order = [control._buttonPlayPause, control._buttonBackward, control._buttonForward, control._buttonPlayReversePause];
+    var anchor = bar.firstChild;
+    order.forEach(function (button) {
+      if (button) { bar.insertBefore(button, anchor); anchor = button.nextSibling; }
+    });
+    var titles = [[control._buttonPlayPause, "播放/暂停"], [control._buttonBackward, "上一步"],
+      [control._buttonForward, "下一步"], [control._buttonPlayReversePause, "倒放"]];
+    titles.forEach(function (t) { if (t[0]) { t[0].title = t[1]; } });
+    control._getDisplaySpeed = function (v) { return num(v, 1) + " 帧/秒"; };
+    var speed = bar.querySelector(".timecontrol-speed .speed");
+    if (speed && control._player) {
+      speed.textContent = control._getDisplaySpeed(Math.round(1e4 / (control._player.getTransitionTime() || 1e3)) / 10);
+    }
+  }
+
   async function heatmap(map, layers, cfg, me) {
     var f = cfg.filters;
     var bar = topBar(cfg, me);
@@ -1562,24 +1632,36 @@
       '<button type="submit">应用</button></form>' +
       '<div class="gm-summary" data-role="summary"></div><div data-role="search"></div>');
     searchBox(map, grids, panel.querySelector("[data-role=search]"));
+    var cellKm2 = heat.cell_m ? (heat.cell_m * heat.cell_m) / 1e6 : null;
     var legend = control(map, "bottomright", "gm-legend",
-      '<div data-role="density" class="gm-density-legend" hidden></div><div class="gm-legend-title">热力</div>' +
-      '<div class="gm-heat-ramp"><span>低</span><i></i><span>高</span></div>');
+      '<div data-role="density" class="gm-density-legend" hidden></div>' +
+      heatLegendHtml(cfg, cfg.heatScale, "件/格/" + (STEPS[f.step] || f.step + "小时").replace(/^每/, "")) +
+      '<div class="gm-muted gm-heat-note">' + (heat.binned
+        ? "格 ≈ " + num(heat.cell_m) + " m 见方；1 件/格 ≈ " + num(1 / cellKm2) + " 件/km²"
+        : "事件较少，按原始点位：每点 1 件") +
+      "；色标固定，不随最忙的一帧变化</div>");
     var densityLegend = legend.querySelector("[data-role=density]");
     densityLayer(cfg, grids, stats, layers.density, densityLegend);
     map.on("overlayadd", function (e) { if (e.layer === layers.density) { densityLegend.hidden = false; } });
     map.on("overlayremove", function (e) { if (e.layer === layers.density) { densityLegend.hidden = true; } });
 
-    // Frames: weights scaled by the square root of count/max, so quiet areas stay visible.
-    var peak = Math.max(1, heat.max);
+    // Frames on a fixed scale (per step length, maps/styles.py HEAT_SCALE): a cell with
+    // heatScale.max events in one step is full red, whatever the busiest frame holds. Counts
+    // are clipped to it (heatmap.js mis-draws values above its max).
+    var scaleMax = cfg.heatScale.max;
     var frames = heat.frames.map(function (frame) {
-      return frame.map(function (p) { return [p[0], p[1], Math.sqrt(p[2] / peak)]; });
+      return frame.map(function (p) { return [p[0], p[1], Math.min(p[2], scaleMax)]; });
     });
     var totals = heat.frames.map(function (frame) {
       return frame.reduce(function (s, p) { return s + p[2]; }, 0);
     });
     var animated = layers.animated;
     var timeControl = window[cfg.animatedControl];
+    // HeatmapOverlay keeps max 1 unless told: every frame it draws carries this max.
+    animated._currentTimeData.max = scaleMax;
+    animated._baseLayer._max = scaleMax;
+    GM.state.heatScale = scaleMax;
+    tidyTimeControl(timeControl);
     animated.data = frames.length ? frames : [[]];
     if (timeControl) { timeControl.index = heat.labels.length ? heat.labels : ["—"]; }
     var times = animated.data.map(function (_, i) { return i + 1; });
@@ -1716,6 +1798,7 @@
           }).join("") + "</table>" : "") + "</section>";
     });
     var side = el("aside", { class: "gm-side gm-assessment" }, html);
+    document.body.classList.add("gm-has-assessment");
     document.body.appendChild(side);
 
     GM.state.assessedGrids = basic.filter(function (f) { return byGrid[f.properties.code]; }).length;
