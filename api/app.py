@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.activation import activation_task
 from api.database import prepare_database
 from api.errors import install_error_handlers
+from api.fast_intake import PoolDatabase, SessionDatabase
 from api.feed_hub import FeedHub
 from api.login_guard import LoginGuard
 from api.openapi import complete_openapi
@@ -96,6 +97,7 @@ def create_app(
             app.state.sessions = sessions
             app.state.reads = ReadRouter(sessions)
             app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter)
+            app.state.intake_db = SessionDatabase(sessions)
             yield
             app.state.feed_hub.close()
             return
@@ -115,6 +117,11 @@ def create_app(
         app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter, listen=url)
         # The version in force is known before the first request; its index builds meanwhile.
         await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
+        # The intake's hot path: its own asyncpg pool (api/fast_intake.py).
+        app.state.intake_db = await PoolDatabase.open(
+            url.set(drivername="postgresql").render_as_string(hide_password=False),
+            settings.db_pool_size,
+        )
         try:
             async with (
                 activation_task(engine, timezone=settings.timezone),
@@ -122,6 +129,7 @@ def create_app(
             ):
                 yield
         finally:
+            await app.state.intake_db.close()
             app.state.feed_hub.close()
             await anyio.to_thread.run_sync(app.state.routing.close)
             engine.dispose()
