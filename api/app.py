@@ -21,6 +21,7 @@ from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.fast_intake import PoolDatabase, SessionDatabase
 from api.feed_hub import FeedHub
+from api.intake_lane import IntakeLane
 from api.login_guard import LoginGuard
 from api.openapi import complete_openapi
 from api.overdue import overdue_task
@@ -118,9 +119,14 @@ def create_app(
         # The version in force is known before the first request; its index builds meanwhile.
         await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
         # The intake's hot path: its own asyncpg pool (api/fast_intake.py).
-        app.state.intake_db = await PoolDatabase.open(
-            url.set(drivername="postgresql").render_as_string(hide_password=False),
-            settings.db_pool_size,
+        app.state.intake_db = (
+            await PoolDatabase.open(
+                url.set(drivername="postgresql").render_as_string(hide_password=False),
+                settings.db_pool_size,
+                settings.open_tasks_cache_s,
+            )
+            if settings.intake_hot_path
+            else None
         )
         try:
             async with (
@@ -129,7 +135,8 @@ def create_app(
             ):
                 yield
         finally:
-            await app.state.intake_db.close()
+            if app.state.intake_db is not None:
+                await app.state.intake_db.close()
             app.state.feed_hub.close()
             await anyio.to_thread.run_sync(app.state.routing.close)
             engine.dispose()
@@ -148,6 +155,8 @@ def create_app(
     )
     app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
+    # Plain single reports skip FastAPI's routing and dependencies (api/intake_lane.py).
+    app.add_middleware(IntakeLane, owner=app)
     app.add_middleware(ReplicaRetry)
     app.add_middleware(InFlightLimit, limit=lambda: settings.max_in_flight)
     app.include_router(health.router)

@@ -25,6 +25,7 @@ included). Nothing was stored by a statement that failed, so that retry is safe.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -73,6 +74,8 @@ class IntakeDatabase(Protocol):
 
     #: Reports the hot path stored or answered (for tests and logs).
     handled: int
+    #: Open-task counts kept between requests (None: read them for every report).
+    counts: OpenTaskCounts | None
 
     def connection(self) -> Any:
         """An async context manager giving an :class:`IntakeConnection`."""
@@ -91,28 +94,43 @@ class _PoolConnection:
         return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
 
+async def _prepare_statements(conn: Any) -> None:
+    """Run both statements once on a new connection (neither changes anything)."""
+    await conn.fetch(event_store.OPEN_TASKS_SQL, [])
+    await conn.fetch(event_store.INSERT_EVENTS_SQL, "[]")
+
+
+async def _keep(conn: Any) -> None:
+    """A pooled connection is given back as it is."""
+
+
 class PoolDatabase:
     """The server's asyncpg pool (prepared statements are cached per connection)."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, counts: OpenTaskCounts | None = None) -> None:
         self.pool = pool
         self.handled = 0
+        self.counts = counts
 
     @classmethod
-    async def open(cls, dsn: str, size: int) -> PoolDatabase:
-        """A pool of at most ``size`` connections, opened as needed."""
+    async def open(cls, dsn: str, size: int, counts_ttl_s: float = 0.0) -> PoolDatabase:
+        """A pool of ``size`` connections; open-task counts kept ``counts_ttl_s`` seconds."""
         import asyncpg
 
         pool = await asyncpg.create_pool(
             dsn,
-            min_size=1,
+            min_size=max(1, size),
             max_size=max(1, size),
+            # Prepared once per connection up front, not on a request's time.
+            init=_prepare_statements,
+            # Statements here leave no session state behind: no reset round trip per use.
+            reset=_keep,
             server_settings={
                 "application_name": "gridmap-intake",
                 "idle_in_transaction_session_timeout": "60000",
             },
         )
-        return cls(pool)
+        return cls(pool, OpenTaskCounts(counts_ttl_s) if counts_ttl_s > 0 else None)
 
     async def close(self) -> None:
         """Close the pool."""
@@ -161,6 +179,7 @@ class SessionDatabase:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         self.handled = 0
+        self.counts: OpenTaskCounts | None = None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[IntakeConnection]:
@@ -210,7 +229,7 @@ async def process_fast(
     async with gate:
         try:
             async with database.connection() as conn:
-                counts = await conn.open_tasks(ids) if ids else {}
+                counts = await _open_tasks(database.counts, conn, ids)
                 workers = event_store.workers_on_grids(entries, counts)
                 pending = place_intakes(
                     todo, routed, routing, snap.categories, snap.limits, workers, submitter, clock
@@ -241,8 +260,64 @@ async def process_fast(
     if missing:
         for cid, event in (await read_back(submitter.username, missing)).items():
             stored[cid] = (event, False)
+    if database.counts is not None:
+        for _, cid, _, _ in created:
+            if by_key[cid].worker_id is not None:
+                database.counts.add(by_key[cid].worker_id)
     database.handled += len(intakes)
     return finish(intakes, screened, pending, stored, None)
+
+
+class OpenTaskCounts:
+    """Open-task counts of workers, read at most every ``ttl_s`` seconds per worker.
+
+    Between reads, the tasks this process hands out are added, so its own reports in a
+    row are spread as with fresh counts; what other processes and workflow actions change
+    is seen at the next read (at most ``ttl_s`` later, ``GRIDMAP_OPEN_TASKS_CACHE_S``).
+    ``clock`` is injected for tests.
+    """
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._counts: dict[int, tuple[int, float]] = {}
+
+    def fresh(self, worker_ids: list[int]) -> dict[int, int] | None:
+        """The counts of these workers, or None when any is due for a read."""
+        now = self._clock()
+        out: dict[int, int] = {}
+        for wid in worker_ids:
+            hit = self._counts.get(wid)
+            if hit is None or now - hit[1] > self.ttl_s:
+                return None
+            out[wid] = hit[0]
+        return out
+
+    def store(self, worker_ids: list[int], counts: dict[int, int]) -> None:
+        """Remember counts just read (absent: no open task)."""
+        now = self._clock()
+        for wid in worker_ids:
+            self._counts[wid] = (counts.get(wid, 0), now)
+
+    def add(self, worker_id: int) -> None:
+        """One more task handed to this worker by this process."""
+        hit = self._counts.get(worker_id)
+        if hit is not None:
+            self._counts[worker_id] = (hit[0] + 1, hit[1])
+
+
+async def _open_tasks(
+    cache: OpenTaskCounts | None, conn: IntakeConnection, ids: list[int]
+) -> dict[int, int]:
+    if not ids:
+        return {}
+    known = cache.fresh(ids) if cache is not None else None
+    if known is not None:
+        return known
+    counts = await conn.open_tasks(ids)
+    if cache is not None:
+        cache.store(ids, counts)
+    return counts
 
 
 def _submitter(user: User, snap: IntakeSnapshot) -> Submitter:

@@ -240,3 +240,67 @@ def test_asyncpg_hot_path_in_a_server(cluster: EmbeddedCluster, tmp_path: Path) 
     assert {r[0] for r in rows} == {b["client_event_id"] for b in bodies}
     assert all(r[1] == 1 and r[2] == 1 for r in rows)
     assert committed is not None and committed[0] > 0
+
+
+def _lane(app: Any) -> Any:
+    layer = app.middleware_stack
+    while layer is not None and type(layer).__name__ != "IntakeLane":
+        layer = getattr(layer, "app", None)
+    assert layer is not None, "no IntakeLane in the middleware stack"
+    return layer
+
+
+def test_intake_lane_answers_as_the_route(
+    settings, sessions, routing_state, session: Session
+) -> None:
+    """With a cached API key, POST /events skips FastAPI's routing; answers are the same."""
+    from api.app import create_app
+
+    key, prefix, key_hash = new_api_key()
+    with sessions() as s, s.begin():
+        owner = users.upsert_user(s, "lane-reporter", "reporter")
+        users.add_api_key(s, owner.id, "lane", prefix, key_hash)
+    app = create_app(
+        settings.model_copy(update={"api_key_cache_s": 60}),
+        sessions=sessions,
+        routing=routing_state,
+    )
+    headers = {"X-API-Key": key}
+    _, lon, lat = interior_point()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        first = client.post("/api/v1/events", json=_report(lon, lat), headers=headers)
+        assert first.status_code == 201  # the key is verified (and cached) by the app
+        lane = _lane(app)
+        body = _report(lon, lat)
+        created = client.post("/api/v1/events", json=body, headers=headers)
+        replay = client.post("/api/v1/events", json=body, headers=headers)
+        reused = client.post(
+            "/api/v1/events", json={**body, "description": "other"}, headers=headers
+        )
+        bad = client.post(
+            "/api/v1/events", json={**_report(lon, lat), "location": {"lon": "x"}}, headers=headers
+        )
+        text = client.post(
+            "/api/v1/events", content=b"{}", headers={**headers, "Content-Type": "text/plain"}
+        )
+        served = lane.served
+        unknown_query = client.post("/api/v1/events?x=1", json=_report(lon, lat), headers=headers)
+        long_key = client.post(
+            "/api/v1/events",
+            json={k: v for k, v in _report(lon, lat).items() if k != "client_event_id"},
+            headers={**headers, "Idempotency-Key": "k" * 65},
+        )
+        assert lane.served == served, "the lane took a request that is not plain"
+    assert served == 5
+    assert created.status_code == 201 and created.json()["worker_no"]
+    assert created.headers["location"] == f"/api/v1/events/{created.json()['id']}"
+    assert replay.status_code == 201 and replay.json() == created.json()
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert reused.status_code == 422 and reused.headers["content-type"].startswith(
+        "application/problem+json"
+    )
+    assert bad.status_code == 422 and "location" in bad.json()["detail"]
+    assert text.status_code == 415
+    assert unknown_query.status_code == 422 and long_key.status_code == 422
+    trail = _trail(session, created.json()["id"])
+    assert len(trail) == 1 and trail[0][1] == "dispatched"

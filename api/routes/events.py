@@ -178,9 +178,15 @@ async def post_event(
     or unrouted (outside every grid beyond the snap distance). Retrying with the same
     ``client_event_id`` (or ``Idempotency-Key``) and body returns the stored event.
     """
+    return await store_one(request, settings, user, idempotency_key)
+
+
+async def store_one(
+    request: Request, settings: Settings, user: User, idempotency_key: str | None
+) -> JSONResponse:
+    """``POST /events`` once the caller is known: also called by :mod:`api.intake_lane`."""
     raw = await read_json(request, max_bytes=settings.max_event_bytes)
     intake = prepare(0, raw, idempotency_key)
-    # The body is read on the event loop; the database work must not block it.
     outcome = (await _in_db_thread(request, settings, user, [intake]))[0]
     if outcome.problem is not None:
         raise outcome.problem
