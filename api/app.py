@@ -46,7 +46,7 @@ from api.routes import (
     workflow,
 )
 from api.routes import boundaries as boundary_routes
-from api.routing_state import RoutingState
+from api.routing_state import RoutingState, settle_heap
 from api.security import ApiKeyCache
 from api.settings import Settings
 from gis.store.database import make_engine
@@ -118,6 +118,7 @@ def create_app(
         app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter, listen=url)
         # The version in force is known before the first request; its index builds meanwhile.
         await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
+        settle_heap()
         # The intake's hot path: its own asyncpg pool (api/fast_intake.py).
         app.state.intake_db = (
             await PoolDatabase.open(
