@@ -304,3 +304,20 @@ def test_intake_lane_answers_as_the_route(
     assert unknown_query.status_code == 422 and long_key.status_code == 422
     trail = _trail(session, created.json()["id"])
     assert len(trail) == 1 and trail[0][1] == "dispatched"
+
+
+def test_open_task_counts_expire_and_count_own_placements() -> None:
+    from api.fast_intake import OpenTaskCounts
+
+    now = [100.0]
+    counts = OpenTaskCounts(1.0, clock=lambda: now[0])
+    assert counts.fresh([1, 2]) is None  # never read
+    counts.store([1, 2], {1: 3})
+    assert counts.fresh([1, 2]) == {1: 3, 2: 0}
+    counts.add(2)
+    counts.add(2)
+    counts.add(7)  # never read: stays unknown
+    assert counts.fresh([1, 2]) == {1: 3, 2: 2}
+    assert counts.fresh([1, 7]) is None
+    now[0] = 101.5  # past the time to live: read again
+    assert counts.fresh([1]) is None
