@@ -116,8 +116,6 @@ def create_app(
             sessionmaker(read_engine, expire_on_commit=False) if read_engine else None,
         )
         app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter, listen=url)
-        # The version in force is known before the first request; its index builds meanwhile.
-        await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
         settle_heap()
         # The intake's hot path: its own asyncpg pool (api/fast_intake.py).
         app.state.intake_db = (
@@ -129,6 +127,8 @@ def create_app(
             if settings.intake_hot_path
             else None
         )
+        # The version in force is known before the first request; its index builds meanwhile.
+        await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
         try:
             async with (
                 activation_task(engine, timezone=settings.timezone),
