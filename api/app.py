@@ -21,7 +21,9 @@ from api.activation import activation_task
 from api.allow import AllowMethods
 from api.database import prepare_database
 from api.errors import install_error_handlers
+from api.fast_intake import PoolDatabase, SessionDatabase
 from api.feed_hub import FeedHub
+from api.intake_lane import IntakeLane
 from api.login_guard import LoginGuard
 from api.openapi import complete_openapi
 from api.overdue import overdue_task
@@ -49,7 +51,7 @@ from api.routes import (
 )
 from api.routes import audit as audit_routes
 from api.routes import boundaries as boundary_routes
-from api.routing_state import RoutingState
+from api.routing_state import RoutingState, settle_heap
 from api.security import ApiKeyCache
 from api.settings import Settings
 from gis.store.database import make_engine
@@ -101,6 +103,7 @@ def create_app(
             app.state.sessions = sessions
             app.state.reads = ReadRouter(sessions)
             app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter)
+            app.state.intake_db = SessionDatabase(sessions)
             yield
             app.state.feed_hub.close()
             return
@@ -121,6 +124,17 @@ def create_app(
             sessionmaker(read_engine, expire_on_commit=False) if read_engine else None,
         )
         app.state.feed_hub = FeedHub(app.state.reads, lambda: app.state.db_limiter, listen=url)
+        settle_heap()
+        # The intake's hot path: its own asyncpg pool (api/fast_intake.py).
+        app.state.intake_db = (
+            await PoolDatabase.open(
+                url.set(drivername="postgresql").render_as_string(hide_password=False),
+                settings.db_pool_size,
+                settings.open_tasks_cache_s,
+            )
+            if settings.intake_hot_path
+            else None
+        )
         # The version in force is known before the first request; its index builds meanwhile.
         await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
         try:
@@ -131,6 +145,8 @@ def create_app(
             ):
                 yield
         finally:
+            if app.state.intake_db is not None:
+                await app.state.intake_db.close()
             app.state.feed_hub.close()
             await anyio.to_thread.run_sync(app.state.api_keys.close)
             await anyio.to_thread.run_sync(app.state.routing.close)
@@ -150,6 +166,8 @@ def create_app(
     )
     app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
+    # Plain single reports skip FastAPI's routing and dependencies (api/intake_lane.py).
+    app.add_middleware(IntakeLane, owner=app)
     app.add_middleware(ReplicaRetry)
     app.add_middleware(InFlightLimit, limit=lambda: settings.max_in_flight)
     # Outermost: OPTIONS never waits for a slot, and every 405 names all methods of its path.

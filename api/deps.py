@@ -32,7 +32,8 @@ def _read_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
+    # async: FastAPI runs a plain function dependency in a worker thread, a hop per request.
     settings: Settings = request.app.state.settings
     return settings
 

@@ -24,8 +24,12 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
-    """Raise InvalidInput naming the first query parameter the route does not declare."""
+async def reject_unknown_query(request: Request) -> None:
+    """Raise InvalidInput naming the first query parameter the route does not declare.
+
+    async, so FastAPI calls it on the event loop (a plain function would cost every
+    request a hop to a worker thread).
+    """
     route = request.scope.get("route")
     if not request.query_params or not isinstance(route, APIRoute):
         return

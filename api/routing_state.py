@@ -16,6 +16,7 @@ Routings of a few other versions, for ``at=`` lookups, are kept too.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import threading
@@ -38,6 +39,7 @@ from gis.grids import GridFeature, leaves
 from gis.routing import Route, RoutingIndex
 from gis.store import boundaries
 from gis.store import events as event_store
+from gis.store import workflow as workflow_store
 from gis.store.boundaries import NOTIFY_CHANNEL
 from gis.store.routing_sql import route_points
 
@@ -109,6 +111,33 @@ class VersionRouting:
             for x, y, a in zip(lon.tolist(), lat.tolist(), accuracy_m.tolist(), strict=True)
         ]
         return route_points(session, self.version_id, points)
+
+
+@dataclass(frozen=True)
+class IntakeSnapshot:
+    """The routing, categories and roster intake reads, as one consistent view.
+
+    ``routing`` is None when no version is in force; ``worker_numbers`` maps the ids of
+    the roster's workers to their numbers.
+    """
+
+    routing: VersionRouting | None
+    categories: dict[str, tuple[str | None, float, bool]]
+    limits: dict[str, tuple[float, str]]
+    roster: dict[str, list[event_store.RosterEntry]]
+    worker_numbers: dict[int, str]
+
+
+def settle_heap() -> None:
+    """Exempt what exists now (an index, the app) from the cyclic garbage collector's scans.
+
+    An index holds millions of Python objects; every full collection walked them all, and
+    a request creating many objects (a batch of 1,000) set off collections one after the
+    other, each costing as much as the index is large. Frozen objects are never collected,
+    so this runs once the heap holds what lasts: after start-up and after an index is built.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def read_version(session: Session, version_id: int) -> tuple[VersionRouting, list[GridFeature]]:
@@ -208,6 +237,8 @@ class RoutingState:
         self._categories_at = 0.0
         self._roster: dict[str, list[event_store.RosterEntry]] | None = None
         self._roster_at = 0.0
+        self._limits: dict[str, tuple[float, str]] = {}
+        self._worker_numbers: dict[int, str] = {}
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         #: Set while the watcher's LISTEN connection is up (announcements reach this process).
@@ -328,6 +359,7 @@ class RoutingState:
                     self._routings[version_id] = built
                 if self._in_force is not None and self._in_force.version_id == version_id:
                     self._in_force = built
+            settle_heap()
         finally:
             with self._lock:
                 self._building.discard(version_id)
@@ -346,6 +378,9 @@ class RoutingState:
         """Worker assignments by grid, cached briefly (the roster changes by the day)."""
         if time.monotonic() - self._roster_at > self.category_ttl_s or self._roster is None:
             self._roster = event_store.roster(session)
+            self._worker_numbers = {
+                wid: no for entries in self._roster.values() for wid, no, _, _ in entries
+            }
             self._roster_at = time.monotonic()
         return self._roster
 
@@ -353,8 +388,46 @@ class RoutingState:
         """Category code → (required role, time limit hours, hazard), cached briefly."""
         if time.monotonic() - self._categories_at > self.category_ttl_s or not self._categories:
             self._categories = event_store.categories(session)
+            self._limits = workflow_store.category_limits(session)
             self._categories_at = time.monotonic()
         return self._categories
+
+    def limits(self, session: Session) -> dict[str, tuple[float, str]]:
+        """Category code → (time limit hours, unit), cached with the categories."""
+        self.categories(session)
+        return self._limits
+
+    def snapshot(self) -> IntakeSnapshot | None:
+        """What intake needs, if the watcher keeps it current and nothing is stale; else None.
+
+        The hot path (``api/fast_intake.py``) then needs no session; on None it calls
+        :meth:`prepare` on one.
+        """
+        now = time.monotonic()
+        if not (self.watching and self._checked_at > -math.inf) or self._roster is None:
+            return None
+        if now - self._roster_at > self.category_ttl_s or not self._categories:
+            return None
+        if now - self._categories_at > self.category_ttl_s:
+            return None
+        return self._snapshot()
+
+    def prepare(self, session: Session) -> IntakeSnapshot:
+        """The intake snapshot, refreshing on ``session`` what is due."""
+        routing = self.current(session)
+        self.categories(session)
+        self.roster(session)
+        return self._snapshot(routing)
+
+    def _snapshot(self, routing: VersionRouting | None = None) -> IntakeSnapshot:
+        assert self._roster is not None
+        return IntakeSnapshot(
+            routing if routing is not None else self._in_force,
+            self._categories,
+            self._limits,
+            self._roster,
+            self._worker_numbers,
+        )
 
     # -- the server's watcher ---------------------------------------------------------------------
     def start(self, sessions: sessionmaker[Session], url: URL) -> None:

@@ -84,6 +84,16 @@ class Settings(BaseSettings):
         default=None,
         description="Assessment score weights, a .toml or .json file (default 0.4/0.2/0.2/0.2).",
     )
+    intake_hot_path: bool = Field(
+        default=True,
+        description="Serve reports on the event loop with an asyncpg pool (api/fast_intake.py).",
+    )
+    open_tasks_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long the hot path trusts a worker's open-task count (0: read each time).",
+    )
     max_in_flight: int = Field(
         default=32,
         ge=0,

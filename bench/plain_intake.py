@@ -35,9 +35,9 @@ WITH p AS (SELECT ST_SetSRID(ST_MakePoint($4, $5), 4326) AS pt),
 e AS (
     INSERT INTO events (client_event_id, request_hash, category_code, description,
         reported_lon, reported_lat, reported_crs, location, accuracy_m, grid_code,
-        status, routing_flag)
-    SELECT $1, '', $2, $3, $4, $5, 'wgs84', p.pt, $6, {_GRID}, 'registered', 'inside' FROM p
-    ON CONFLICT (client_event_id) DO NOTHING
+        status, routing_flag, submitted_by)
+    SELECT $1, '', $2, $3, $4, $5, 'wgs84', p.pt, $6, {_GRID}, 'registered', 'inside', '' FROM p
+    ON CONFLICT (submitted_by, client_event_id) DO NOTHING
     RETURNING id, status
 )
 INSERT INTO event_transitions (event_id, to_status, actor, data)
@@ -54,10 +54,10 @@ p AS (SELECT r.*, ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326) AS pt FROM r),
 e AS (
     INSERT INTO events (client_event_id, request_hash, category_code, description,
         reported_lon, reported_lat, reported_crs, location, accuracy_m, grid_code,
-        status, routing_flag)
+        status, routing_flag, submitted_by)
     SELECT p.cid, '', p.cat, p.descr, p.lon, p.lat, 'wgs84', p.pt, p.acc, {_GRID},
-           'registered', 'inside' FROM p
-    ON CONFLICT (client_event_id) DO NOTHING
+           'registered', 'inside', '' FROM p
+    ON CONFLICT (submitted_by, client_event_id) DO NOTHING
     RETURNING id, status
 )
 INSERT INTO event_transitions (event_id, to_status, actor, data)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -154,6 +154,9 @@ class RoutingSource(Protocol):
     def categories(self, session: Session) -> dict[str, tuple[str | None, float, bool]]:
         """Category code → (required role, time limit hours, hazard)."""
 
+    def limits(self, session: Session) -> dict[str, tuple[float, str]]:
+        """Category code → (time limit hours, unit: working or calendar)."""
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -171,7 +174,9 @@ def _status_code(event: StoredEvent) -> int:
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """A report ready to store: its intake and the rows describing it."""
+
     intake: Intake
     new: NewEvent
 
@@ -188,9 +193,64 @@ def process(
 
     A self-handled report (only from a worker's account) is stored assigned to that worker
     and then claimed and handled at once, each step in the event log.
+
+    The steps are :func:`screen`, :func:`route_intakes`, :func:`candidate_codes` (and the
+    open-task counts of those grids' workers), :func:`place_intakes`, the insert, then
+    :func:`finish`; the asynchronous hot path (``api/fast_intake.py``) runs the same steps
+    with its own database calls, so both decide alike.
+    """
+    categories = state.categories(session)
+    routing = state.current(session)
+    screened = screen(intakes, categories, submitter, clock, routing)
+    todo = screened.todo
+    limits = state.limits(session) if todo else {}
+    routed = route_intakes(todo, routing, session)
+    codes = candidate_codes(routing, routed.routes)
+    workers = (
+        event_store.workers_for_grids(session, codes, assignments=state.roster(session))
+        if routing is not None
+        else {}
+    )
+    pending = place_intakes(todo, routed, routing, categories, limits, workers, submitter, clock)
+    stored = event_store.store_events(
+        session, [p.new for p in pending], worker_numbers(workers, submitter)
+    )
+
+    def handle(event: StoredEvent, done: SelfHandled) -> StoredEvent:
+        return self_handle(
+            session,
+            submitter.username,
+            submitter.role,
+            event,
+            done.result,
+            list(done.photos),
+            clock,
+        )
+
+    return finish(intakes, screened, pending, stored, handle)
+
+
+@dataclass(frozen=True)
+class Screened:
+    """Reports past the checks that need no database: what is left to route, and the 422s."""
+
+    todo: list[Intake]
+    outcomes: dict[int, Outcome]
+    first_of_key: dict[uuid.UUID, Intake]
+
+
+def screen(
+    intakes: list[Intake],
+    categories: Mapping[str, tuple[str | None, float, bool]],
+    submitter: Submitter,
+    clock: Clock,
+    routing: VersionRoutingLike | None,
+) -> Screened:
+    """Answer what is wrong without the database (category, self-handled, time, range).
+
+    Later reports of a batch repeating a key are left for :func:`finish`.
     """
     outcomes: dict[int, Outcome] = {}
-    categories = state.categories(session)
     first_of_key: dict[uuid.UUID, Intake] = {}
     todo: list[Intake] = []
     for it in intakes:
@@ -220,7 +280,6 @@ def process(
         if first is None:
             first_of_key[it.client_event_id] = it
             todo.append(it)
-    routing = state.current(session)
     bad = invalid_rows(todo, routing)
     for index in bad:
         outcomes[index] = Outcome(
@@ -230,15 +289,31 @@ def process(
                 "location: longitude must be within ±180 and latitude within ±90 degrees."
             ),
         )
-    todo = [it for it in todo if it.index not in bad]
-    limits = workflow_store.category_limits(session) if todo else {}
-    pending, workers = _route_and_place(
-        session, state, routing, todo, categories, limits, submitter, clock
-    )
+    return Screened([it for it in todo if it.index not in bad], outcomes, first_of_key)
+
+
+def worker_numbers(
+    workers: Mapping[str, Sequence[WorkerOnGrid]], submitter: Submitter
+) -> dict[int, str]:
+    """Worker id → number, for the workers an event may be placed with."""
     worker_nos = {w.worker_id: w.worker_no for ws in workers.values() for w in ws}
     if submitter.worker_id is not None and submitter.worker_no is not None:
         worker_nos[submitter.worker_id] = submitter.worker_no
-    stored = event_store.store_events(session, [p.new for p in pending], worker_nos)
+    return worker_nos
+
+
+def finish(
+    intakes: list[Intake],
+    screened: Screened,
+    pending: list[Pending],
+    stored: Mapping[uuid.UUID, tuple[StoredEvent, bool]],
+    handle: Callable[[StoredEvent, SelfHandled], StoredEvent] | None,
+) -> list[Outcome]:
+    """Outcomes in input order, from what was stored (or found stored) for each key.
+
+    ``handle`` records a self-handled report's claim and handling (None: there is none).
+    """
+    outcomes = dict(screened.outcomes)
     for p in pending:
         event, created = stored[p.intake.client_event_id]
         if not created and event.request_hash != p.intake.request_hash:
@@ -246,15 +321,8 @@ def process(
             continue
         done = p.intake.report.self_handled
         if created and done is not None:
-            event = self_handle(
-                session,
-                submitter.username,
-                submitter.role,
-                event,
-                done.result,
-                list(done.photos),
-                clock,
-            )
+            assert handle is not None, "a self-handled report needs its handling recorded"
+            event = handle(event, done)
         outcomes[p.intake.index] = Outcome(
             p.intake.index, _status_code(event), event, replayed=not created
         )
@@ -262,7 +330,7 @@ def process(
     for it in intakes:
         if it.index in outcomes:
             continue
-        first = first_of_key[it.client_event_id]
+        first = screened.first_of_key[it.client_event_id]
         if first.request_hash != it.request_hash:
             outcomes[it.index] = Outcome(it.index, 422, problem=_reused_key())
         else:
@@ -281,18 +349,24 @@ def _reused_key() -> IdempotencyConflict:
 _CONVERTED = ("gcj02", "bd09")
 
 
-def _route_and_place(
-    session: Session,
-    state: RoutingSource,
-    routing: VersionRoutingLike | None,
-    intakes: list[Intake],
-    categories: dict[str, tuple[str | None, float, bool]],
-    limits: dict[str, tuple[float, str]],
-    submitter: Submitter,
-    clock: Clock,
-) -> tuple[list[_Pending], dict[str, list[WorkerOnGrid]]]:
-    if not intakes:
-        return [], {}
+@dataclass(frozen=True)
+class Routed:
+    """Where each report of a list lies: coordinate checks, WGS84 points and routes."""
+
+    checks: NDArray[np.int8]
+    lon: NDArray[np.float64]
+    lat: NDArray[np.float64]
+    routes: list[Route | None]
+
+
+def route_intakes(
+    intakes: list[Intake], routing: VersionRoutingLike | None, session: Session | None
+) -> Routed:
+    """Check and convert the coordinates, and route the good ones (as arrays).
+
+    ``session`` is only used while the in-memory index is not ready (PostGIS routes then);
+    None is allowed when the caller made sure it is.
+    """
     n = len(intakes)
     raw_lon = np.array([it.report.lon for it in intakes], dtype=np.float64)
     raw_lat = np.array([it.report.lat for it in intakes], dtype=np.float64)
@@ -300,33 +374,50 @@ def _route_and_place(
     checks = classify_coordinates(raw_lon, raw_lat, bounds)
     lon = raw_lon.copy()
     lat = raw_lat.copy()
-    crs = np.array([it.report.crs for it in intakes])
-    for system in set(crs.tolist()) & set(_CONVERTED):
-        rows = (crs == system) & (checks == 0)
+    crs = [it.report.crs for it in intakes]
+    for system in set(crs) & set(_CONVERTED):
+        rows = (np.array(crs) == system) & (checks == 0)
         if rows.any():
             lon[rows], lat[rows] = to_wgs84(lon[rows], lat[rows], system)
     accuracy = np.array(
-        [it.report.accuracy_m if it.report.accuracy_m is not None else math.nan for it in intakes]
+        [it.report.accuracy_m if it.report.accuracy_m is not None else math.nan for it in intakes],
+        dtype=np.float64,
     )
     routes: list[Route | None] = [None] * n
     ok_rows = np.flatnonzero(checks == 0)
     if routing is not None and ok_rows.size:
+        db: Any = session
         if ok_rows.size == 1:
             r = int(ok_rows[0])
             acc = None if math.isnan(accuracy[r]) else float(accuracy[r])
-            routes[r] = routing.route(session, float(lon[r]), float(lat[r]), acc)
+            routes[r] = routing.route(db, float(lon[r]), float(lat[r]), acc)
         else:
-            many = routing.route_many(session, lon[ok_rows], lat[ok_rows], accuracy[ok_rows])
+            many = routing.route_many(db, lon[ok_rows], lat[ok_rows], accuracy[ok_rows])
             for r, route in zip(ok_rows.tolist(), many, strict=True):
                 routes[r] = route
-    workers = _workers_needed(session, state, routing, routes)
+    return Routed(checks, lon, lat, routes)
+
+
+def place_intakes(
+    intakes: list[Intake],
+    routed: Routed,
+    routing: VersionRoutingLike | None,
+    categories: Mapping[str, tuple[str | None, float, bool]],
+    limits: Mapping[str, tuple[float, str]],
+    workers: Mapping[str, list[WorkerOnGrid]],
+    submitter: Submitter,
+    clock: Clock,
+) -> list[Pending]:
+    """Place each routed report (:func:`gis.placement.place`) and describe its rows."""
     pending = []
     added: dict[int, int] = {}
+    dues: dict[tuple[float, str], datetime] = {}  # one clock for the whole list
     for i, it in enumerate(intakes):
-        check = int(checks[i])
+        check = int(routed.checks[i])
         if check == 1:
             continue  # the caller answered these with a 422 before routing
-        placement = _placement(it, check, routes[i], routing, categories, workers, added, clock)
+        route = routed.routes[i]
+        placement = _placement(it, check, route, routing, categories, workers, added, clock)
         if it.report.self_handled is not None and submitter.worker_id is not None:
             placement = Placement(
                 "dispatched",
@@ -338,13 +429,23 @@ def _route_and_place(
             )
         if placement.worker_id is not None:
             added[placement.worker_id] = added.get(placement.worker_id, 0) + 1
-        hours, unit = limits.get(it.report.category, (categories[it.report.category][1], "working"))
-        due = deadlines.due_at(clock.now, hours, unit, clock.calendar)
+        limit = limits.get(it.report.category, (categories[it.report.category][1], "working"))
+        due = dues.get(limit)
+        if due is None:
+            due = dues[limit] = deadlines.due_at(clock.now, limit[0], limit[1], clock.calendar)
         new = _new_event(
-            it, check, routes[i], routing, placement, submitter, due, float(lon[i]), float(lat[i])
+            it,
+            check,
+            route,
+            routing,
+            placement,
+            submitter,
+            due,
+            float(routed.lon[i]),
+            float(routed.lat[i]),
         )
-        pending.append(_Pending(it, new))
-    return pending, workers
+        pending.append(Pending(it, new))
+    return pending
 
 
 def invalid_rows(intakes: list[Intake], routing: VersionRoutingLike | None) -> set[int]:
@@ -357,14 +458,12 @@ def invalid_rows(intakes: list[Intake], routing: VersionRoutingLike | None) -> s
     return {it.index for it, c in zip(intakes, checks.tolist(), strict=True) if c == 1}
 
 
-def _workers_needed(
-    session: Session,
-    state: RoutingSource,
-    routing: VersionRoutingLike | None,
-    routes: Sequence[Route | None],
-) -> dict[str, list[WorkerOnGrid]]:
+def candidate_codes(
+    routing: VersionRoutingLike | None, routes: Sequence[Route | None]
+) -> list[str]:
+    """The grids whose workers may be chosen: each routed grid and its parent's team."""
     if routing is None:
-        return {}
+        return []
     codes: set[str] = set()
     for route in routes:
         if route is None or route.grid_code is None:
@@ -373,7 +472,7 @@ def _workers_needed(
         parent = routing.grids[route.grid_code].parent_code
         if parent:
             codes.update(routing.team_codes(parent))
-    return event_store.workers_for_grids(session, sorted(codes), assignments=state.roster(session))
+    return sorted(codes)
 
 
 def _placement(
@@ -381,8 +480,8 @@ def _placement(
     check: int,
     route: Route | None,
     routing: VersionRoutingLike | None,
-    categories: dict[str, tuple[str | None, float, bool]],
-    workers: dict[str, list[WorkerOnGrid]],
+    categories: Mapping[str, tuple[str | None, float, bool]],
+    workers: Mapping[str, list[WorkerOnGrid]],
     added: dict[int, int],
     clock: Clock,
 ) -> Placement:

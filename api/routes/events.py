@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from api.bodies import read_json
 from api.deps import SessionDep, SettingsDep, open_session
 from api.errors import status_for
+from api.fast_intake import NotHere, process_fast
 from api.intake import MAX_BATCH, prepare
 from api.routing_state import RoutingState
 from api.schemas import BatchItemOut, BatchOut, EventOut, GridRefOut, ReportIn
 from api.security import allow
 from api.settings import Settings
 from gis.errors import GridmapError, InvalidInput, LimitExceeded
+from gis.store import events as event_store
 from gis.store.events import StoredEvent
 from gis.store.users import User
 from services import workflow as workflow_service
@@ -25,6 +29,8 @@ from services.intake import Intake, Outcome, Submitter, process
 from services.workflow import Clock
 
 router = APIRouter(tags=["events"])
+
+T = TypeVar("T")
 
 
 def event_out(
@@ -99,13 +105,43 @@ def _run(request: Request, settings: Settings, user: User, intakes: list[Intake]
 async def _in_db_thread(
     request: Request, settings: Settings, user: User, intakes: list[Intake]
 ) -> list[Outcome]:
-    """Run the intake in a worker thread, at most as many at once as the pool has connections.
+    """Run the intake: the hot path on the event loop, else the general path in a thread.
 
-    More would only queue inside the pool, or open and close overflow connections under load.
+    The general path runs in a worker thread, at most as many at once as the pool has
+    connections (more would only queue inside the pool, or open and close overflow
+    connections under load).
     """
+    state = request.app.state
+    database = getattr(state, "intake_db", None)
+    if database is not None:
+        now: datetime = state.clock()
+        clock = Clock(now, settings.timezone, getattr(state, "calendar", None))
+        try:
+            return await process_fast(
+                state.routing,
+                database,
+                state.db_limiter,
+                intakes,
+                user=user,
+                clock=clock,
+                prepare=lambda: _in_thread(request, state.routing.prepare),
+                read_back=lambda by, keys: _in_thread(
+                    request, lambda s: event_store.existing_events(s, by, keys)
+                ),
+            )
+        except NotHere:
+            pass
     return await anyio.to_thread.run_sync(
-        _run, request, settings, user, intakes, limiter=request.app.state.db_limiter
+        _run, request, settings, user, intakes, limiter=state.db_limiter
     )
+
+
+async def _in_thread(request: Request, job: Callable[[Session], T]) -> T:
+    def work() -> T:
+        with open_session(request) as session:
+            return job(session)
+
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.db_limiter)
 
 
 @router.post(
@@ -139,9 +175,15 @@ async def post_event(
     or unrouted (outside every grid beyond the snap distance). Retrying with the same
     ``client_event_id`` (or ``Idempotency-Key``) and body returns the stored event.
     """
+    return await store_one(request, settings, user, idempotency_key)
+
+
+async def store_one(
+    request: Request, settings: Settings, user: User, idempotency_key: str | None
+) -> JSONResponse:
+    """``POST /events`` once the caller is known: also called by :mod:`api.intake_lane`."""
     raw = await read_json(request, max_bytes=settings.max_event_bytes)
     intake = prepare(0, raw, idempotency_key)
-    # The body is read on the event loop; the database work must not block it.
     outcome = (await _in_db_thread(request, settings, user, [intake]))[0]
     if outcome.problem is not None:
         raise outcome.problem

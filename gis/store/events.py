@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Text, func, select, text
@@ -117,10 +117,10 @@ class StoredEvent:
 #: document (``jsonb_to_recordset``), so the SQL text never changes and the server keeps it
 #: prepared. Events that already exist (same ``client_event_id``) are skipped, and only the
 #: inserted ones get their first transition.
-_INSERT_SQL = text(
-    """
+#: The same text with ``$1`` for the rows document, as asyncpg takes it (the hot path).
+INSERT_EVENTS_SQL = """
     WITH rows AS (
-        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+        SELECT * FROM jsonb_to_recordset(CAST($1 AS jsonb)) AS r(
             client_event_id uuid, request_hash text, category_code text, description text,
             reported_lon float8, reported_lat float8, reported_crs text, lon float8,
             lat float8, accuracy_m float8, reported_at timestamptz, reporter text,
@@ -158,7 +158,7 @@ _INSERT_SQL = text(
     )
     SELECT id, client_event_id, received_at, updated_at FROM inserted
     """
-)
+_INSERT_SQL = text(INSERT_EVENTS_SQL.replace("$1", ":rows"))
 
 _JSON_FIELDS = (
     "request_hash",
@@ -192,7 +192,8 @@ _JSON_FIELDS = (
 )
 
 
-def _rows_document(events: Sequence[NewEvent]) -> str:
+def rows_document(events: Sequence[NewEvent]) -> str:
+    """The rows of :data:`INSERT_EVENTS_SQL` as one JSON document."""
     rows = []
     for e in events:
         row: dict[str, Any] = {f: getattr(e, f) for f in _JSON_FIELDS}
@@ -206,7 +207,7 @@ def _rows_document(events: Sequence[NewEvent]) -> str:
 
 def _insert(session: Session, events: Sequence[NewEvent]) -> dict[uuid.UUID, Any]:
     """Insert the new ones; return the inserted rows' (id, received_at, updated_at) by key."""
-    result = session.execute(_INSERT_SQL, {"rows": _rows_document(events)}).all()
+    result = session.execute(_INSERT_SQL, {"rows": rows_document(events)}).all()
     return {r.client_event_id: r for r in result}
 
 
@@ -246,25 +247,46 @@ def store_events(
     for e in events:
         row = created.get(e.client_event_id)
         if row is not None:
-            out[e.client_event_id] = (_as_stored(e, row, worker_nos), True)
+            stored = as_stored(e, row.id, row.received_at, row.updated_at, worker_nos)
+            out[e.client_event_id] = (stored, True)
     missing = [e.client_event_id for e in events if e.client_event_id not in out]
     if missing:
-        rows = session.execute(
-            select(*_columns())
-            .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
-            .where(
-                EventRow.client_event_id.in_(missing),
-                EventRow.submitted_by.in_({e.submitted_by for e in events}),
-            )
-        ).all()
-        for r in rows:
-            out[r.client_event_id] = (_stored(r), False)
+        for cid, event in existing_events(session, events[0].submitted_by, missing).items():
+            out[cid] = (event, False)
     return out
 
 
-def _as_stored(e: NewEvent, row: Any, worker_nos: dict[int, str]) -> StoredEvent:
+def existing_events(
+    session: Session, submitted_by: str, keys: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, StoredEvent]:
+    """The stored events of ``submitted_by``'s idempotency keys, by key."""
+    rows = session.execute(
+        select(*_columns())
+        .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
+        .where(EventRow.client_event_id.in_(keys), EventRow.submitted_by == submitted_by)
+    ).all()
+    return {r.client_event_id: _stored(r) for r in rows}
+
+
+def insert_rows(session: Session, document: str) -> list[tuple[int, uuid.UUID, Any, Any]]:
+    """Run :data:`INSERT_EVENTS_SQL`: (id, client_event_id, received_at, updated_at) created."""
+    rows = session.execute(_INSERT_SQL, {"rows": document}).all()
+    return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
+
+
+def as_stored(
+    e: NewEvent,
+    event_id: int,
+    received_at: datetime,
+    updated_at: datetime,
+    worker_nos: dict[int, str],
+) -> StoredEvent:
+    """A just-created event as stored, from what was written and what the insert returned.
+
+    Times are given in UTC, as a read-back gives them, so a replay answers the same body.
+    """
     return StoredEvent(
-        id=row.id,
+        id=event_id,
         client_event_id=e.client_event_id,
         request_hash=e.request_hash,
         category_code=e.category_code,
@@ -275,8 +297,8 @@ def _as_stored(e: NewEvent, row: Any, worker_nos: dict[int, str]) -> StoredEvent
         reported_lat=e.reported_lat,
         reported_crs=e.reported_crs,
         accuracy_m=e.accuracy_m,
-        reported_at=e.reported_at,
-        received_at=row.received_at,
+        reported_at=_utc(e.reported_at),
+        received_at=received_at,
         reporter=e.reporter,
         grid_code=e.grid_code,
         boundary_version_id=e.boundary_version_id,
@@ -289,10 +311,14 @@ def _as_stored(e: NewEvent, row: Any, worker_nos: dict[int, str]) -> StoredEvent
         routing_distance_m=e.routing_distance_m,
         routing_reason=e.routing_reason,
         quarantine_reason=e.quarantine_reason,
-        due_at=e.due_at,
-        updated_at=row.updated_at,
+        due_at=_utc(e.due_at),
+        updated_at=updated_at,
         reporter_worker_id=e.reporter_worker_id,
     )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return moment.astimezone(UTC) if moment is not None else None
 
 
 def _columns() -> list[Any]:
@@ -492,14 +518,14 @@ _ROSTER_SQL = text(
     WHERE w.active
     """
 )
-_OPEN_TASKS_SQL = text(
-    f"""
+#: Open tasks of the workers ``$1`` (int[]): (worker_id, count); the hot path runs it as is.
+OPEN_TASKS_SQL = f"""
     SELECT worker_id, count(*) FROM events
-    WHERE worker_id = ANY(CAST(:ids AS int[]))
+    WHERE worker_id = ANY(CAST($1 AS int[]))
       AND status IN ({", ".join(repr(s) for s in OPEN_FOR_WORKER)})
     GROUP BY worker_id
     """
-)
+OPEN_TASKS_STATEMENT = text(OPEN_TASKS_SQL.replace("$1", ":ids"))
 
 
 def roster(session: Session) -> dict[str, list[RosterEntry]]:
@@ -526,10 +552,22 @@ def workers_for_grids(
     if assignments is None:
         assignments = roster(session)
     entries = {c: assignments.get(c, []) for c in codes}
-    ids = sorted({e[0] for listed in entries.values() for e in listed})
+    ids = roster_worker_ids(entries)
     counts: dict[int, int] = {}
     if ids:
-        counts = {int(w): int(n) for w, n in session.execute(_OPEN_TASKS_SQL, {"ids": ids})}
+        counts = {int(w): int(n) for w, n in session.execute(OPEN_TASKS_STATEMENT, {"ids": ids})}
+    return workers_on_grids(entries, counts)
+
+
+def roster_worker_ids(entries: Mapping[str, list[RosterEntry]]) -> list[int]:
+    """The workers of some grids' roster entries, each once, sorted."""
+    return sorted({e[0] for listed in entries.values() for e in listed})
+
+
+def workers_on_grids(
+    entries: Mapping[str, list[RosterEntry]], counts: Mapping[int, int]
+) -> dict[str, list[WorkerOnGrid]]:
+    """Grid code → its workers for dispatch, with their open-task counts."""
     return {
         c: [
             WorkerOnGrid(wid, no, role, parse_duty(duty), int(counts.get(wid, 0)))
