@@ -20,6 +20,7 @@ import shapely
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from api.app import create_app
 from api.routes import maps as map_routes
 from gis.coords import wgs84_to_gcj02
 from gis.grids import GridFeature
@@ -254,7 +255,9 @@ def _events(
     category: str = "0102",
     status: str = "dispatched",
     hours_ago: float = 1.0,
+    now: datetime | None = None,
 ) -> list[int]:
+    now = now or datetime.now(UTC)
     lon = 117.9705 + np.linspace(0, 0.002, n)
     lat = np.full(n, 37.3805)
     batch = [
@@ -281,14 +284,14 @@ def _events(
             routing_distance_m=None,
             routing_reason="test",
             quarantine_reason=None,
-            due_at=datetime.now(UTC) - timedelta(minutes=5),
+            due_at=now - timedelta(minutes=5),
             actor="test",
             transition_note="test",
         )
         for x, y in zip(lon, lat, strict=True)
     ]
     ids = [eid for eid, _ in event_store.insert_events(session, batch).values()]
-    when = datetime.now(UTC) - timedelta(hours=hours_ago)
+    when = now - timedelta(hours=hours_ago)
     event_stats.replay_history(session, ids, [when] * len(ids), [status] * len(ids))
     session.flush()
     return ids
@@ -356,10 +359,21 @@ def test_map_events_filters_and_cursor(app_client: TestClient, auth_headers, ses
     )
 
 
-def test_grid_stats_and_heat(app_client: TestClient, auth_headers, session, monkeypatch) -> None:
-    _events(session, 5)
-    _events(session, 3, hours_ago=30)
+def test_grid_stats_and_heat(
+    settings, sessions, routing_state, auth_headers, session, monkeypatch
+) -> None:
+    # Noon in Shanghai: the daily frames are aligned to local midnight, so a clock read off
+    # the wall would put "an hour ago" in yesterday's frame between 00:00 and 01:00.
+    noon = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
+    _events(session, 5, now=noon)
+    _events(session, 3, hours_ago=30, now=noon)
     session.commit()
+    app = create_app(settings, sessions=sessions, routing=routing_state, clock=lambda: noon)
+    with TestClient(app, raise_server_exceptions=False) as app_client:
+        _check_grid_stats_and_heat(app_client, auth_headers, monkeypatch)
+
+
+def _check_grid_stats_and_heat(app_client: TestClient, auth_headers, monkeypatch) -> None:
     headers = auth_headers("planner")
     stats = app_client.get("/api/v1/maps/grid-stats", headers=headers).json()
     grid = stats["grids"]["371602005001001"]

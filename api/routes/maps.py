@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo
@@ -74,6 +74,12 @@ def _split(values: Sequence[str] | None) -> tuple[str, ...]:
     for value in values or ():
         out.extend(v.strip() for v in value.split(",") if v.strip())
     return tuple(dict.fromkeys(out))
+
+
+def _now(request: Request) -> datetime:
+    """The app's clock (injected in tests), so windows and frames never depend on the hour."""
+    now: datetime = request.app.state.clock()
+    return now
 
 
 def _statuses(requested: Sequence[str]) -> tuple[str, ...]:
@@ -279,7 +285,7 @@ def assessment_map(
 ) -> Response:
     """The leaders' page: on-time rates per grid and community, rankings (data needs a sign-in)."""
     if not period:
-        today = datetime.now(UTC).astimezone(ZoneInfo(settings.timezone)).date()
+        today = _now(request).astimezone(ZoneInfo(settings.timezone)).date()
         year, week, _ = (today - timedelta(days=7)).isocalendar()
         period = f"week:{year}-W{week:02d}"
     return _page(request, settings, pages.assessment_page(_context(request, settings), period))
@@ -419,7 +425,7 @@ def map_events(
     if start is not None and end is not None and end <= start:
         raise InvalidInput("from/to: 'to' must be later than 'from'.")
     cursor = str(feed_horizon(session))
-    now = datetime.now(UTC)
+    now = _now(request)
     since = start if start is not None else now - timedelta(hours=params.filters.window_h)
     flt = replace(
         params.event_filter(now),
@@ -453,14 +459,14 @@ def map_event(
     events, _ = stats.map_events(session, stats.EventFilter(ids=(event_id,)), limit=1)
     if not events:
         raise NotFound(f"No event #{event_id}.")
-    feature = event_features(events, crs, datetime.now(UTC))[0]
+    feature = event_features(events, crs, _now(request))[0]
     return compact_json(request, feature, media_type="application/geo+json")
 
 
 @router.get("/grid-stats", dependencies=[allow()])
 def grid_stats(request: Request, session: ReadSessionDep, params: LiveFilters) -> Response:
     """Per grid: events of the window matching the filters, and open events now."""
-    now = datetime.now(UTC)
+    now = _now(request)
     counts = stats.grid_counts(session, params.event_filter(now))
     open_now = stats.open_counts(session)
     codes = sorted(set(counts) | set(open_now))
@@ -539,7 +545,7 @@ def heat(
     with the number of events.
     """
     tz = ZoneInfo(settings.timezone)
-    now = datetime.now(UTC)
+    now = _now(request)
     f = params.filters
     origin = _step_origin(now, f.window_h, f.step_h, tz)
     bins = stats.heat_bins(
