@@ -57,6 +57,7 @@ MATRIX: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/healthz"): _PUBLIC,
     ("GET", "/readyz"): _PUBLIC,
     ("GET", "/docs"): _PUBLIC,
+    ("GET", "/openapi-docs.json"): _PUBLIC,
     ("GET", "/redoc"): _PUBLIC,
     ("GET", "/map"): _PUBLIC,
     ("GET", "/maps/heatmap"): _PUBLIC,

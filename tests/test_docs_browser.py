@@ -23,9 +23,12 @@ def test_swagger_ui_renders_offline(browser: Any, live: Live) -> None:
     page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
     assert page.locator(".swagger-ui .info .title").inner_text().startswith("gridmap")
     # The operations are listed, e.g. the report intake.
-    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
-    paths = page.locator(".opblock-summary-path").all_inner_texts()
-    assert any(p.replace("\u200b", "") == "/api/v1/events" for p in paths), paths[:10]
+    # Swagger UI draws the operations in turns: wait for the one looked for, not the first.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.opblock-summary-path')]"
+        ".some(e => e.innerText.replace(/\\u200b/g, '') === '/api/v1/events')",
+        timeout=60_000,
+    )
     page.screenshot(path=str(ARTIFACTS / "docs-swagger.png"))
     watch.assert_clean()
     page.context.close()

@@ -460,8 +460,11 @@ def test_heatmap_reads_on_a_fixed_scale(browser: Any, live: Live) -> None:
     busy = max(range(len(totals)), key=lambda i: totals[i])
     quiet = min((i for i in range(len(totals)) if totals[i] > 0), key=lambda i: totals[i])
     assert totals[quiet] < totals[busy]
+    # Both drawn, and on the same documented maximum whichever frame is shown (a frame's
+    # peak depends on how its events cluster, not on its total, so peaks are not compared).
     quiet_peak, busy_peak = _frame_peaks(page, [quiet + 1, busy + 1])
-    assert 0 < quiet_peak < busy_peak, (totals[quiet], quiet_peak, totals[busy], busy_peak)
+    assert quiet_peak > 0 and busy_peak > 0, (totals[quiet], quiet_peak, totals[busy], busy_peak)
+    assert page.evaluate("() => GridMap.layers.animated._baseLayer._max") == scale
     page.screenshot(path=str(ARTIFACTS / "maps-heatmap-scale.png"))
     watch.assert_clean()
     page.context.close()

@@ -78,14 +78,16 @@ VersionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Boundary versio
 GridCode = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[0-9]+$")]
 
 
-class _Digits(Convertor[str]):
-    """A path segment of digits, kept as text (grid codes have leading zeros).
+class _GridCodeSegment(Convertor[str]):
+    """A grid code path segment, kept as text (codes have leading zeros), never ``merge``.
 
-    Used as ``{code:digits}`` so that ``/grids/merge`` is never taken for a grid called
-    "merge": routing, ``Allow`` and the OpenAPI then agree on what each path offers.
+    Used as ``{code:gridcode}`` so that ``/grids/merge`` is never taken for a grid called
+    "merge": routing, ``Allow`` and the OpenAPI then agree on what each path offers. Any
+    other segment reaches the handler, whose validation names a bad code (422), e.g. one
+    written in Arabic-Indic digits.
     """
 
-    regex = "[0-9]+"
+    regex = "(?!merge(?:/|$))[^/]+"
 
     def convert(self, value: str) -> str:
         return value
@@ -94,7 +96,7 @@ class _Digits(Convertor[str]):
         return value
 
 
-register_url_convertor("digits", _Digits())
+register_url_convertor("gridcode", _GridCodeSegment())
 
 
 class VersionOut(BaseModel):
@@ -659,7 +661,7 @@ async def _read_body(request: Request) -> Any:
 
 
 @router.put(
-    "/versions/{version_id}/grids/{code:digits}",
+    "/versions/{version_id}/grids/{code:gridcode}",
     openapi_extra=_GRID_BODY,
     dependencies=[allow()],
 )
@@ -687,7 +689,7 @@ async def post_grid(request: Request, version_id: VersionId) -> JSONResponse:
     return JSONResponse(result, status_code=201)
 
 
-@router.delete("/versions/{version_id}/grids/{code:digits}", dependencies=[allow()])
+@router.delete("/versions/{version_id}/grids/{code:gridcode}", dependencies=[allow()])
 def delete_grid(
     request: Request, session: SessionDep, version_id: VersionId, code: GridCode
 ) -> JSONResponse:
@@ -710,7 +712,7 @@ def _edit_answer(version_id: int, result: editing.EditResult) -> dict[str, Any]:
     }
 
 
-@router.post("/versions/{version_id}/grids/{code:digits}/split", dependencies=[allow()])
+@router.post("/versions/{version_id}/grids/{code:gridcode}/split", dependencies=[allow()])
 def split_grid(
     session: SessionDep, version_id: VersionId, code: GridCode, body: SplitIn
 ) -> JSONResponse:
