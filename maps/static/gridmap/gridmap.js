@@ -619,12 +619,25 @@
       if (wanted.statuses.length && wanted.statuses.indexOf(p.status) < 0) { return false; }
       return new Date(p.received_at).getTime() >= wanted.since;
     }
+    // The popup is bound on first use: thousands of Popup objects made up front cost more
+    // than drawing the markers. openPopup() works as on any marker (tests and search use it).
+    var EventMarker = L.CircleMarker.extend({
+      openPopup: function (latlng) {
+        if (!this._popup) {
+          var self = this;
+          this.bindPopup(function () { return eventPopup(cfg, cats, self.feature); }, { className: "gm-popup" });
+        }
+        return L.CircleMarker.prototype.openPopup.call(this, latlng);
+      },
+    });
     function makeMarker(feature) {
       var c = feature.geometry.coordinates;
-      var m = L.circleMarker([c[1], c[0]], markerStyle(cfg, feature));
+      var m = new EventMarker([c[1], c[0]], markerStyle(cfg, feature));
       m.feature = feature;
-      m.bindPopup(function () { return eventPopup(cfg, cats, m.feature); }, { className: "gm-popup" });
-      m.on("click", function () { side.openEvent(m.feature.id); });
+      m.on("click", function () {
+        if (!m.getPopup()) { m.openPopup(); }
+        side.openEvent(m.feature.id);
+      });
       return m;
     }
     // An event by number: its marker when shown, else the API (it may be outside the filters).
