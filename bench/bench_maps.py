@@ -19,6 +19,7 @@ does not hold exactly EVENTS events.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -140,7 +141,10 @@ def _measure(browser: Any, base: str, path: str, token: str) -> dict[str, Any]:
     timing = page.evaluate(
         "() => { const n = performance.getEntriesByType('navigation')[0];"
         " return {dcl: n.domContentLoadedEventEnd, drawn: GridMap.state.readyAt,"
-        " events: GridMap.state.events}; }"
+        " events: GridMap.state.events, marks: GridMap.state.marks,"
+        " api: performance.getEntriesByType('resource').filter(r => r.name.includes('/api/'))"
+        ".map(r => [r.name.split('/api/v1/')[1].split('?')[0], Math.round(r.startTime),"
+        " Math.round(r.responseStart), Math.round(r.responseEnd)])}; }"
     )
     finished = [rid for rid in wire if "/events/stream" not in urls.get(rid, "")]
     largest = max(finished, key=lambda rid: wire[rid], default=None)
@@ -154,6 +158,8 @@ def _measure(browser: Any, base: str, path: str, token: str) -> dict[str, Any]:
         "events": int(timing["events"]),
         "largest": (urls.get(largest, "").split("?")[0].rsplit("/", 1)[-1] if largest else ""),
         "offsite": len(offsite),
+        "marks": " ".join(f"{k}={v}" for k, v in (timing.get("marks") or {}).items()),
+        "api": timing.get("api") or [],
     }
 
 
@@ -190,6 +196,10 @@ def run(n_events: int = 20_000, repeats: int = 3) -> list[dict[str, Any]]:
                     drawn_target is None or row["drawn_ms"] <= drawn_target
                 )
                 row["ok"] = "yes" if ok and row["offsite"] == 0 else "NO"
+                print(f"{label}: drawn {row['drawn_ms']:.0f} ms; {row['marks']}", flush=True)
+                if os.environ.get("GRIDMAP_BENCH_VERBOSE"):
+                    for name, start, first, end in row["api"]:
+                        print(f"    {name:<32} {start:>6} {first:>6} {end:>6}", flush=True)
                 rows.append(row)
             browser.close()
     return rows

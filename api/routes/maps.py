@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import ReadSessionDep, SessionDep, SettingsDep
-from api.responses import compact_json
+from api.responses import compact_json, gc_paused
 from api.routes.feed import CrsQ, event_features
 from api.schemas import IsoOnly
 from api.security import allow, public
@@ -437,15 +437,16 @@ def map_events(
         flags=flags,
         now=now,
     )
-    events, truncated = stats.map_events(session, flt, limit=limit)
-    body = {
-        "type": "FeatureCollection",
-        "features": event_features(events, crs, now),
-        "cursor": cursor,
-        "truncated": truncated,
-        "since": iso_utc(since),
-    }
-    return compact_json(request, body, media_type="application/geo+json")
+    with gc_paused():
+        events, truncated = stats.map_events(session, flt, limit=limit)
+        body = {
+            "type": "FeatureCollection",
+            "features": event_features(events, crs, now),
+            "cursor": cursor,
+            "truncated": truncated,
+            "since": iso_utc(since),
+        }
+        return compact_json(request, body, media_type="application/geo+json")
 
 
 @router.get("/events/{event_id}", dependencies=[allow()], responses=GEOJSON)

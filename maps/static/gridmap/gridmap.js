@@ -14,7 +14,9 @@
   "use strict";
 
   var TOKEN_KEY = "gridmap.token";
-  var GM = { state: { ready: false, kind: null, events: 0, grids: 0, changes: 0, live: "off", errors: [] } };
+  var GM = { state: { ready: false, kind: null, events: 0, grids: 0, changes: 0, live: "off", errors: [], marks: {} } };
+  // Milestones of the page's load, ms from navigation start (the benchmark prints them).
+  function mark(name) { GM.state.marks[name] = Math.round(performance.now()); }
 
   // --- small utilities ---------------------------------------------------------------
 
@@ -529,18 +531,34 @@
     map.on("click", control.collapse, control);
   }
 
-  async function dispatcher(map, layers, cfg, me) {
+  // The dispatcher's first requests, all at once; sent before /auth/me has answered when
+  // the tab already holds a token (GM.start), so the map does not wait for two round trips.
+  function dispatcherRequests(cfg) {
+    var f = cfg.filters;
+    var filterQ = { window: f.window, category: f.category, status: f.status };
+    var got = {
+      base: api(cfg, "/maps/base", { crs: cfg.crs }),
+      events: api(cfg, "/maps/events", Object.assign({ crs: cfg.crs }, filterQ)),
+      stats: api(cfg, "/maps/grid-stats", filterQ),
+      heat: api(cfg, "/maps/heat", {
+        window: f.hazardWindow, step: f.hazardWindow, hazard: true, cell: 60, crs: cfg.crs,
+      }),
+    };
+    // Handled here too: a request that fails before it is awaited is no unhandled rejection.
+    Object.keys(got).forEach(function (k) { got[k].catch(function () {}); });
+    return got;
+  }
+
+  async function dispatcher(map, layers, cfg, me, early) {
     var f = cfg.filters;
     var bar = topBar(cfg, me);
     if (PHONE.matches) { collapseOnPhone(map, layers.control); }
     eventRenderer = L.svg({ pane: "gm-events", padding: 0.5 });
     intoPane(map, layers.hazard, "gm-heat");
     var filterQ = { window: f.window, category: f.category, status: f.status };
-    var loaded = await Promise.all([
-      api(cfg, "/maps/base", { crs: cfg.crs }),
-      api(cfg, "/maps/events", Object.assign({ crs: cfg.crs }, filterQ)),
-      api(cfg, "/maps/grid-stats", filterQ),
-    ]);
+    var req = early || dispatcherRequests(cfg);
+    var loaded = await Promise.all([req.base, req.events, req.stats]);
+    mark("data");
     var base = loaded[0];
     var snapshot = loaded[1];
     var stats = loaded[2];
@@ -553,6 +571,7 @@
     if (base.bbox) {
       map.fitBounds([[base.bbox[1], base.bbox[0]], [base.bbox[3], base.bbox[2]]], { padding: [20, 20] });
     }
+    mark("grids");
 
     // Filters panel (a GET form: the filters are the page's query parameters).
     var panel = control(map, "topleft", "gm-filters",
@@ -587,6 +606,7 @@
     GM.markers = markers;
     var locate = function (id) { return findEvent(id, true); };
     var side = desk(map, layers, cfg, me, { cats: cats, locate: locate, optional: base.optional });
+    mark("desk");
     var wanted = {
       since: Date.now() - f.window * 3600 * 1000,
       categories: f.category || [],
@@ -599,12 +619,25 @@
       if (wanted.statuses.length && wanted.statuses.indexOf(p.status) < 0) { return false; }
       return new Date(p.received_at).getTime() >= wanted.since;
     }
+    // The popup is bound on first use: thousands of Popup objects made up front cost more
+    // than drawing the markers. openPopup() works as on any marker (tests and search use it).
+    var EventMarker = L.CircleMarker.extend({
+      openPopup: function (latlng) {
+        if (!this._popup) {
+          var self = this;
+          this.bindPopup(function () { return eventPopup(cfg, cats, self.feature); }, { className: "gm-popup" });
+        }
+        return L.CircleMarker.prototype.openPopup.call(this, latlng);
+      },
+    });
     function makeMarker(feature) {
       var c = feature.geometry.coordinates;
-      var m = L.circleMarker([c[1], c[0]], markerStyle(cfg, feature));
+      var m = new EventMarker([c[1], c[0]], markerStyle(cfg, feature));
       m.feature = feature;
-      m.bindPopup(function () { return eventPopup(cfg, cats, m.feature); }, { className: "gm-popup" });
-      m.on("click", function () { side.openEvent(m.feature.id); });
+      m.on("click", function () {
+        if (!m.getPopup()) { m.openPopup(); }
+        side.openEvent(m.feature.id);
+      });
       return m;
     }
     // An event by number: its marker when shown, else the API (it may be outside the filters).
@@ -632,7 +665,19 @@
     }
     var fresh = snapshot.features.filter(passes).map(makeMarker);
     fresh.forEach(function (m) { markers[m.feature.id] = m; });
+    // chunkedLoading clusters in slices between frames; the page counts as drawn (ready)
+    // only once the last slice is in.
+    var clustered = new Promise(function (resolve) {
+      layers.events.options.chunkProgress = function (done, total) {
+        if (done >= total) {
+          layers.events.options.chunkProgress = null;
+          mark("clustered");
+          resolve();
+        }
+      };
+    });
     layers.events.addLayers(fresh);
+    mark("markers");
     if (snapshot.truncated) { toast("事件过多，仅显示最近 " + num(fresh.length) + " 件；请缩小时间或类别", "warn"); }
 
     function updateLegend() {
@@ -668,15 +713,14 @@
     var hazardSet = {};
     base.categories.forEach(function (c) { if (c.hazard) { hazardSet[c.code] = true; } });
     try {
-      var heat = await api(cfg, "/maps/heat", {
-        window: f.hazardWindow, step: f.hazardWindow, hazard: true, cell: 60, crs: cfg.crs,
-      });
+      var heat = await req.heat;
       var points = [];
       heat.frames.forEach(function (frame) { frame.forEach(function (p) { points.push(p); }); });
       // A fixed scale per hazard window (maps/styles.py HAZARD_HEAT_SCALE), not the data's max.
       layers.hazard.setOptions({ max: cfg.hazardScale.max });
       layers.hazard.setLatLngs(points);
     } catch (e) { fail("隐患热力加载失败：" + e.message); }
+    mark("heat");
 
     // Live updates.
     var pulses = L.layerGroup().addTo(map);
@@ -799,9 +843,11 @@
     setInterval(function () { if (map.hasLayer(crew)) { refreshCrew(); } }, 30000);
 
     var cursor = snapshot.cursor;
+    await clustered;
     GM.state.readyAt = Math.round(performance.now());
     GM.state.ready = true;
     document.body.setAttribute("data-gm-ready", "1");
+    side.start();
     live(cfg, bar, function () { return cursor; }, function (page) { cursor = page.cursor; apply(page); });
 
     // Events age out of a sliding window.
@@ -1476,9 +1522,13 @@
       side.querySelectorAll(".gm-queue").forEach(function (b) { b.classList.remove("gm-on"); });
       eventList(cfg, body, ctx, openEvent);
     });
-    refreshCounts();
-    statistics(cfg, side.querySelector("[data-role=stats-body]"), workerName, roster, ctx.optional || {});
     return {
+      // Queue counts and statistics load after the map is drawn: they are not needed for
+      // the first screen and their requests would compete with the map's.
+      start: function () {
+        refreshCounts();
+        statistics(cfg, side.querySelector("[data-role=stats-body]"), workerName, roster, ctx.optional || {});
+      },
       openEvent: openEvent,
       changed: function (features) {
         countsSoon();
@@ -1814,6 +1864,8 @@
 
   // Pages in their own files (planner.js) register here; they load after this file.
   var PAGES = { dispatcher: dispatcher, heatmap: heatmap, assessment: assessment };
+  // Pages whose data requests may start while /auth/me is on its way.
+  var EARLY = { dispatcher: dispatcherRequests };
   GM.pages = PAGES;
   // The helpers other page scripts share.
   GM.util = {
@@ -1830,8 +1882,14 @@
     document.body.classList.add("gm-page", "gm-tiles-" + cfg.tiles);
     (async function () {
       try {
+        mark("script");
+        var held = token();
+        var early = held && EARLY[kind] ? EARLY[kind](cfg) : null;
         var me = await signedIn(cfg);
-        await PAGES[kind](map, layers, cfg, me);
+        mark("me");
+        // Signed in anew (the held token was refused): the early requests were refused too.
+        if (token() !== held) { early = null; }
+        await PAGES[kind](map, layers, cfg, me, early);
       } catch (e) {
         if (e instanceof AuthNeeded) { location.reload(); return; }
         fail("加载失败：" + (e && e.message ? e.message : e));
