@@ -339,6 +339,7 @@ def _simulate_in_background(
     worker_tokens: dict[str, str] | None = None,
 ) -> None:
     """Feed the demo with simulated reports, and play its people, once the server answers."""
+    import secrets
     import time
 
     import httpx
@@ -355,8 +356,11 @@ def _simulate_in_background(
             time.sleep(0.5)
         if dispatcher_token and worker_tokens:
             simulate.start_player(base, dispatcher_token, worker_tokens, 600.0, True)
+        # A fresh seed each run: the simulator's idempotency keys follow from it, and a second
+        # run with the kept key would otherwise resend the first run's keys (422, key reused).
+        seed = secrets.randbits(31)
         args = argparse.Namespace(
-            url=base, api_key=api_key, token=None, rate=rate, count=0, seed=7, quiet=True
+            url=base, api_key=api_key, token=None, rate=rate, count=0, seed=seed, quiet=True
         )
         simulate.run(args)
 

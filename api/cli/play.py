@@ -70,6 +70,7 @@ class _Tracked:
     worker_no: str | None
     due: float  # simulated seconds since the start
     requested: bool = False
+    grid: str | None = None
 
 
 class Player:
@@ -142,7 +143,10 @@ class Player:
                 seen = self.tracked.get(f["id"])
                 if seen is None or seen.status != p["status"]:
                     self.tracked[f["id"]] = _Tracked(
-                        p["status"], p.get("worker"), self.sim_now() + self._delay(p["status"])
+                        p["status"],
+                        p.get("worker"),
+                        self.sim_now() + self._delay(p["status"]),
+                        grid=p.get("grid"),
                     )
             since = str(body["cursor"])
             if not body.get("more"):
@@ -161,7 +165,11 @@ class Player:
                 continue
             status = "requested" if t.requested else answer["status"]
             self.tracked[event_id] = _Tracked(
-                answer["status"], answer.get("worker_no"), now + self._delay(status), t.requested
+                answer["status"],
+                answer.get("worker_no"),
+                now + self._delay(status),
+                t.requested,
+                answer.get("grid_code", t.grid),
             )
 
     def _next(self, event_id: int, t: _Tracked) -> Any:
@@ -202,6 +210,8 @@ class Player:
         if t.status == "closed" and r < RATE_SHARE:
             return self._act(event_id, d, "evaluate", rating=int(self.rng.integers(3, 6)))
         if t.status in ("returned", "registered"):
+            if t.grid is None:  # outside every grid: nobody to dispatch to
+                return self._act(event_id, d, "void", reason="out_of_scope")
             return self._act(event_id, d, "dispatch") or self._act(
                 event_id, d, "void", reason="out_of_scope"
             )
