@@ -49,15 +49,32 @@ HISTORY: Final = 512
 PAGE: Final = 1000
 
 
+#: A stream further behind the hub than this many events ends with ``event: end`` and its
+#: cursor (the client reconnects and resumes from there). With the server's flow control
+#: (a write waits while the socket's buffer is full) a slow screen holds no more than its
+#: socket's buffers, and its lag is bounded.
+MAX_BEHIND_EVENTS: Final = 10_000
+#: Catch-up pages (a stream starting before the history) are kept this long, so screens
+#: reconnecting together from one cursor share one query and one serialisation.
+CATCH_UP_KEEP_S: Final = 2.0
+
+
 @dataclass
 class HubPage:
-    """One page the hub read: the events after ``start`` up to ``cursor``."""
+    """One page the hub read: the events after ``start`` up to ``cursor``.
+
+    Consecutive pages chain: a page's ``start`` is the previous page's ``cursor`` (reads
+    that found nothing fall inside the next page's range), so the history covers
+    ``(history[0].start, hub.cursor]`` without a gap.
+    """
 
     seq: int
     start: FeedCursor
     cursor: FeedCursor
     events: list[Any]
-    messages: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, bytes] = field(default_factory=dict)
+    #: Events in the pages up to and including this one, since the hub started.
+    total: int = 0
 
 
 def read_page(reads: ReadRouter, cursor: FeedCursor, limit: int) -> ChangePage:
@@ -92,6 +109,10 @@ class FeedHub:
         self.queries = 0
         self.notifications = 0
         self._history: deque[HubPage] = deque(maxlen=HISTORY)
+        #: The end of the last published page (the start of the next).
+        self._edge: FeedCursor | None = None
+        self._events = 0
+        self._catch_ups: dict[tuple[FeedCursor, int, str], tuple[float, bytes, ChangePage]] = {}
         self._published: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -125,7 +146,7 @@ class FeedHub:
         first = await self.query(FeedCursor(0), limit=0)
         if self._task is not None:
             return  # another stream started it meanwhile
-        self.cursor = first.cursor
+        self.cursor = self._edge = first.cursor
         loop = asyncio.get_running_loop()
         if self._listen_url is not None:
             self._listener = threading.Thread(
@@ -152,7 +173,61 @@ class FeedHub:
             return []
         if not self._history or self._history[0].seq > seq + 1:
             return None
-        return [p for p in self._history if p.seq > seq]
+        first = seq + 1 - self._history[0].seq  # seqs in the history are consecutive
+        return [self._history[i] for i in range(first, len(self._history))]
+
+    def resume(self, cursor: FeedCursor) -> int | None:
+        """The page sequence a stream at ``cursor`` follows from; None when it is older.
+
+        A screen reconnecting with the cursor of a page the hub still holds (every stream
+        ends after ``max_seconds``, and a slow one sooner) is served from the history: no
+        feed query of its own.
+        """
+        if self.cursor is None or self._edge is None:
+            return None
+        if cursor >= self.cursor:
+            return self.seq
+        start = self._history[0].start if self._history else self._edge
+        if cursor < start:
+            return None
+        for page in self._history:
+            if page.cursor > cursor:
+                return page.seq - 1
+        return self.seq
+
+    def behind(self, seq: int) -> int:
+        """Events in the pages published after ``seq`` (all of them when it left the history)."""
+        if seq >= self.seq:
+            return 0
+        if not self._history or self._history[0].seq > seq:
+            return self._events
+        return self._events - self._history[seq - self._history[0].seq].total
+
+    async def catch_up(
+        self,
+        cursor: FeedCursor,
+        limit: int,
+        crs: str,
+        render: Callable[[list[Any], str], Any],
+        *,
+        fresh: bool = False,
+    ) -> tuple[ChangePage, bytes]:
+        """A page from ``cursor`` for a stream behind the history, as one SSE message.
+
+        Streams reconnecting together from the same cursor share the query and the
+        serialisation for :data:`CATCH_UP_KEEP_S` seconds (the page stays gap-free: it
+        covers exactly ``(cursor, page.cursor]``); ``fresh`` reads anew.
+        """
+        now = time.monotonic()
+        key = (cursor, limit, crs)
+        hit = self._catch_ups.get(key)
+        if hit is not None and hit[0] > now and not fresh:
+            return hit[2], hit[1]
+        page = await self.query(cursor, limit)
+        message = sse_page(render(page.events, crs), max(cursor, page.cursor), page.more)
+        self._catch_ups = {k: v for k, v in self._catch_ups.items() if v[0] > now}
+        self._catch_ups[key] = (now + CATCH_UP_KEEP_S, message, page)
+        return page, message
 
     async def wait(self, seq: int, timeout: float) -> None:
         """Return when a page newer than ``seq`` exists, or after ``timeout`` seconds."""
@@ -179,15 +254,18 @@ class FeedHub:
         assert self.cursor is not None
         while True:
             page = await self.query(self.cursor)
-            start = self.cursor
             self.cursor = max(self.cursor, page.cursor)
             if page.events:
-                self._publish(HubPage(self.seq + 1, start, page.cursor, page.events))
+                assert self._edge is not None
+                self._publish(HubPage(self.seq + 1, self._edge, self.cursor, page.events))
             if not page.more:
                 return
 
     def _publish(self, page: HubPage) -> None:
+        self._events += len(page.events)
+        page.total = self._events
         self.seq = page.seq
+        self._edge = page.cursor
         self._history.append(page)
         assert self._published is not None
         done, self._published = self._published, asyncio.Event()
@@ -217,20 +295,23 @@ class FeedHub:
             self._wake.set()
 
 
-def page_message(page: HubPage, crs: str, render: Callable[[list[Any], str], Any]) -> str:
-    """The page as one SSE ``changes`` message, serialised once per datum for all streams."""
-    text = page.messages.get(crs)
-    if text is None:
-        body = {
-            "type": "FeatureCollection",
-            "features": render(page.events, crs),
-            "cursor": str(page.cursor),
-            "more": False,
-        }
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        text = f"event: changes\nid: {page.cursor}\ndata: {data}\n\n"
-        page.messages[crs] = text
-    return text
+def sse_page(features: list[Any], cursor: FeedCursor, more: bool) -> bytes:
+    """One SSE ``changes`` message with the feed's payload, encoded."""
+    body = {"type": "FeatureCollection", "features": features, "cursor": str(cursor), "more": more}
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return f"event: changes\nid: {cursor}\ndata: {data}\n\n".encode()
+
+
+def page_message(page: HubPage, crs: str, render: Callable[[list[Any], str], Any]) -> bytes:
+    """The page as one SSE ``changes`` message, serialised once per datum for all streams.
+
+    The same bytes object is written to every stream (the server sends bytes as they are):
+    no stream holds a copy of its own.
+    """
+    data = page.messages.get(crs)
+    if data is None:
+        data = page.messages[crs] = sse_page(render(page.events, crs), page.cursor, False)
+    return data
 
 
 def utc_now() -> datetime:
