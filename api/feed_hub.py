@@ -43,17 +43,19 @@ POLL_S: Final = 1.0
 #: Right after a notification, look again this soon: the change may still have been hidden
 #: behind an older transaction that was running when it committed.
 RECHECK_S: Final = 0.25
-#: Notifications arrive with every report; reading at most this often coalesces them.
-MIN_INTERVAL_S: Final = 0.1
+#: Notifications arrive with every report; reading at most this often coalesces them
+#: (every page is one write per stream: at 100 reports/s, 5 pages/s instead of 100).
+MIN_INTERVAL_S: Final = 0.2
 HISTORY: Final = 512
 PAGE: Final = 1000
 
 
-#: A stream further behind the hub than this many events ends with ``event: end`` and its
-#: cursor (the client reconnects and resumes from there). With the server's flow control
-#: (a write waits while the socket's buffer is full) a slow screen holds no more than its
-#: socket's buffers, and its lag is bounded.
-MAX_BEHIND_EVENTS: Final = 10_000
+#: A stream whose oldest unsent page is older than this (its screen reads slower than the
+#: changes come, or stalled) ends with ``event: end`` and its cursor; the client reconnects
+#: and catches up from there. The server writes only while the socket takes it (uvicorn's
+#: flow control), so a slow screen holds its socket's buffers and nothing else: the pages
+#: it has not read are the hub's shared ones, and the lag is bounded.
+MAX_BEHIND_S: Final = 30.0
 #: Catch-up pages (a stream starting before the history) are kept this long, so screens
 #: reconnecting together from one cursor share one query and one serialisation.
 CATCH_UP_KEEP_S: Final = 2.0
@@ -73,8 +75,8 @@ class HubPage:
     cursor: FeedCursor
     events: list[Any]
     messages: dict[str, bytes] = field(default_factory=dict)
-    #: Events in the pages up to and including this one, since the hub started.
-    total: int = 0
+    #: When the hub published it (``time.monotonic()``).
+    at: float = 0.0
 
 
 def read_page(reads: ReadRouter, cursor: FeedCursor, limit: int) -> ChangePage:
@@ -111,8 +113,8 @@ class FeedHub:
         self._history: deque[HubPage] = deque(maxlen=HISTORY)
         #: The end of the last published page (the start of the next).
         self._edge: FeedCursor | None = None
-        self._events = 0
         self._catch_ups: dict[tuple[FeedCursor, int, str], tuple[float, bytes, ChangePage]] = {}
+        self._catching_up: dict[tuple[FeedCursor, int, str], asyncio.Future[None]] = {}
         self._published: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -195,13 +197,14 @@ class FeedHub:
                 return page.seq - 1
         return self.seq
 
-    def behind(self, seq: int) -> int:
-        """Events in the pages published after ``seq`` (all of them when it left the history)."""
-        if seq >= self.seq:
-            return 0
-        if not self._history or self._history[0].seq > seq:
-            return self._events
-        return self._events - self._history[seq - self._history[0].seq].total
+    def lagging(self, seq: int) -> bool:
+        """Whether a stream at ``seq`` left a page unsent for over :data:`MAX_BEHIND_S`."""
+        if seq >= self.seq or not self._history:
+            return False
+        if self._history[0].seq > seq + 1:
+            return True  # its next page already left the history
+        oldest = self._history[seq + 1 - self._history[0].seq]
+        return time.monotonic() - oldest.at > MAX_BEHIND_S
 
     async def catch_up(
         self,
@@ -218,13 +221,22 @@ class FeedHub:
         serialisation for :data:`CATCH_UP_KEEP_S` seconds (the page stays gap-free: it
         covers exactly ``(cursor, page.cursor]``); ``fresh`` reads anew.
         """
-        now = time.monotonic()
         key = (cursor, limit, crs)
+        while not fresh and (pending := self._catching_up.get(key)) is not None:
+            await asyncio.shield(pending)  # another stream is reading this very page
         hit = self._catch_ups.get(key)
-        if hit is not None and hit[0] > now and not fresh:
+        if hit is not None and hit[0] > time.monotonic() and not fresh:
             return hit[2], hit[1]
-        page = await self.query(cursor, limit)
-        message = sse_page(render(page.events, crs), max(cursor, page.cursor), page.more)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._catching_up[key] = done
+        try:
+            page = await self.query(cursor, limit)
+            message = sse_page(render(page.events, crs), max(cursor, page.cursor), page.more)
+        finally:
+            if self._catching_up.get(key) is done:
+                del self._catching_up[key]
+            done.set_result(None)
+        now = time.monotonic()
         self._catch_ups = {k: v for k, v in self._catch_ups.items() if v[0] > now}
         self._catch_ups[key] = (now + CATCH_UP_KEEP_S, message, page)
         return page, message
@@ -262,14 +274,13 @@ class FeedHub:
                 return
 
     def _publish(self, page: HubPage) -> None:
-        self._events += len(page.events)
-        page.total = self._events
+        page.at = time.monotonic()
         self.seq = page.seq
         self._edge = page.cursor
         self._history.append(page)
-        assert self._published is not None
-        done, self._published = self._published, asyncio.Event()
-        done.set()
+        if self._published is not None:
+            done, self._published = self._published, asyncio.Event()
+            done.set()
 
     def _listen_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         from api.database import listen_connection

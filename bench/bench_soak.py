@@ -62,6 +62,8 @@ DATABASE = "gridmap_soak_bench"
 SECRET = "s" * 40
 POOL_SIZE = 8
 WORKERS = 2
+#: How long the screens keep reading after the last post was answered.
+GRACE_S = 8.0
 
 
 def _prepare() -> tuple[Any, str, str]:
@@ -162,13 +164,11 @@ class _Receipts:
         return found.group(1).decode() if found else None
 
 
-async def _stream(
-    host: str, port: int, token: str, slot: int, until: float, got: _Receipts
-) -> None:
+async def _stream(host: str, port: int, token: str, slot: int, got: _Receipts) -> None:
     """One screen: follow the stream, reconnecting with the last cursor when it ends."""
     cursor = "0"
-    while time.time() < until:
-        remaining = max(1.0, min(300.0, until - time.time()))
+    while True:
+        remaining = 300.0  # the server's longest stream
         writer = None
         try:
             reader, writer = await asyncio.open_connection(host, port, limit=1 << 24)
@@ -208,29 +208,31 @@ def _client(
     base: str,
     token: str,
     streams: int,
-    until: float,
+    stop_at: Any,
     epoch: float,
     connected: Any,
     posts_path: str,
     out: str,
 ) -> None:
-    """A client process: ``streams`` screens; at the end, their lags for acknowledged posts."""
+    """A client process: ``streams`` screens until ``stop_at``; then their lags per post."""
     host, port = base.removeprefix("http://").split(":")
     got = _Receipts(streams, epoch)
 
     async def follow() -> None:
         tasks = [
-            asyncio.create_task(_stream(host, int(port), token, i, until, got))
-            for i in range(streams)
+            asyncio.create_task(_stream(host, int(port), token, i, got)) for i in range(streams)
         ]
         counted = 0
-        while not all(t.done() for t in tasks):
+        while time.time() < stop_at.value:
             now_connected = sum(got.connected)
             if now_connected != counted:
                 with connected.get_lock():
                     connected.value += now_connected - counted
                 counted = now_connected
             await asyncio.sleep(0.2)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     asyncio.run(follow())
     cpu = os.times()
@@ -239,9 +241,10 @@ def _client(
         time.sleep(0.2)
     time.sleep(0.5)  # written in one go; let it land
     posts = json.loads(Path(posts_path).read_text())
-    lags = array("f")
+    lags = array("f")  # from the POST's sending
+    after_ack = array("f")  # from its answer: the feed's own share
     missing = 0
-    for event_id, sent, _latency, _status in posts:
+    for event_id, sent, latency, _status in posts:
         if event_id is None:
             continue
         row = got.at.get(event_id)
@@ -249,10 +252,13 @@ def _client(
             at = row[slot] if row is not None else 0.0
             if at:
                 lags.append(max(0.0, at - (sent - epoch)))
+                after_ack.append(max(0.0, at - (sent + latency - epoch)))
             else:
                 missing += 1
     with open(out + ".lags", "wb") as f:
         lags.tofile(f)
+    with open(out + ".ack", "wb") as f:
+        after_ack.tofile(f)
     summary = {
         "missing": missing,
         "errors": got.errors,
@@ -288,18 +294,24 @@ def _sampler(
     with psycopg.connect(libpq_url(url.set(database="postgres")), autocommit=True) as conn:
         while not stop.wait(2.0):
             rows = conn.execute(
-                "SELECT pid, application_name FROM pg_stat_activity WHERE datname = %s",
+                "SELECT pid, application_name, state, left(query, 60) FROM pg_stat_activity"
+                " WHERE datname = %s AND application_name LIKE 'gridmap%%'",
                 (DATABASE,),
             ).fetchall()
             kinds: dict[str, int] = {}
-            for pid, name in rows:
+            queries: dict[str, int] = {}
+            for pid, name, state, query in rows:
                 backends.add(pid)
                 kinds[name] = kinds.get(name, 0) + 1
+                if name == "gridmap":
+                    what = f"{state}: {' '.join((query or '').split())[:50]}"
+                    queries[what] = queries.get(what, 0) + 1
             samples.append(
                 {
                     "t": time.monotonic(),
                     "connections": len(rows),
                     "kinds": kinds,
+                    "queries": queries,
                     "backends": len(backends),
                     "rss_mb": _rss_mb(child_pids(server_pid)),
                 }
@@ -407,10 +419,10 @@ def run(
                     )
             wait_until_quiet(server.process.pid)
             epoch = time.time()
-            until = epoch + 30 + seconds + 8
+            stop_at = ctx.Value("d", epoch + 3600)
             for i in range(clients):
                 n = listeners // clients + (1 if i < listeners % clients else 0)
-                args = (server.url, token, n, until, epoch, connected, out, f"{out}.{i}")
+                args = (server.url, token, n, stop_at, epoch, connected, out, f"{out}.{i}")
                 procs.append(ctx.Process(target=_client, args=args))
                 procs[-1].start()
             while connected.value < listeners and time.time() < epoch + 30:
@@ -421,7 +433,8 @@ def run(
             poster = ctx.Process(target=_poster, args=(server.url, key, rate, seconds, out))
             poster.start()
             poster.join()
-            for proc in procs:  # the streams follow until the end of the window
+            stop_at.value = time.time() + GRACE_S  # the last answers' events still to come
+            for proc in procs:
                 proc.join()
         finally:
             stop.set()
@@ -434,8 +447,10 @@ def run(
         posts = json.loads(Path(out).read_text())
         lag_parts = [np.fromfile(f"{out}.{i}.lags", dtype=np.float32) for i in range(clients)]
         lags = np.concatenate(lag_parts) * 1000
+        ack_parts = [np.fromfile(f"{out}.{i}.ack", dtype=np.float32) for i in range(clients)]
+        after_ack = np.concatenate(ack_parts) * 1000
         summaries = [json.loads(Path(f"{out}.{i}").read_text()) for i in range(clients)]
-    window = until - epoch
+    window = stop_at.value - epoch
     acked = [p for p in posts if p[0] is not None]
     latencies = np.array([p[2] * 1000 for p in posts])
     statuses: dict[int, int] = {}
@@ -462,6 +477,7 @@ def run(
         "lag_p50_ms": _pct(lags, 0.50),
         "lag_p99_ms": _pct(lags, 0.99),
         "lag_max_ms": float(lags.max()) if len(lags) else None,
+        "lag_after_answer_p99_ms": _pct(after_ack, 0.99),
         "stream_errors": len(errors),
         "stream_ends": sum(c["reconnects"] for c in summaries),
         "client_cpu_pct": 100 * sum(c["cpu_s"] for c in summaries) / window,
@@ -475,6 +491,9 @@ def run(
     }
     if errors:
         result["error_kinds"] = sorted(set(errors))
+    busiest = max(samples, key=lambda s: s["kinds"].get("gridmap", 0), default=None)
+    if busiest is not None:
+        result["sync_pool_at_most"] = busiest["queries"]
     return result
 
 
@@ -492,6 +511,9 @@ def evaluate(r: dict[str, Any]) -> list[str]:
     if r["rss_first_mb"] and r["rss_last_mb"] and r["rss_last_mb"] > 1.15 * r["rss_first_mb"]:
         missed.append(f"RSS grew {r['rss_first_mb']:.0f} → {r['rss_last_mb']:.0f} MB")
     return missed
+
+
+SKIP = ("seconds", "listeners", "rate", "clients")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,9 +534,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Soak: {r['rate']:.0f} reports/s for {r['seconds']:.0f} s, {r['listeners']} SSE "
         f"listeners in {r['clients']} client processes, {WORKERS} server processes "
         f"(pool {POOL_SIZE} each); load average {os.getloadavg()[0]:.1f}",
-        [(k, k) for k in r if k not in ("seconds", "listeners", "rate", "clients")],
+        [(k, k) for k in r if k not in SKIP and not isinstance(r[k], dict | list)],
         [r],
     )
+    for k in r:
+        if k not in SKIP and isinstance(r[k], dict | list):
+            print(f"{k}: {r[k]}")
     if args.profile and os.path.exists(os.path.join(args.profile, "soak.folded")):
         print("\nServer profile (py-spy, both processes): own % / total % of samples")
         for name, own, total in profile_top(os.path.join(args.profile, "soak.folded")):

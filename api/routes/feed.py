@@ -28,7 +28,7 @@ import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.feed_hub import MAX_BEHIND_EVENTS, FeedHub, page_message, read_page
+from api.feed_hub import FeedHub, page_message, read_page
 from api.responses import compact_json
 from api.security import allow, allow_stream
 from gis.errors import InvalidInput
@@ -188,7 +188,7 @@ async def stream(
         # the first message is a feed page of its own (shared with the screens that
         # reconnect with the same cursor), as of the moment of connecting.
         seq = hub.resume(cursor)
-        if seq is not None and not hub.pages_after(seq):
+        if seq is not None and (not hub.pages_after(seq) or hub.lagging(seq)):
             seq = None
         last_sent = time.monotonic()
         stuck, first = False, True
@@ -210,18 +210,16 @@ async def stream(
                     await anyio.sleep(0.05)  # our snapshot lagged the hub's; look again
                 continue
             pages = hub.pages_after(seq)
-            if pages is None:
-                break  # fell out of the history: resume from the cursor
+            if pages is None or hub.lagging(seq):
+                break  # a slow screen: it reconnects and catches up from its cursor
             for hub_page in pages:
-                if hub.behind(seq) > MAX_BEHIND_EVENTS:
-                    break
+                if hub.lagging(seq):
+                    break  # ended at the top of the loop
                 seq = hub_page.seq
                 if hub_page.cursor > cursor:
-                    yield page_message(hub_page, crs, render)
+                    yield page_message(hub_page, crs, render)  # waits while the socket is full
                     cursor = hub_page.cursor
                     last_sent = time.monotonic()
-            if hub.behind(seq) > MAX_BEHIND_EVENTS:
-                break  # a slow screen: it reconnects and resumes from its cursor
             if time.monotonic() - last_sent >= HEARTBEAT_S:
                 yield b": heartbeat\n\n"
                 last_sent = time.monotonic()
