@@ -5,14 +5,19 @@ polled the database, the load would grow with the screens. Instead the process's
 the feed once whenever PostgreSQL announces a change (``NOTIFY gridmap_events``, sent by a
 statement trigger, migration 0009), at most every :data:`MIN_INTERVAL_S`, and otherwise
 every :data:`POLL_S` (the fallback for a lost notification or listener connection). Each
-page it reads is kept, serialised once per datum, in a short history; every stream of the
-process sends it from there.
+page it reads is kept in a short history, serialised once per datum to bytes; every stream
+of the process is written those same bytes.
 
-A stream that starts from an older cursor (a reconnect, a map loaded a while ago) catches
-up with its own feed queries until it reaches the hub's cursor, then follows the hub. Pages
-overlap at most, never leave a gap: a stream's cursor only moves to the end of a page it
-sent. All feed queries, the hub's and the catch-ups, take the process's database gate (the
-same bound as intake), so screens cannot starve reports of connections.
+Pages chain (each starts where the previous ended), so a stream reconnecting with a cursor
+the history covers (every stream ends after ``max_seconds``) follows the hub from there
+without a query of its own. A stream older than the history catches up with feed pages of
+its own, shared by the streams asking for the same cursor at the same moment, until the
+history covers it. Pages overlap at most, never leave a gap: a stream's cursor only moves
+to the end of a page it sent. A stream whose next page has waited more than
+:data:`MAX_BEHIND_S` (a screen reading slower than the changes come) is ended with its
+cursor and catches up when it reconnects. All feed queries, the hub's and the catch-ups,
+take the process's database gate (the same bound as intake), so screens cannot starve
+reports of connections.
 """
 
 from __future__ import annotations

@@ -283,7 +283,10 @@ def _rss_mb(pids: list[int]) -> float:
 
 #: The connections a server process may hold: the intake's asyncpg pool and the sync
 #: pool (``GRIDMAP_DB_POOL_SIZE`` each, the database gate's tokens bounding the sync one),
-#: plus three LISTEN connections (routing versions, revoked credentials, the change feed).
+#: one per periodic job (api/periodic.py: activation, overdue, partitions; the leader's
+#: lock connection, or an idle one), and three LISTEN connections (routing versions,
+#: revoked credentials, the change feed). All are application ``gridmap…``.
+JOBS = 3
 LISTENERS = 3
 
 
@@ -483,8 +486,11 @@ def run(
         "client_cpu_pct": 100 * sum(c["cpu_s"] for c in summaries) / window,
         "max_connections": max((s["connections"] for s in samples), default=None),
         "max_by_kind": kinds,
-        "backends_seen": max((s["backends"] for s in samples), default=None),
-        "connection_budget": WORKERS * (2 * POOL_SIZE + LISTENERS),
+        # Backends that came and went: 0 when every connection lived through the run.
+        "connections_churned": (
+            samples[-1]["backends"] - max(s["connections"] for s in samples) if samples else None
+        ),
+        "connection_budget": WORKERS * (2 * POOL_SIZE + JOBS + LISTENERS),
         "rss_first_mb": warm[0]["rss_mb"] if warm else None,
         "rss_last_mb": warm[-1]["rss_mb"] if warm else None,
         "rss_max_mb": max((s["rss_mb"] for s in warm), default=None),
@@ -504,8 +510,10 @@ def evaluate(r: dict[str, Any]) -> list[str]:
         missed.append(f"POST p99 {r['post_p99_ms']:.0f} ms > 250 ms")
     if r["missing"]:
         missed.append(f"{r['missing']} of {r['deliveries_expected']} deliveries missing")
-    if (r["lag_p99_ms"] or 1e9) > 1000:
-        missed.append(f"lag p99 {r['lag_p99_ms']:.0f} ms > 1 s")
+    # A change is there once committed: the lag counts from the POST's answer (the lag
+    # from its sending, printed too, adds the POST's own latency, a target of its own).
+    if (r["lag_after_answer_p99_ms"] or 1e9) > 1000:
+        missed.append(f"lag p99 {r['lag_after_answer_p99_ms']:.0f} ms > 1 s")
     if (r["max_connections"] or 0) > r["connection_budget"]:
         missed.append(f"{r['max_connections']} connections > {r['connection_budget']}")
     if r["rss_first_mb"] and r["rss_last_mb"] and r["rss_last_mb"] > 1.15 * r["rss_first_mb"]:
