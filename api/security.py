@@ -6,6 +6,8 @@ the roles themselves come from the one table in ``api/access_matrix.py``.
 Access tokens are short-lived JWTs naming the user, the user's token generation (``gen``)
 and the sign-in session (``sid``). Each request checks both in one indexed query, so a
 logout, a disabled account or a changed password ends the tokens at once, not at expiry.
+Live streams (:class:`StreamCheck`) keep that answer in the credential cache instead, which
+every such revocation empties by NOTIFY: the same effect, at the next request.
 """
 
 from __future__ import annotations
