@@ -5,14 +5,19 @@ polled the database, the load would grow with the screens. Instead the process's
 the feed once whenever PostgreSQL announces a change (``NOTIFY gridmap_events``, sent by a
 statement trigger, migration 0009), at most every :data:`MIN_INTERVAL_S`, and otherwise
 every :data:`POLL_S` (the fallback for a lost notification or listener connection). Each
-page it reads is kept, serialised once per datum, in a short history; every stream of the
-process sends it from there.
+page it reads is kept in a short history, serialised once per datum to bytes; every stream
+of the process is written those same bytes.
 
-A stream that starts from an older cursor (a reconnect, a map loaded a while ago) catches
-up with its own feed queries until it reaches the hub's cursor, then follows the hub. Pages
-overlap at most, never leave a gap: a stream's cursor only moves to the end of a page it
-sent. All feed queries, the hub's and the catch-ups, take the process's database gate (the
-same bound as intake), so screens cannot starve reports of connections.
+Pages chain (each starts where the previous ended), so a stream reconnecting with a cursor
+the history covers (every stream ends after ``max_seconds``) follows the hub from there
+without a query of its own. A stream older than the history catches up with feed pages of
+its own, shared by the streams asking for the same cursor at the same moment, until the
+history covers it. Pages overlap at most, never leave a gap: a stream's cursor only moves
+to the end of a page it sent. A stream whose next page has waited more than
+:data:`MAX_BEHIND_S` (a screen reading slower than the changes come) is ended with its
+cursor and catches up when it reconnects. All feed queries, the hub's and the catch-ups,
+take the process's database gate (the same bound as intake), so screens cannot starve
+reports of connections.
 """
 
 from __future__ import annotations
@@ -43,21 +48,40 @@ POLL_S: Final = 1.0
 #: Right after a notification, look again this soon: the change may still have been hidden
 #: behind an older transaction that was running when it committed.
 RECHECK_S: Final = 0.25
-#: Notifications arrive with every report; reading at most this often coalesces them.
-MIN_INTERVAL_S: Final = 0.1
+#: Notifications arrive with every report; reading at most this often coalesces them
+#: (every page is one write per stream: at 100 reports/s, 5 pages/s instead of 100).
+MIN_INTERVAL_S: Final = 0.2
 HISTORY: Final = 512
 PAGE: Final = 1000
 
 
+#: A stream whose oldest unsent page is older than this (its screen reads slower than the
+#: changes come, or stalled) ends with ``event: end`` and its cursor; the client reconnects
+#: and catches up from there. The server writes only while the socket takes it (uvicorn's
+#: flow control), so a slow screen holds its socket's buffers and nothing else: the pages
+#: it has not read are the hub's shared ones, and the lag is bounded.
+MAX_BEHIND_S: Final = 30.0
+#: Catch-up pages (a stream starting before the history) are kept this long, so screens
+#: reconnecting together from one cursor share one query and one serialisation.
+CATCH_UP_KEEP_S: Final = 2.0
+
+
 @dataclass
 class HubPage:
-    """One page the hub read: the events after ``start`` up to ``cursor``."""
+    """One page the hub read: the events after ``start`` up to ``cursor``.
+
+    Consecutive pages chain: a page's ``start`` is the previous page's ``cursor`` (reads
+    that found nothing fall inside the next page's range), so the history covers
+    ``(history[0].start, hub.cursor]`` without a gap.
+    """
 
     seq: int
     start: FeedCursor
     cursor: FeedCursor
     events: list[Any]
-    messages: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, bytes] = field(default_factory=dict)
+    #: When the hub published it (``time.monotonic()``).
+    at: float = 0.0
 
 
 def read_page(reads: ReadRouter, cursor: FeedCursor, limit: int) -> ChangePage:
@@ -92,6 +116,10 @@ class FeedHub:
         self.queries = 0
         self.notifications = 0
         self._history: deque[HubPage] = deque(maxlen=HISTORY)
+        #: The end of the last published page (the start of the next).
+        self._edge: FeedCursor | None = None
+        self._catch_ups: dict[tuple[FeedCursor, int, str], tuple[float, bytes, ChangePage]] = {}
+        self._catching_up: dict[tuple[FeedCursor, int, str], asyncio.Future[None]] = {}
         self._published: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -125,7 +153,7 @@ class FeedHub:
         first = await self.query(FeedCursor(0), limit=0)
         if self._task is not None:
             return  # another stream started it meanwhile
-        self.cursor = first.cursor
+        self.cursor = self._edge = first.cursor
         loop = asyncio.get_running_loop()
         if self._listen_url is not None:
             self._listener = threading.Thread(
@@ -152,7 +180,71 @@ class FeedHub:
             return []
         if not self._history or self._history[0].seq > seq + 1:
             return None
-        return [p for p in self._history if p.seq > seq]
+        first = seq + 1 - self._history[0].seq  # seqs in the history are consecutive
+        return [self._history[i] for i in range(first, len(self._history))]
+
+    def resume(self, cursor: FeedCursor) -> int | None:
+        """The page sequence a stream at ``cursor`` follows from; None when it is older.
+
+        A screen reconnecting with the cursor of a page the hub still holds (every stream
+        ends after ``max_seconds``, and a slow one sooner) is served from the history: no
+        feed query of its own.
+        """
+        if self.cursor is None or self._edge is None:
+            return None
+        if cursor >= self.cursor:
+            return self.seq
+        start = self._history[0].start if self._history else self._edge
+        if cursor < start:
+            return None
+        for page in self._history:
+            if page.cursor > cursor:
+                return page.seq - 1
+        return self.seq
+
+    def lagging(self, seq: int) -> bool:
+        """Whether a stream at ``seq`` left a page unsent for over :data:`MAX_BEHIND_S`."""
+        if seq >= self.seq or not self._history:
+            return False
+        if self._history[0].seq > seq + 1:
+            return True  # its next page already left the history
+        oldest = self._history[seq + 1 - self._history[0].seq]
+        return time.monotonic() - oldest.at > MAX_BEHIND_S
+
+    async def catch_up(
+        self,
+        cursor: FeedCursor,
+        limit: int,
+        crs: str,
+        render: Callable[[list[Any], str], Any],
+        *,
+        fresh: bool = False,
+    ) -> tuple[ChangePage, bytes]:
+        """A page from ``cursor`` for a stream behind the history, as one SSE message.
+
+        Streams reconnecting together from the same cursor share the query and the
+        serialisation for :data:`CATCH_UP_KEEP_S` seconds (the page stays gap-free: it
+        covers exactly ``(cursor, page.cursor]``); ``fresh`` reads anew.
+        """
+        key = (cursor, limit, crs)
+        while not fresh and (pending := self._catching_up.get(key)) is not None:
+            await asyncio.shield(pending)  # another stream is reading this very page
+        hit = self._catch_ups.get(key)
+        if hit is not None and hit[0] > time.monotonic() and not fresh:
+            return hit[2], hit[1]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._catching_up[key] = done
+        try:
+            page = await self.query(cursor, limit)
+            message = sse_page(render(page.events, crs), max(cursor, page.cursor), page.more)
+        finally:
+            if self._catching_up.get(key) is done:
+                del self._catching_up[key]
+            done.set_result(None)
+        now = time.monotonic()
+        self._catch_ups = {k: v for k, v in self._catch_ups.items() if v[0] > now}
+        self._catch_ups[key] = (now + CATCH_UP_KEEP_S, message, page)
+        return page, message
 
     async def wait(self, seq: int, timeout: float) -> None:
         """Return when a page newer than ``seq`` exists, or after ``timeout`` seconds."""
@@ -179,19 +271,21 @@ class FeedHub:
         assert self.cursor is not None
         while True:
             page = await self.query(self.cursor)
-            start = self.cursor
             self.cursor = max(self.cursor, page.cursor)
             if page.events:
-                self._publish(HubPage(self.seq + 1, start, page.cursor, page.events))
+                assert self._edge is not None
+                self._publish(HubPage(self.seq + 1, self._edge, self.cursor, page.events))
             if not page.more:
                 return
 
     def _publish(self, page: HubPage) -> None:
+        page.at = time.monotonic()
         self.seq = page.seq
+        self._edge = page.cursor
         self._history.append(page)
-        assert self._published is not None
-        done, self._published = self._published, asyncio.Event()
-        done.set()
+        if self._published is not None:
+            done, self._published = self._published, asyncio.Event()
+            done.set()
 
     def _listen_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         from api.database import listen_connection
@@ -217,20 +311,23 @@ class FeedHub:
             self._wake.set()
 
 
-def page_message(page: HubPage, crs: str, render: Callable[[list[Any], str], Any]) -> str:
-    """The page as one SSE ``changes`` message, serialised once per datum for all streams."""
-    text = page.messages.get(crs)
-    if text is None:
-        body = {
-            "type": "FeatureCollection",
-            "features": render(page.events, crs),
-            "cursor": str(page.cursor),
-            "more": False,
-        }
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        text = f"event: changes\nid: {page.cursor}\ndata: {data}\n\n"
-        page.messages[crs] = text
-    return text
+def sse_page(features: list[Any], cursor: FeedCursor, more: bool) -> bytes:
+    """One SSE ``changes`` message with the feed's payload, encoded."""
+    body = {"type": "FeatureCollection", "features": features, "cursor": str(cursor), "more": more}
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return f"event: changes\nid: {cursor}\ndata: {data}\n\n".encode()
+
+
+def page_message(page: HubPage, crs: str, render: Callable[[list[Any], str], Any]) -> bytes:
+    """The page as one SSE ``changes`` message, serialised once per datum for all streams.
+
+    The same bytes object is written to every stream (the server sends bytes as they are):
+    no stream holds a copy of its own.
+    """
+    data = page.messages.get(crs)
+    if data is None:
+        data = page.messages[crs] = sse_page(render(page.events, crs), page.cursor, False)
+    return data
 
 
 def utc_now() -> datetime:

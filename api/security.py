@@ -6,10 +6,13 @@ the roles themselves come from the one table in ``api/access_matrix.py``.
 Access tokens are short-lived JWTs naming the user, the user's token generation (``gen``)
 and the sign-in session (``sid``). Each request checks both in one indexed query, so a
 logout, a disabled account or a changed password ends the tokens at once, not at expiry.
+Live streams (:class:`StreamCheck`) keep that answer in the credential cache instead, which
+every such revocation empties by NOTIFY: the same effect, at the next request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -19,6 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import jwt
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -26,7 +30,7 @@ from pwdlib import PasswordHash
 from sqlalchemy.engine import URL
 
 from api.access_matrix import ROLES
-from api.errors import AuthError, Forbidden
+from api.errors import AuthError, Forbidden, Overloaded
 from gis.store import users as user_store
 from gis.store.users import User
 
@@ -138,6 +142,11 @@ class ApiKeyCache:
         self._entries = {}
         self.invalidations += 1
 
+    @property
+    def announced(self) -> bool:
+        """Whether revocations reach this cache by NOTIFY (it may then hold bearer tokens)."""
+        return self._listen_url is not None and self.ttl_s > 0
+
     def get(self, key_hash: str) -> User | None:
         """The cached owner of a key, if still fresh (and the revocation listener is up)."""
         if self._listen_url is not None and not self.listening.is_set():
@@ -147,9 +156,13 @@ class ApiKeyCache:
             return None
         return hit[0]
 
-    def put(self, key_hash: str, user: User) -> None:
-        """Remember a verified key."""
-        if self.ttl_s <= 0:
+    def put(self, key_hash: str, user: User, *, seen: int | None = None) -> None:
+        """Remember a verified key.
+
+        ``seen`` is :attr:`invalidations` from before the lookup: when a revocation emptied
+        the cache meanwhile, the lookup may predate it and is not kept.
+        """
+        if self.ttl_s <= 0 or (seen is not None and seen != self.invalidations):
             return
         if len(self._entries) > 10_000:
             self._entries.clear()
@@ -198,9 +211,8 @@ def _principal_from_api_key(request: Request, key: str) -> User:
     return found[0]
 
 
-def _principal_from_token(request: Request, token: str, key: str) -> User:
-    from api.deps import open_session
-
+def _token_claims(token: str, key: str) -> dict[str, Any]:
+    """A bearer token's verified claims (signature, issuer, expiry); AuthError otherwise."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -213,6 +225,13 @@ def _principal_from_token(request: Request, token: str, key: str) -> User:
         raise AuthError("The token has expired; sign in again.") from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError("The token is not valid.") from exc
+    return claims
+
+
+def _principal_from_token(request: Request, token: str, key: str) -> User:
+    from api.deps import open_session
+
+    claims = _token_claims(token, key)
     subject, sid = str(claims["sub"]), claims.get("sid")
     if not _small_id(subject) or (sid is not None and not _small_id(str(sid), 2**62)):
         raise AuthError("The token is not valid.")  # signed by us, so never a real user
@@ -311,6 +330,10 @@ class RoleCheck:
         user = _cached_key_owner(request)
         if user is None:
             user = await run_in_threadpool(authenticate, request)
+        return self.admit(request, user)
+
+    def admit(self, request: Request, user: User) -> User:
+        """Check the role and the rate limits of an authenticated caller."""
         self.check_role(request, user)
         limits = getattr(request.app.state, "rate_limits", None)
         if limits is not None:
@@ -318,6 +341,109 @@ class RoleCheck:
             limits.check(hash_api_key(key) if key else None, user.id)
         request.state.user = user
         return user
+
+
+_TOKEN_KEY = "bearer:"
+
+
+def _presented_token(request: Request) -> str | None:
+    """The bearer token (not an API key) the request presents, if any."""
+    if request.headers.get("x-api-key"):
+        return None
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential or credential.startswith(API_KEY_PREFIX):
+        return None
+    return credential
+
+
+def _cached_token_owner(request: Request, cache: ApiKeyCache) -> User | None:
+    """The user of the presented bearer token if verified moments ago, else None.
+
+    The signature and expiry are checked every time (on the event loop: microseconds); only
+    the database's answer (generation, session, account) is cached, and only in a cache that
+    revocations empty by NOTIFY (:attr:`ApiKeyCache.announced`).
+    """
+    token = _presented_token(request)
+    if token is None or not cache.announced:
+        return None
+    user = cache.get(_TOKEN_KEY + hash_api_key(token))
+    if user is None:
+        return None
+    claims = _token_claims(token, request.app.state.signing_key)
+    if claims["gen"] != user.token_generation or not user.active:
+        return None  # let the database say why
+    sid = claims.get("sid")
+    valid_sid = sid is not None and _small_id(str(sid), 2**62)
+    request.state.token_session = int(sid) if valid_sid else None
+    return user
+
+
+async def _gated(request: Request, work: Any, *args: Any) -> Any:
+    """Run a database lookup in a worker thread under the process's database gate.
+
+    The gate holds as many tokens as the pool has connections, so lookups through it can
+    never open connections past the pool; when intake keeps it full, wait and try again.
+    """
+    gate = getattr(request.app.state, "db_limiter", None)
+    while True:
+        try:
+            return await anyio.to_thread.run_sync(work, *args, limiter=gate)
+        except Overloaded:
+            await asyncio.sleep(0.1)
+
+
+class StreamCheck(RoleCheck):
+    """The role check of long-lived streams, made for reconnect storms.
+
+    Two hundred screens reconnecting at once with the same credential cost one database
+    lookup, not two hundred: a verified bearer token is kept in the process's credential
+    cache (emptied by the revocation NOTIFY, like API keys, so a revoked or signed-out
+    token is refused at its next request), concurrent lookups of one credential wait for
+    the first, and every lookup takes the database gate, so the connections stay within
+    the pool.
+    """
+
+    async def __call__(self, request: Request) -> User:
+        """Authenticate from the cache, else once per credential through the gate."""
+        cache: ApiKeyCache | None = getattr(request.app.state, "api_keys", None)
+        if cache is None:
+            return await super().__call__(request)
+        user = self._cached(request, cache)
+        if user is None:
+            user = await self._lookup(request, cache)
+        return self.admit(request, user)
+
+    @staticmethod
+    def _cached(request: Request, cache: ApiKeyCache) -> User | None:
+        user = _cached_key_owner(request) or _cached_token_owner(request, cache)
+        return user if user is not None and user.active else None
+
+    async def _lookup(self, request: Request, cache: ApiKeyCache) -> User:
+        flights: dict[str, asyncio.Future[None]] | None = getattr(
+            request.app.state, "auth_flights", None
+        )
+        if flights is None:
+            flights = request.app.state.auth_flights = {}
+        presented = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+        digest = hash_api_key(presented)
+        while (pending := flights.get(digest)) is not None:
+            await asyncio.shield(pending)  # the same credential is being looked up
+            user = self._cached(request, cache)
+            if user is not None:
+                return user
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        flights[digest] = done
+        try:
+            seen = cache.invalidations
+            user: User = await _gated(request, authenticate, request)
+            token = _presented_token(request)
+            if token is not None and cache.announced:
+                cache.put(_TOKEN_KEY + hash_api_key(token), user, seen=seen)
+            return user
+        finally:
+            del flights[digest]
+            done.set_result(None)
 
 
 class PublicAccess:
@@ -334,6 +460,11 @@ def allow(*roles: str) -> Any:
     Roles named here must equal the matrix row (checked when the app is built); name none.
     """
     return Depends(RoleCheck(roles))
+
+
+def allow_stream(*roles: str) -> Any:
+    """Like :func:`allow`, for a long-lived stream (see :class:`StreamCheck`)."""
+    return Depends(StreamCheck(roles))
 
 
 def public() -> Any:

@@ -30,7 +30,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.feed_hub import FeedHub, page_message, read_page
 from api.responses import compact_json
-from api.security import allow
+from api.security import allow, allow_stream
 from gis.errors import InvalidInput
 from gis.store.event_stats import MapEvent, event_flags
 from gis.store.events import FeedCursor, StoredEvent
@@ -155,7 +155,7 @@ def _cursor_from(since: str | None, last_event_id: str | None) -> FeedCursor:
 
 @router.get(
     "/events/stream",
-    dependencies=[allow()],
+    dependencies=[allow_stream()],
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -180,53 +180,53 @@ async def stream(
     def render(events: list[StoredEvent], datum: str) -> list[dict[str, Any]]:
         return event_features([from_stored(e) for e in events], datum)  # type: ignore[arg-type]
 
-    async def messages() -> AsyncIterator[str]:
+    async def messages() -> AsyncIterator[bytes]:
         cursor = start_cursor
         deadline = time.monotonic() + max_seconds
+        yield b"retry: 2000\n\n"
+        # Resumed from the hub's history when it holds pages after the cursor; otherwise
+        # the first message is a feed page of its own (shared with the screens that
+        # reconnect with the same cursor), as of the moment of connecting.
+        seq = hub.resume(cursor)
+        if seq is not None and (not hub.pages_after(seq) or hub.lagging(seq)):
+            seq = None
         last_sent = time.monotonic()
-        yield "retry: 2000\n\n"
-        first = True
-        seq: int | None = None
+        stuck, first = False, True
         while time.monotonic() < deadline:
             if await request.is_disconnected():
                 return
             if seq is None:
-                # Catching up on our own until the hub's cursor is reached.
-                hub_cursor, hub_seq = hub.position()
-                if cursor >= hub_cursor and not first:
-                    seq = hub_seq
-                    continue
-                page = await hub.query(cursor, STREAM_PAGE)
-                cursor = max(cursor, page.cursor)
+                # Older than the hub's history: catch up (pages shared by streams
+                # reconnecting from the same cursor) until the history covers the cursor.
+                page, message = await hub.catch_up(cursor, STREAM_PAGE, crs, render, fresh=stuck)
                 if page.events or first:
-                    body = {
-                        "type": "FeatureCollection",
-                        "features": render(page.events, crs),
-                        "cursor": str(cursor),
-                        "more": page.more,
-                    }
-                    yield _sse("changes", body, event_id=str(cursor))
+                    yield message
                     last_sent = time.monotonic()
                     first = False
-                if not page.more and cursor < hub_cursor:
+                cursor = max(cursor, page.cursor)
+                seq = None if page.more else hub.resume(cursor)
+                stuck = seq is None and not page.more
+                if stuck:
                     await anyio.sleep(0.05)  # our snapshot lagged the hub's; look again
                 continue
             pages = hub.pages_after(seq)
-            if pages is None:
-                seq = None  # fell behind the hub's history: catch up on our own
-                continue
+            if pages is None or hub.lagging(seq):
+                break  # a slow screen: it reconnects and catches up from its cursor
             for hub_page in pages:
+                if hub.lagging(seq):
+                    break  # ended at the top of the loop
                 seq = hub_page.seq
                 if hub_page.cursor > cursor:
-                    yield page_message(hub_page, crs, render)
+                    yield page_message(hub_page, crs, render)  # waits while the socket is full
                     cursor = hub_page.cursor
                     last_sent = time.monotonic()
             if time.monotonic() - last_sent >= HEARTBEAT_S:
-                yield ": heartbeat\n\n"
+                yield b": heartbeat\n\n"
                 last_sent = time.monotonic()
             remaining = deadline - time.monotonic()
             await hub.wait(seq, max(0.0, min(POLL_S, HEARTBEAT_S, remaining)))
-        yield _sse("end", {"cursor": str(cursor), "reconnect": True}, event_id=str(cursor))
+        end = {"cursor": str(cursor), "reconnect": True}
+        yield _sse("end", end, event_id=str(cursor)).encode()
 
     return StreamingResponse(
         messages(),

@@ -57,6 +57,8 @@ def upsert_user(
     if row is None:
         row = UserRow(username=username, role=role, active=True)
         session.add(row)
+    elif row.role != role or (worker_id is not None and row.worker_id != worker_id):
+        announce_revocation(session)  # cached credentials carry the old role
     row.role = role
     row.display_name = display_name or row.display_name
     row.worker_id = worker_id if worker_id is not None else row.worker_id
@@ -107,7 +109,11 @@ def revoke_api_keys(session: Session, user_id: int) -> None:
 
 
 def announce_revocation(session: Session) -> None:
-    """Tell every process (at commit) to forget the API keys it verified."""
+    """Tell every process (at commit) to forget the credentials it verified.
+
+    Sent for every revoked key, disabled account, changed role or password, and ended
+    sign-in session: the processes' caches of keys and stream tokens are emptied.
+    """
     session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CREDENTIALS_CHANNEL})
 
 
@@ -283,6 +289,7 @@ def use_refresh_token(session: Session, token_hash: str, now: datetime) -> Refre
         if family.revoked_at is None:
             family.revoked_at = now
             family.revoked_reason = "refresh token reused"
+            announce_revocation(session)
         session.flush()
         return RefreshUse("reused", _user(user_row), family.id)
     token.used_at = now
@@ -305,6 +312,7 @@ def end_session(session: Session, session_id: int, reason: str, now: datetime) -
         .where(AuthSessionRow.id == session_id, AuthSessionRow.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
     )
+    announce_revocation(session)
 
 
 def revoke_sessions(session: Session, user_id: int, reason: str) -> None:
@@ -314,6 +322,7 @@ def revoke_sessions(session: Session, user_id: int, reason: str) -> None:
         .where(AuthSessionRow.user_id == user_id, AuthSessionRow.revoked_at.is_(None))
         .values(revoked_at=func.now(), revoked_reason=reason)
     )
+    announce_revocation(session)
 
 
 def token_principal(
