@@ -31,11 +31,16 @@ def _validation_message(exc: ValidationError) -> str:
     return "The report is not valid: " + "; ".join(parts)
 
 
+#: ``json.dumps(…, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, with one
+#: encoder made once (``json.dumps`` makes one per call when given options). Stored hashes
+#: depend on this exact text: changing it would turn every retry of a stored report into 422.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def body_hash(raw: dict[str, Any]) -> str:
     """Hash of the body as sent (minus the key itself), to tell a retry from a reused key."""
     material = {k: v for k, v in raw.items() if k != "client_event_id"}
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL(material).encode()).hexdigest()
 
 
 def as_report(report: ReportIn) -> Report:
