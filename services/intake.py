@@ -28,6 +28,7 @@ from gis.coords import classify_coordinates, to_wgs84
 from gis.dispatch import EligibleMemo, WorkerOnGrid
 from gis.errors import GridmapError, IdempotencyConflict, InvalidInput
 from gis.placement import Placement, RouteOutcome, place, quarantine, team_of
+from gis.records import builder
 from gis.report_time import report_time_problem
 from gis.routing import FLAGS, UNROUTED, Route
 from gis.store import events as event_store
@@ -76,6 +77,11 @@ class Intake:
     report: Report
     client_event_id: uuid.UUID
     request_hash: str
+
+
+#: ``Report(**values)`` and ``Intake(**values)``, made fast (a batch makes thousands).
+make_report = builder(Report)
+make_intake = builder(Intake)
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,9 @@ class Outcome:
     event: StoredEvent | None = None
     problem: GridmapError | None = None
     replayed: bool = False
+
+
+_make_outcome = builder(Outcome)
 
 
 def _status_code(event: StoredEvent) -> int:
@@ -323,8 +332,13 @@ def finish(
         if created and done is not None:
             assert handle is not None, "a self-handled report needs its handling recorded"
             event = handle(event, done)
-        outcomes[p.intake.index] = Outcome(
-            p.intake.index, _status_code(event), event, replayed=not created
+        outcomes[p.intake.index] = _make_outcome(
+            {
+                "index": p.intake.index,
+                "status": _status_code(event),
+                "event": event,
+                "replayed": not created,
+            }
         )
     # Later reports of a batch that repeat a key: a retry inside the batch, or a misuse.
     for it in intakes:

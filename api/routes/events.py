@@ -84,9 +84,10 @@ class EventBodies:
     """``event_out(…).model_dump(mode="json")`` for many events, without a model per event.
 
     The intake answers with thousands of events a second; building and dumping an
-    :class:`EventOut` for each was a third of a batch's CPU. The dicts made here hold the
-    same fields and values (``tests/test_event_bodies.py`` checks them against the model on
-    generated events); :class:`EventOut` stays the reference and the documented schema.
+    :class:`EventOut` for each was a third of a batch's CPU. The dicts made here, encoded by
+    :func:`api.responses.json_response` (orjson), give the same JSON fields and values
+    (``tests/test_event_bodies.py`` checks them against the model's dump on generated
+    events); :class:`EventOut` stays the reference and the documented schema.
     Grid chains and instants repeat within a batch (one grid, one ``received_at``), so each
     is worked out once per instance.
     """
@@ -118,11 +119,11 @@ class EventBodies:
         return list(chain)
 
     def body(self, event: StoredEvent, allowed: list[str] | None = None) -> dict[str, object]:
-        """The JSON-ready body of one event (``allowed``: the caller's actions now)."""
+        """The body of one event for orjson (``allowed``: the caller's actions now)."""
         e = event
         return {
             "id": e.id,
-            "client_event_id": str(e.client_event_id),
+            "client_event_id": e.client_event_id,  # orjson writes a UUID as str() does
             "status": e.status,
             "category": e.category_code,
             "description": e.description,
