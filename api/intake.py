@@ -12,12 +12,13 @@ import json
 import uuid
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from api.errors import safe_loc_part
 from api.schemas import CRS_ALIASES, ReportIn
 from gis.errors import InvalidInput
-from services.intake import Intake, Report, SelfHandled
+from services.intake import Intake, Report, SelfHandled, make_intake, make_report
 
 #: Most reports one batch request may carry.
 MAX_BATCH = 1000
@@ -31,28 +32,66 @@ def _validation_message(exc: ValidationError) -> str:
     return "The report is not valid: " + "; ".join(parts)
 
 
+#: The text hashed: ``json.dumps(…, sort_keys=True, separators=(",", ":"),
+#: ensure_ascii=False)``, with one encoder made once. Stored hashes depend on this exact
+#: text: another text would turn every retry of a stored report into a 422.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _orjson_writes_alike(value: Any) -> bool:
+    """Whether orjson writes this JSON value byte for byte as :data:`_CANONICAL` does.
+
+    Strings, keys (sorted by code point), ints, booleans and null are written alike; floats
+    too, except below 1e-4 and from 1e16 on, where Python writes ``2.5e-05`` and orjson
+    ``0.000025`` (``tests/test_event_bodies.py`` compares both on generated bodies).
+    """
+    kind = type(value)
+    if kind is float:
+        return value == 0.0 or 1e-4 <= abs(value) < 1e16
+    if kind is dict:
+        for item in value.values():
+            if not _orjson_writes_alike(item):
+                return False
+    elif kind is list:
+        for item in value:
+            if not _orjson_writes_alike(item):
+                return False
+    return True
+
+
+def canonical_text(material: dict[str, Any]) -> bytes:
+    """The canonical JSON of a body (UTF-8): orjson where it writes alike, else json."""
+    if _orjson_writes_alike(material):
+        try:
+            return orjson.dumps(material, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # an int beyond 64 bits, a lone surrogate: json decides
+            pass
+    return _CANONICAL(material).encode()
+
+
 def body_hash(raw: dict[str, Any]) -> str:
     """Hash of the body as sent (minus the key itself), to tell a retry from a reused key."""
     material = {k: v for k, v in raw.items() if k != "client_event_id"}
-    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_text(material)).hexdigest()
 
 
 def as_report(report: ReportIn) -> Report:
     """The service layer's plain view of a validated body."""
     lon, lat = report.lon_lat()
     done = report.self_handled
-    return Report(
-        category=report.category,
-        lon=lon,
-        lat=lat,
-        crs=CRS_ALIASES[report.crs],
-        description=report.description,
-        accuracy_m=report.accuracy_m,
-        reported_at=report.reported_at,
-        reporter=report.reporter,
-        media_url=report.media_url,
-        self_handled=SelfHandled(done.result, tuple(done.photos)) if done else None,
+    return make_report(
+        {
+            "category": report.category,
+            "lon": lon,
+            "lat": lat,
+            "crs": CRS_ALIASES[report.crs],
+            "description": report.description,
+            "accuracy_m": report.accuracy_m,
+            "reported_at": report.reported_at,
+            "reporter": report.reporter,
+            "media_url": report.media_url,
+            "self_handled": SelfHandled(done.result, tuple(done.photos)) if done else None,
+        }
     )
 
 
@@ -78,4 +117,11 @@ def prepare(index: int, raw: Any, header_key: str | None = None) -> Intake:
             "Each report needs a client_event_id (a UUID minted by the client) or an "
             "Idempotency-Key header, so a retry is never stored twice."
         )
-    return Intake(index, as_report(report), key, body_hash(raw))
+    return make_intake(
+        {
+            "index": index,
+            "report": as_report(report),
+            "client_event_id": key,
+            "request_hash": body_hash(raw),
+        }
+    )

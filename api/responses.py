@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
+import orjson
 from fastapi import Request, Response
 
 #: Below this size compression costs more than it saves.
@@ -73,3 +74,19 @@ def compact_json(
         data = gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
         out_headers["Content-Encoding"] = "gzip"
     return Response(data, media_type=media_type, headers=out_headers)
+
+
+def json_response(
+    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """An ``application/json`` answer encoded by orjson: compact UTF-8 as ``JSONResponse``.
+
+    For answers built on the intake's hot path (thousands of events a second); the text can
+    differ from ``json.dumps``' only in how a float is spelled (``1e-05`` is ``0.00001``).
+    """
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )

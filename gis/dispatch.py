@@ -49,9 +49,23 @@ class WorkerChoice:
     reason: str
 
 
+#: Who is eligible in a grid (or a parent's team) and why not, by (tier, grid, role): the
+#: same for every event of a batch, which is placed at one moment with one roster.
+EligibleMemo = dict[tuple[str, str, str | None], tuple[list[WorkerOnGrid], str]]
+
+
 def _eligible(
-    workers: Sequence[WorkerOnGrid], required_role: str | None, moment: datetime
+    workers: Sequence[WorkerOnGrid],
+    required_role: str | None,
+    moment: datetime,
+    memo: EligibleMemo | None = None,
+    key: tuple[str, str, str | None] | None = None,
 ) -> tuple[list[WorkerOnGrid], str]:
+    if memo is not None and key is not None:
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = _eligible(workers, required_role, moment)
+        return hit
     on_duty = [w for w in workers if w.duty.on_duty(moment)]
     fit = [w for w in on_duty if required_role is None or w.role == required_role]
     if not workers:
@@ -86,22 +100,28 @@ def choose_worker(
     required_role: str | None,
     moment: datetime,
     extra_load: Mapping[int, int] | None = None,
+    memo: EligibleMemo | None = None,
 ) -> WorkerChoice:
     """Decide who handles an event in ``grid_code`` at local time ``moment``.
 
     ``extra_load`` adds tasks not yet counted in ``open_tasks`` (those handed out earlier in
-    the same batch), by worker id.
+    the same batch), by worker id. ``memo`` keeps who is eligible between calls with the
+    same ``moment`` and the same workers per grid (a batch): each grid's duty is read once.
     """
     extra = extra_load or {}
     role_text = f" with role {required_role}" if required_role else ""
-    fit, why_not_grid = _eligible(grid_workers, required_role, moment)
+    fit, why_not_grid = _eligible(
+        grid_workers, required_role, moment, memo, ("grid", grid_code, required_role)
+    )
     if fit:
         w, load = _pick(fit, extra)
         return WorkerChoice(
             w.worker_id, w.worker_no, "grid", f"grid {grid_code}: {_why(w, load, fit, role_text)}"
         )
     if parent_code is not None:
-        fit, why_not_parent = _eligible(parent_workers, required_role, moment)
+        fit, why_not_parent = _eligible(
+            parent_workers, required_role, moment, memo, ("parent", parent_code, required_role)
+        )
         if fit:
             w, load = _pick(fit, extra)
             return WorkerChoice(

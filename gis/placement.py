@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from gis.dispatch import WorkerOnGrid, choose_worker
+from gis.dispatch import EligibleMemo, WorkerOnGrid, choose_worker
 
 #: Queues an event waits in for a dispatcher, by the reason it waits.
 QUARANTINE: Final = "quarantine"
@@ -71,11 +71,13 @@ def place(
     moment: datetime | None,
     extra_load: Mapping[int, int] | None = None,
     why_unrouted: str = "no boundary version is active",
+    memo: EligibleMemo | None = None,
 ) -> Placement:
     """Place a routed (or unroutable) event: worker when one is eligible, else a queue.
 
     ``moment`` is the local time duty schedules are read at; ``extra_load`` adds tasks
-    handed out earlier in the same batch.
+    handed out earlier in the same batch; ``memo`` keeps who is eligible per grid between
+    the events of a batch (same moment, same workers; see :func:`gis.dispatch.choose_worker`).
     """
     if route is None or route.grid_code is None:
         why = route.rule if route is not None else why_unrouted
@@ -91,6 +93,7 @@ def place(
         required_role=required_role,
         moment=moment,
         extra_load=extra_load,
+        memo=memo,
     )
     routed = f"{route.flag}: {route.rule}"
     if choice.worker_id is None:

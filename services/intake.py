@@ -25,14 +25,15 @@ from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from gis.coords import classify_coordinates, to_wgs84
-from gis.dispatch import WorkerOnGrid
+from gis.dispatch import EligibleMemo, WorkerOnGrid
 from gis.errors import GridmapError, IdempotencyConflict, InvalidInput
 from gis.placement import Placement, RouteOutcome, place, quarantine, team_of
+from gis.records import builder
 from gis.report_time import report_time_problem
 from gis.routing import FLAGS, UNROUTED, Route
 from gis.store import events as event_store
 from gis.store import workflow as workflow_store
-from gis.store.events import NewEvent, StoredEvent
+from gis.store.events import NewEvent, StoredEvent, make_new_event
 from gis.store.users import User
 from services import deadlines
 from services.workflow import Clock, self_handle
@@ -76,6 +77,11 @@ class Intake:
     report: Report
     client_event_id: uuid.UUID
     request_hash: str
+
+
+#: ``Report(**values)`` and ``Intake(**values)``, made fast (a batch makes thousands).
+make_report = builder(Report)
+make_intake = builder(Intake)
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,9 @@ class Outcome:
     event: StoredEvent | None = None
     problem: GridmapError | None = None
     replayed: bool = False
+
+
+_make_outcome = builder(Outcome)
 
 
 def _status_code(event: StoredEvent) -> int:
@@ -323,8 +332,13 @@ def finish(
         if created and done is not None:
             assert handle is not None, "a self-handled report needs its handling recorded"
             event = handle(event, done)
-        outcomes[p.intake.index] = Outcome(
-            p.intake.index, _status_code(event), event, replayed=not created
+        outcomes[p.intake.index] = _make_outcome(
+            {
+                "index": p.intake.index,
+                "status": _status_code(event),
+                "event": event,
+                "replayed": not created,
+            }
         )
     # Later reports of a batch that repeat a key: a retry inside the batch, or a misuse.
     for it in intakes:
@@ -412,12 +426,15 @@ def place_intakes(
     pending = []
     added: dict[int, int] = {}
     dues: dict[tuple[float, str], datetime] = {}  # one clock for the whole list
+    # One moment and one roster for the whole list: duty, eligibility and the parent teams
+    # are worked out once per grid, not once per report.
+    context = _PlaceContext(routing, categories, workers, added, clock.local if intakes else None)
     for i, it in enumerate(intakes):
         check = int(routed.checks[i])
         if check == 1:
             continue  # the caller answered these with a 422 before routing
         route = routed.routes[i]
-        placement = _placement(it, check, route, routing, categories, workers, added, clock)
+        placement = context.place(it, check, route)
         if it.report.self_handled is not None and submitter.worker_id is not None:
             placement = Placement(
                 "dispatched",
@@ -475,33 +492,56 @@ def candidate_codes(
     return sorted(codes)
 
 
-def _placement(
-    it: Intake,
-    check: int,
-    route: Route | None,
-    routing: VersionRoutingLike | None,
-    categories: Mapping[str, tuple[str | None, float, bool]],
-    workers: Mapping[str, list[WorkerOnGrid]],
-    added: dict[int, int],
-    clock: Clock,
-) -> Placement:
-    if check in QUARANTINE_REASONS:
-        return quarantine(QUARANTINE_REASONS[check])
-    if route is None or route.grid_code is None or routing is None:
-        outcome = None if route is None else RouteOutcome(None, route.flag, route.rule)
-        return place(outcome, [], None, [], required_role=None, moment=None)
-    grid = route.grid_code
-    parent = routing.grids[grid].parent_code
-    team_codes = routing.team_codes(parent) if parent else ()
-    return place(
-        RouteOutcome(grid, route.flag, route.rule),
-        workers.get(grid, []),
-        parent,
-        team_of(parent, team_codes, workers),
-        required_role=categories[it.report.category][0],
-        moment=clock.local,
-        extra_load=added,
-    )
+class _PlaceContext:
+    """What placing the reports of one list shares: the moment, the teams, who is eligible."""
+
+    def __init__(
+        self,
+        routing: VersionRoutingLike | None,
+        categories: Mapping[str, tuple[str | None, float, bool]],
+        workers: Mapping[str, list[WorkerOnGrid]],
+        added: dict[int, int],
+        moment: datetime | None,
+    ) -> None:
+        self.routing = routing
+        self.categories = categories
+        self.workers = workers
+        self.added = added
+        self.moment = moment
+        self.teams: dict[str, tuple[str | None, list[WorkerOnGrid]]] = {}
+        self.memo: EligibleMemo = {}
+
+    def _team(
+        self, routing: VersionRoutingLike, grid: str
+    ) -> tuple[str | None, list[WorkerOnGrid]]:
+        """A grid's parent and the parent's team."""
+        hit = self.teams.get(grid)
+        if hit is None:
+            parent = routing.grids[grid].parent_code
+            team_codes = routing.team_codes(parent) if parent else ()
+            hit = self.teams[grid] = (parent, team_of(parent, team_codes, self.workers))
+        return hit
+
+    def place(self, it: Intake, check: int, route: Route | None) -> Placement:
+        """Where one report goes (:func:`gis.placement.place`)."""
+        if check in QUARANTINE_REASONS:
+            return quarantine(QUARANTINE_REASONS[check])
+        routing = self.routing
+        if route is None or route.grid_code is None or routing is None:
+            outcome = None if route is None else RouteOutcome(None, route.flag, route.rule)
+            return place(outcome, [], None, [], required_role=None, moment=None)
+        grid = route.grid_code
+        parent, team = self._team(routing, grid)
+        return place(
+            RouteOutcome(grid, route.flag, route.rule),
+            self.workers.get(grid, []),
+            parent,
+            team,
+            required_role=self.categories[it.report.category][0],
+            moment=self.moment,
+            extra_load=self.added,
+            memo=self.memo,
+        )
 
 
 def _new_event(
@@ -543,8 +583,7 @@ def _new_event(
     }
     if check in QUARANTINE_REASONS:
         reason = QUARANTINE_REASONS[check]
-        return NewEvent(
-            **base,
+        base.update(
             lon=None,
             lat=None,
             grid_code=None,
@@ -556,10 +595,10 @@ def _new_event(
             transition_note=placement.reason,
             transition_data={"quarantine_reason": reason, "worker": placement.worker_no},
         )
+        return make_new_event(base)
     if route is None or route.grid_code is None or routing is None:
         flag = route.flag if route is not None else FLAGS[UNROUTED]
-        return NewEvent(
-            **base,
+        base.update(
             lon=lon,
             lat=lat,
             grid_code=None,
@@ -571,9 +610,9 @@ def _new_event(
             transition_note=placement.reason,
             transition_data={"flag": flag, "version": version_id, "worker": placement.worker_no},
         )
+        return make_new_event(base)
     grid = route.grid_code
-    return NewEvent(
-        **base,
+    base.update(
         lon=lon,
         lat=lat,
         grid_code=grid,
@@ -591,3 +630,4 @@ def _new_event(
             "tier": placement.tier,
         },
     )
+    return make_new_event(base)
