@@ -6,6 +6,13 @@ which adds load. Instead each process admits at most ``GRIDMAP_MAX_IN_FLIGHT`` r
 once and answers the next one at once with 503 and ``Retry-After``; a tablet keeps its
 report and retries with the same ``client_event_id``, so nothing is lost or stored twice.
 
+A count alone bounds the queue by length, not by time: by Little's law the wait of an
+admitted request is the queue's length over the rate it drains at, and that rate falls when
+the machine is busy. So the door also sheds by queueing delay (``GRIDMAP_SHED_QUEUE_MS``):
+when the oldest job waiting at the database gate has waited that long, or the jobs waiting
+there would take that long to drain at the gate's recent rate, the next request is answered
+503 at once, before its body is read, instead of joining a queue it would sit in.
+
 Rate limits (429 with ``Retry-After``) keep one client from taking the whole bound: a token
 bucket per API key and one per signed-in user, each configurable. Both are per process;
 with ``--workers N`` a client may get up to N times the configured rate.
@@ -17,6 +24,7 @@ import json
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Final
@@ -50,15 +58,26 @@ def _problem_bytes(status: int, kind: str, title: str, detail: str) -> bytes:
 class InFlightLimit:
     """ASGI middleware: at most ``limit`` requests of this process are being served at once.
 
-    The check is a counter on the event loop, so a shed request is answered within
-    milliseconds, before its body is read or the database is touched.
+    Nor is any admitted while the database gate's queue is too slow (``gate().crowded()``).
+    Both checks are counters on the event loop, so a shed request is answered within
+    milliseconds, before its body is read or the database is touched. ``gate`` returns the
+    app's database gate (it may be swapped while the app runs, as tests do); anything
+    without ``crowded`` is not asked.
     """
 
-    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: Callable[[], int],
+        gate: Callable[[], object] | None = None,
+    ) -> None:
         self.app = app
         self._limit = limit
+        self._gate = gate
         self.in_flight = 0
         self.shed = 0
+        #: Of ``shed``, those shed because the database queue was too slow.
+        self.shed_queue = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Admit or shed one request."""
@@ -68,6 +87,12 @@ class InFlightLimit:
         limit = self._limit()
         if limit > 0 and self.in_flight >= limit:
             self.shed += 1
+            await _answer_shed(send)
+            return
+        crowded = getattr(self._gate(), "crowded", None) if self._gate is not None else None
+        if crowded is not None and crowded():
+            self.shed += 1
+            self.shed_queue += 1
             await _answer_shed(send)
             return
         self.in_flight += 1
@@ -182,12 +207,33 @@ class DatabaseGate:
     keeps the latency of what is answered near the work's own time. Used as ``limiter=`` of
     ``anyio.to_thread.run_sync`` (it is entered with ``async with``), like a
     ``CapacityLimiter``.
+
+    The gate also knows how slow its queue is (:meth:`queue_delay`): the longest a job now
+    waiting has waited, or what the jobs waiting would take to drain at the rate tokens came
+    back lately, whichever is more. :meth:`crowded` says when that reaches ``shed_after_s``;
+    the door (:class:`InFlightLimit`) then sheds new requests before they cost anything.
+    ``clock`` is injected for tests.
     """
 
-    def __init__(self, tokens: int, max_wait_s: float) -> None:
+    #: Token returns remembered for the drain rate.
+    RATE_WINDOW: Final = 64
+    #: Returns older than this say nothing about the rate now.
+    RATE_HORIZON_S: Final = 2.0
+
+    def __init__(
+        self,
+        tokens: int,
+        max_wait_s: float,
+        shed_after_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._limiter = anyio.CapacityLimiter(tokens)
         self.max_wait_s = max_wait_s
+        self.shed_after_s = shed_after_s
         self.refused = 0
+        self._clock = clock
+        self._waiting: dict[object, float] = {}  # waiter → since when (oldest first)
+        self._returns: deque[float] = deque(maxlen=self.RATE_WINDOW)
 
     def patient(self) -> DatabaseGate:
         """The same tokens, waiting as long as it takes: for work bounded by its own guard.
@@ -196,25 +242,58 @@ class DatabaseGate:
         them with 503 would answer a password flood with the very error it must not cause.
         """
         twin = DatabaseGate.__new__(DatabaseGate)
-        twin._limiter = self._limiter
+        twin.__dict__.update(self.__dict__)
         twin.max_wait_s = 0
         twin.refused = 0
         return twin
 
+    @property
+    def waiting(self) -> int:
+        """Jobs waiting for a token now."""
+        return len(self._waiting)
+
+    def drain_rate(self) -> float | None:
+        """Tokens returned per second lately; None when too few came back to tell."""
+        returns = self._returns
+        if len(returns) < 8:
+            return None
+        span = returns[-1] - returns[0]
+        if span <= 0 or self._clock() - returns[-1] > self.RATE_HORIZON_S:
+            return None
+        return (len(returns) - 1) / span
+
+    def queue_delay(self) -> float:
+        """Seconds a job arriving now would wait, as the queue looks now (0: no queue)."""
+        if not self._waiting:
+            return 0.0
+        oldest = self._clock() - next(iter(self._waiting.values()))
+        rate = self.drain_rate()
+        drain = (len(self._waiting) + 1) / rate if rate else 0.0
+        return max(oldest, drain)
+
+    def crowded(self) -> bool:
+        """Whether new work should be shed: the queue is ``shed_after_s`` long or more."""
+        return self.shed_after_s > 0 and self.queue_delay() >= self.shed_after_s
+
     async def __aenter__(self) -> None:
         """Take a token, or refuse when none frees up in time."""
-        if self.max_wait_s <= 0:
-            await self._limiter.acquire()
-            return
+        waiter = object()
+        self._waiting[waiter] = self._clock()
         try:
-            with anyio.fail_after(self.max_wait_s):
+            if self.max_wait_s <= 0:
                 await self._limiter.acquire()
-        except TimeoutError:
-            self.refused += 1
-            raise Overloaded(
-                "The server is at capacity; retry after the delay in Retry-After with the "
-                "same client_event_id (nothing was stored)."
-            ) from None
+                return
+            try:
+                with anyio.fail_after(self.max_wait_s):
+                    await self._limiter.acquire()
+            except TimeoutError:
+                self.refused += 1
+                raise Overloaded(
+                    "The server is at capacity; retry after the delay in Retry-After with the "
+                    "same client_event_id (nothing was stored)."
+                ) from None
+        finally:
+            del self._waiting[waiter]
 
     async def __aexit__(
         self,
@@ -224,3 +303,4 @@ class DatabaseGate:
     ) -> None:
         """Give the token back."""
         self._limiter.release()
+        self._returns.append(self._clock())
