@@ -58,7 +58,8 @@ def _problem_bytes(status: int, kind: str, title: str, detail: str) -> bytes:
 class InFlightLimit:
     """ASGI middleware: at most ``limit`` requests of this process are being served at once.
 
-    Nor is any admitted while the database gate's queue is too slow (``gate().crowded()``).
+    Nor is any admitted while the database gate's queue is too slow
+    (``gate().crowded(in_flight)``).
     Both checks are counters on the event loop, so a shed request is answered within
     milliseconds, before its body is read or the database is touched. ``gate`` returns the
     app's database gate (it may be swapped while the app runs, as tests do); anything
@@ -90,7 +91,7 @@ class InFlightLimit:
             await _answer_shed(send)
             return
         crowded = getattr(self._gate(), "crowded", None) if self._gate is not None else None
-        if crowded is not None and crowded():
+        if crowded is not None and crowded(self.in_flight):
             self.shed += 1
             self.shed_queue += 1
             await _answer_shed(send)
@@ -262,18 +263,24 @@ class DatabaseGate:
             return None
         return (len(returns) - 1) / span
 
-    def queue_delay(self) -> float:
-        """Seconds a job arriving now would wait, as the queue looks now (0: no queue)."""
-        if not self._waiting:
-            return 0.0
-        oldest = self._clock() - next(iter(self._waiting.values()))
-        rate = self.drain_rate()
-        drain = (len(self._waiting) + 1) / rate if rate else 0.0
-        return max(oldest, drain)
+    def queue_delay(self, in_flight: int = 0) -> float:
+        """Seconds a job arriving now would wait for a token (0: it would not wait).
 
-    def crowded(self) -> bool:
-        """Whether new work should be shed: the queue is ``shed_after_s`` long or more."""
-        return self.shed_after_s > 0 and self.queue_delay() >= self.shed_after_s
+        The longest wait of a job waiting now, or the time the jobs ahead would take to
+        drain at the recent rate, whichever is more. Ahead are the jobs waiting, or, when
+        the door says how many requests it has admitted (``in_flight``), all those beyond
+        the tokens: admitted requests still reading their bodies reach the gate soon.
+        """
+        ahead = max(len(self._waiting), in_flight - self._limiter.total_tokens)
+        if ahead <= 0:
+            return 0.0
+        oldest = self._clock() - next(iter(self._waiting.values())) if self._waiting else 0.0
+        rate = self.drain_rate()
+        return max(oldest, (ahead + 1) / rate if rate else 0.0)
+
+    def crowded(self, in_flight: int = 0) -> bool:
+        """Whether new work should be shed: its wait would be ``shed_after_s`` or more."""
+        return self.shed_after_s > 0 and self.queue_delay(in_flight) >= self.shed_after_s
 
     async def __aenter__(self) -> None:
         """Take a token, or refuse when none frees up in time."""
