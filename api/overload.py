@@ -20,11 +20,11 @@ with ``--workers N`` a client may get up to N times the configured rate.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Final
@@ -210,16 +210,15 @@ class DatabaseGate:
     ``CapacityLimiter``.
 
     The gate also knows how slow its queue is (:meth:`queue_delay`): the longest a job now
-    waiting has waited, or what the jobs waiting would take to drain at the rate tokens came
-    back lately, whichever is more. :meth:`crowded` says when that reaches ``shed_after_s``;
-    the door (:class:`InFlightLimit`) then sheds new requests before they cost anything.
+    waiting has waited, or what the jobs ahead would take to drain given how long a job
+    holds its token lately, whichever is more. :meth:`crowded` says when that reaches
+    ``shed_after_s``; the door (:class:`InFlightLimit`) then sheds new requests before they
+    cost anything.
     ``clock`` is injected for tests.
     """
 
-    #: Token returns remembered for the drain rate.
-    RATE_WINDOW: Final = 64
-    #: Returns older than this say nothing about the rate now.
-    RATE_HORIZON_S: Final = 2.0
+    #: Weight of the newest job in the mean time a token is held.
+    HOLD_WEIGHT: Final = 0.05
 
     def __init__(
         self,
@@ -234,7 +233,9 @@ class DatabaseGate:
         self.refused = 0
         self._clock = clock
         self._waiting: dict[object, float] = {}  # waiter → since when (oldest first)
-        self._returns: deque[float] = deque(maxlen=self.RATE_WINDOW)
+        self._held: dict[int, float] = {}  # holding task → since when
+        #: Mean seconds a job holds its token (moving average); None before the first.
+        self.hold_s: float | None = None
 
     def patient(self) -> DatabaseGate:
         """The same tokens, waiting as long as it takes: for work bounded by its own guard.
@@ -253,16 +254,6 @@ class DatabaseGate:
         """Jobs waiting for a token now."""
         return len(self._waiting)
 
-    def drain_rate(self) -> float | None:
-        """Tokens returned per second lately; None when too few came back to tell."""
-        returns = self._returns
-        if len(returns) < 8:
-            return None
-        span = returns[-1] - returns[0]
-        if span <= 0 or self._clock() - returns[-1] > self.RATE_HORIZON_S:
-            return None
-        return (len(returns) - 1) / span
-
     def queue_delay(self, in_flight: int = 0) -> float:
         """Seconds a job arriving now would wait for a token (0: it would not wait).
 
@@ -270,13 +261,16 @@ class DatabaseGate:
         drain at the recent rate, whichever is more. Ahead are the jobs waiting, or, when
         the door says how many requests it has admitted (``in_flight``), all those beyond
         the tokens: admitted requests still reading their bodies reach the gate soon.
+        Tokens come back at ``tokens / hold_s`` per second, whether the load is light or
+        heavy (a rate of returns counted over time would measure the arrivals instead).
         """
-        ahead = max(len(self._waiting), in_flight - self._limiter.total_tokens)
+        tokens = self._limiter.total_tokens
+        ahead = max(len(self._waiting), in_flight - tokens)
         if ahead <= 0:
             return 0.0
         oldest = self._clock() - next(iter(self._waiting.values())) if self._waiting else 0.0
-        rate = self.drain_rate()
-        return max(oldest, (ahead + 1) / rate if rate else 0.0)
+        drain = (ahead + 1) * self.hold_s / tokens if self.hold_s is not None else 0.0
+        return max(oldest, drain)
 
     def crowded(self, in_flight: int = 0) -> bool:
         """Whether new work should be shed: its wait would be ``shed_after_s`` or more."""
@@ -289,18 +283,22 @@ class DatabaseGate:
         try:
             if self.max_wait_s <= 0:
                 await self._limiter.acquire()
-                return
-            try:
-                with anyio.fail_after(self.max_wait_s):
-                    await self._limiter.acquire()
-            except TimeoutError:
-                self.refused += 1
-                raise Overloaded(
-                    "The server is at capacity; retry after the delay in Retry-After with the "
-                    "same client_event_id (nothing was stored)."
-                ) from None
+            else:
+                await self._acquire_in_time()
         finally:
             del self._waiting[waiter]
+        self._held[id(asyncio.current_task())] = self._clock()
+
+    async def _acquire_in_time(self) -> None:
+        try:
+            with anyio.fail_after(self.max_wait_s):
+                await self._limiter.acquire()
+        except TimeoutError:
+            self.refused += 1
+            raise Overloaded(
+                "The server is at capacity; retry after the delay in Retry-After with the "
+                "same client_event_id (nothing was stored)."
+            ) from None
 
     async def __aexit__(
         self,
@@ -310,4 +308,8 @@ class DatabaseGate:
     ) -> None:
         """Give the token back."""
         self._limiter.release()
-        self._returns.append(self._clock())
+        since = self._held.pop(id(asyncio.current_task()), None)
+        if since is not None:
+            held = self._clock() - since
+            w = self.HOLD_WEIGHT
+            self.hold_s = held if self.hold_s is None else (1 - w) * self.hold_s + w * held

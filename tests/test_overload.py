@@ -142,18 +142,18 @@ def test_the_database_gate_refuses_a_job_that_would_wait_too_long() -> None:
 
 
 def test_the_gate_measures_its_queue_in_time() -> None:
-    """Queue delay: the oldest waiter's wait, or the queue's length over the drain rate."""
+    """Queue delay: the oldest waiter's wait, or the jobs ahead times the mean hold time."""
     from api.overload import DatabaseGate
 
     now = [0.0]
     gate = DatabaseGate(1, max_wait_s=0, shed_after_s=0.05, clock=lambda: now[0])
 
     async def scenario() -> None:
-        assert gate.queue_delay() == 0 and not gate.crowded() and gate.drain_rate() is None
+        assert gate.queue_delay() == 0 and not gate.crowded() and gate.hold_s is None
         for _ in range(16):  # jobs of 10 ms one after the other: 100 tokens back per second
             async with gate:
                 now[0] += 0.01
-        assert gate.drain_rate() == pytest.approx(100)
+        assert gate.hold_s == pytest.approx(0.01)
         # The door admitted 5 requests, none at the gate yet: 4 are ahead of the 5th's token.
         assert gate.queue_delay(in_flight=5) == pytest.approx(0.05) and gate.crowded(5)
         assert not gate.crowded(4) and gate.queue_delay(in_flight=1) == 0
@@ -204,7 +204,7 @@ def test_the_gate_measures_its_queue_in_time() -> None:
             with anyio.fail_after(5):
                 while stuck.waiting < 1:
                     await anyio.sleep(0)
-            assert stuck.drain_rate() is None and not stuck.crowded()
+            assert stuck.hold_s is None and not stuck.crowded()
             now[0] += 0.049
             assert not stuck.crowded()
             now[0] += 0.002
