@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         description="Longest a report waits for a database connection before a 503; 0: no bound.",
     )
     shed_queue_ms: float = Field(
-        default=50.0,
+        default=25.0,
         ge=0,
         le=60_000,
         description=(
