@@ -84,7 +84,11 @@ def create_app(
         app.state.signing_key = settings.signing_key()
         app.state.routing = routing or RoutingState(index_dir=settings.data_dir / "routing")
         app.state.api_keys = ApiKeyCache(settings.api_key_cache_s)
-        app.state.db_limiter = DatabaseGate(settings.db_pool_size, settings.max_db_wait_ms / 1000)
+        app.state.db_limiter = DatabaseGate(
+            settings.db_pool_size,
+            settings.max_db_wait_ms / 1000,
+            shed_after_s=settings.shed_queue_ms / 1000,
+        )
         app.state.rate_limits = RateLimits(
             settings.rate_limit_per_key,
             settings.rate_limit_per_user,
@@ -169,7 +173,12 @@ def create_app(
     # Plain single reports skip FastAPI's routing and dependencies (api/intake_lane.py).
     app.add_middleware(IntakeLane, owner=app)
     app.add_middleware(ReplicaRetry)
-    app.add_middleware(InFlightLimit, limit=lambda: settings.max_in_flight)
+    # Sheds past the count, or while the database gate's queue is slower than the target.
+    app.add_middleware(
+        InFlightLimit,
+        limit=lambda: settings.max_in_flight,
+        gate=lambda: getattr(app.state, "db_limiter", None),
+    )
     # Outermost: OPTIONS never waits for a slot, and every 405 names all methods of its path.
     app.add_middleware(AllowMethods, routes=lambda: app.routes)
     app.include_router(health.router)

@@ -6,6 +6,13 @@ which adds load. Instead each process admits at most ``GRIDMAP_MAX_IN_FLIGHT`` r
 once and answers the next one at once with 503 and ``Retry-After``; a tablet keeps its
 report and retries with the same ``client_event_id``, so nothing is lost or stored twice.
 
+A count alone bounds the queue by length, not by time: by Little's law the wait of an
+admitted request is the queue's length over the rate it drains at, and that rate falls when
+the machine is busy. So the door also sheds by queueing delay (``GRIDMAP_SHED_QUEUE_MS``):
+when the oldest job waiting at the database gate has waited that long, or the jobs waiting
+there would take that long to drain at the gate's recent rate, the next request is answered
+503 at once, before its body is read, instead of joining a queue it would sit in.
+
 Rate limits (429 with ``Retry-After``) keep one client from taking the whole bound: a token
 bucket per API key and one per signed-in user, each configurable. Both are per process;
 with ``--workers N`` a client may get up to N times the configured rate.
@@ -13,6 +20,7 @@ with ``--workers N`` a client may get up to N times the configured rate.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -50,15 +58,27 @@ def _problem_bytes(status: int, kind: str, title: str, detail: str) -> bytes:
 class InFlightLimit:
     """ASGI middleware: at most ``limit`` requests of this process are being served at once.
 
-    The check is a counter on the event loop, so a shed request is answered within
-    milliseconds, before its body is read or the database is touched.
+    Nor is any admitted while the database gate's queue is too slow
+    (``gate().crowded(in_flight)``).
+    Both checks are counters on the event loop, so a shed request is answered within
+    milliseconds, before its body is read or the database is touched. ``gate`` returns the
+    app's database gate (it may be swapped while the app runs, as tests do); anything
+    without ``crowded`` is not asked.
     """
 
-    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: Callable[[], int],
+        gate: Callable[[], object] | None = None,
+    ) -> None:
         self.app = app
         self._limit = limit
+        self._gate = gate
         self.in_flight = 0
         self.shed = 0
+        #: Of ``shed``, those shed because the database queue was too slow.
+        self.shed_queue = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Admit or shed one request."""
@@ -68,6 +88,12 @@ class InFlightLimit:
         limit = self._limit()
         if limit > 0 and self.in_flight >= limit:
             self.shed += 1
+            await _answer_shed(send)
+            return
+        crowded = getattr(self._gate(), "crowded", None) if self._gate is not None else None
+        if crowded is not None and crowded(self.in_flight):
+            self.shed += 1
+            self.shed_queue += 1
             await _answer_shed(send)
             return
         self.in_flight += 1
@@ -182,12 +208,34 @@ class DatabaseGate:
     keeps the latency of what is answered near the work's own time. Used as ``limiter=`` of
     ``anyio.to_thread.run_sync`` (it is entered with ``async with``), like a
     ``CapacityLimiter``.
+
+    The gate also knows how slow its queue is (:meth:`queue_delay`): the longest a job now
+    waiting has waited, or what the jobs ahead would take to drain given how long a job
+    holds its token lately, whichever is more. :meth:`crowded` says when that reaches
+    ``shed_after_s``; the door (:class:`InFlightLimit`) then sheds new requests before they
+    cost anything.
+    ``clock`` is injected for tests.
     """
 
-    def __init__(self, tokens: int, max_wait_s: float) -> None:
+    #: Weight of the newest job in the mean time a token is held.
+    HOLD_WEIGHT: Final = 0.05
+
+    def __init__(
+        self,
+        tokens: int,
+        max_wait_s: float,
+        shed_after_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._limiter = anyio.CapacityLimiter(tokens)
         self.max_wait_s = max_wait_s
+        self.shed_after_s = shed_after_s
         self.refused = 0
+        self._clock = clock
+        self._waiting: dict[object, float] = {}  # waiter → since when (oldest first)
+        self._held: dict[int, float] = {}  # holding task → since when
+        #: Mean seconds a job holds its token (moving average); None before the first.
+        self.hold_s: float | None = None
 
     def patient(self) -> DatabaseGate:
         """The same tokens, waiting as long as it takes: for work bounded by its own guard.
@@ -196,16 +244,52 @@ class DatabaseGate:
         them with 503 would answer a password flood with the very error it must not cause.
         """
         twin = DatabaseGate.__new__(DatabaseGate)
-        twin._limiter = self._limiter
+        twin.__dict__.update(self.__dict__)
         twin.max_wait_s = 0
         twin.refused = 0
         return twin
 
+    @property
+    def waiting(self) -> int:
+        """Jobs waiting for a token now."""
+        return len(self._waiting)
+
+    def queue_delay(self, in_flight: int = 0) -> float:
+        """Seconds a job arriving now would wait for a token (0: it would not wait).
+
+        The longest wait of a job waiting now, or the time the jobs ahead would take to
+        drain at the recent rate, whichever is more. Ahead are the jobs waiting, or, when
+        the door says how many requests it has admitted (``in_flight``), all those beyond
+        the tokens: admitted requests still reading their bodies reach the gate soon.
+        Tokens come back at ``tokens / hold_s`` per second, whether the load is light or
+        heavy (a rate of returns counted over time would measure the arrivals instead).
+        """
+        tokens = self._limiter.total_tokens
+        ahead = max(len(self._waiting), in_flight - tokens)
+        if ahead <= 0:
+            return 0.0
+        oldest = self._clock() - next(iter(self._waiting.values())) if self._waiting else 0.0
+        drain = (ahead + 1) * self.hold_s / tokens if self.hold_s is not None else 0.0
+        return max(oldest, drain)
+
+    def crowded(self, in_flight: int = 0) -> bool:
+        """Whether new work should be shed: its wait would be ``shed_after_s`` or more."""
+        return self.shed_after_s > 0 and self.queue_delay(in_flight) >= self.shed_after_s
+
     async def __aenter__(self) -> None:
         """Take a token, or refuse when none frees up in time."""
-        if self.max_wait_s <= 0:
-            await self._limiter.acquire()
-            return
+        waiter = object()
+        self._waiting[waiter] = self._clock()
+        try:
+            if self.max_wait_s <= 0:
+                await self._limiter.acquire()
+            else:
+                await self._acquire_in_time()
+        finally:
+            del self._waiting[waiter]
+        self._held[id(asyncio.current_task())] = self._clock()
+
+    async def _acquire_in_time(self) -> None:
         try:
             with anyio.fail_after(self.max_wait_s):
                 await self._limiter.acquire()
@@ -224,3 +308,8 @@ class DatabaseGate:
     ) -> None:
         """Give the token back."""
         self._limiter.release()
+        since = self._held.pop(id(asyncio.current_task()), None)
+        if since is not None:
+            held = self._clock() - since
+            w = self.HOLD_WEIGHT
+            self.hold_s = held if self.hold_s is None else (1 - w) * self.hold_s + w * held

@@ -106,6 +106,15 @@ class Settings(BaseSettings):
         le=60_000,
         description="Longest a report waits for a database connection before a 503; 0: no bound.",
     )
+    shed_queue_ms: float = Field(
+        default=25.0,
+        ge=0,
+        le=60_000,
+        description=(
+            "Shed new requests (503 + Retry-After, before reading them) while the database "
+            "queue holds a request this long, waited or predicted; 0: shed by count only."
+        ),
+    )
     rate_limit_per_key: float = Field(
         default=1000.0, ge=0, description="Requests/s per API key and process; 0: no limit."
     )

@@ -139,3 +139,146 @@ def test_the_database_gate_refuses_a_job_that_would_wait_too_long() -> None:
 
     waited, refused = anyio.run(scenario)
     assert 0.04 <= waited < 0.5 and refused == 1
+
+
+def test_the_gate_measures_its_queue_in_time() -> None:
+    """Queue delay: the oldest waiter's wait, or the jobs ahead times the mean hold time."""
+    from api.overload import DatabaseGate
+
+    now = [0.0]
+    gate = DatabaseGate(1, max_wait_s=0, shed_after_s=0.05, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        assert gate.queue_delay() == 0 and not gate.crowded() and gate.hold_s is None
+        for _ in range(16):  # jobs of 10 ms one after the other: 100 tokens back per second
+            async with gate:
+                now[0] += 0.01
+        assert gate.hold_s == pytest.approx(0.01)
+        # The door admitted 5 requests, none at the gate yet: 4 are ahead of the 5th's token.
+        assert gate.queue_delay(in_flight=5) == pytest.approx(0.05) and gate.crowded(5)
+        assert not gate.crowded(4) and gate.queue_delay(in_flight=1) == 0
+        held, done = anyio.Event(), anyio.Event()
+
+        async def holder() -> None:
+            async with gate:
+                held.set()
+                await done.wait()
+
+        async def waiter() -> None:
+            async with gate:
+                pass
+
+        async def until_waiting(n: int) -> None:
+            with anyio.fail_after(5):
+                while gate.waiting < n:
+                    await anyio.sleep(0)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder)
+            await held.wait()
+            for _ in range(3):
+                tg.start_soon(waiter)
+            await until_waiting(3)
+            # A newcomer would wait for 4 tokens at 100/s: 40 ms, under the 50 ms target.
+            assert gate.queue_delay() == pytest.approx(0.04)
+            assert not gate.crowded()
+            tg.start_soon(waiter)
+            await until_waiting(4)
+            assert gate.queue_delay() == pytest.approx(0.05) and gate.crowded()
+            done.set()
+        assert gate.waiting == 0 and not gate.crowded()
+
+        # No rate known (a fresh gate): the oldest waiter's wait is the measure.
+        stuck = DatabaseGate(1, max_wait_s=0, shed_after_s=0.05, clock=lambda: now[0])
+        held, done = anyio.Event(), anyio.Event()
+
+        async def holder2() -> None:
+            async with stuck:
+                held.set()
+                await done.wait()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder2)
+            await held.wait()
+            tg.start_soon(_enter_and_leave, stuck)
+            with anyio.fail_after(5):
+                while stuck.waiting < 1:
+                    await anyio.sleep(0)
+            assert stuck.hold_s is None and not stuck.crowded()
+            now[0] += 0.049
+            assert not stuck.crowded()
+            now[0] += 0.002
+            assert stuck.queue_delay() == pytest.approx(0.051) and stuck.crowded()
+            done.set()
+        off = DatabaseGate(1, max_wait_s=0, shed_after_s=0, clock=lambda: now[0])
+        assert not off.crowded()  # 0: shed by count only
+
+    anyio.run(scenario)
+
+
+async def _enter_and_leave(gate: object) -> None:
+    async with gate:  # type: ignore[attr-defined]
+        pass
+
+
+def _door(app: object) -> object:
+    from api.overload import InFlightLimit
+
+    layer = app.middleware_stack  # type: ignore[attr-defined]
+    while layer is not None and not isinstance(layer, InFlightLimit):
+        layer = getattr(layer, "app", None)
+    assert layer is not None, "no InFlightLimit in the middleware stack"
+    return layer
+
+
+def test_the_door_sheds_while_the_database_queue_is_too_slow(live: tuple) -> None:
+    """Under the count bound, a request is still shed at once when the queue is slow."""
+    from api.overload import DatabaseGate
+
+    url, state = live
+    app = create_app(
+        live_settings(url, state, max_in_flight=100, rate_limit_per_user=0, shed_queue_ms=50)
+    )
+    headers = {"Authorization": f"Bearer {token_for(url, 'dispatcher')}"}
+    now = [1000.0]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        gate = client.portal.call(
+            lambda: DatabaseGate(1, max_wait_s=0, shed_after_s=0.05, clock=lambda: now[0])
+        )
+        app.state.db_limiter = gate
+        door = _door(app)
+        client.portal.call(gate._limiter.acquire_on_behalf_of, "test")
+        answers: list[httpx.Response] = []
+
+        def post() -> None:
+            answers.append(
+                client.post("/api/v1/events", json=report_body(*INSIDE), headers=headers)
+            )
+
+        slow = threading.Thread(target=post)
+        try:
+            slow.start()
+            deadline = time.monotonic() + 10
+            while gate.waiting < 1:
+                assert time.monotonic() < deadline, "the slow request never reached the gate"
+                time.sleep(0.02)
+            # One request waiting, for a moment only: the next one is admitted as usual.
+            assert not gate.crowded()
+            now[0] += 0.06  # it has now waited 60 ms: past the 50 ms target
+            started = time.perf_counter()
+            shed = client.post("/api/v1/events", json=report_body(*INSIDE), headers=headers)
+            elapsed = time.perf_counter() - started
+            assert shed.status_code == 503, shed.text
+            assert shed.headers["retry-after"] == "1"
+            assert shed.json()["type"].endswith("/overloaded")
+            assert elapsed < 0.25
+            assert door.shed_queue == 1  # type: ignore[attr-defined]
+            assert client.get("/healthz").status_code == 200  # never shed
+        finally:
+            client.portal.call(gate._limiter.release_on_behalf_of, "test")
+        slow.join(timeout=30)
+        assert not slow.is_alive() and answers[0].status_code in (201, 202), answers
+        # The queue is empty again: reports are admitted.
+        again = client.post("/api/v1/events", json=report_body(*INSIDE), headers=headers)
+        assert again.status_code in (201, 202), again.text
+        assert door.shed_queue == 1  # type: ignore[attr-defined]
