@@ -29,7 +29,10 @@ table and exits 1 when a budget is missed.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import io
+import pstats
+import re
 import statistics
 import sys
 import tempfile
@@ -420,6 +423,18 @@ def measure(
         features = rotated(boundaries.version_features(s, int(meta.version_id)))
     with Session(engine) as s, s.begin():
         draft = boundaries.create_version(s, features, label="province v2")
+    if explain:  # a publish of its own, rolled back: its plans and this process's profile
+        with Session(engine) as s, s.begin():
+            profile = cProfile.Profile()
+            _explain(
+                s,
+                "publish (the 12 slowest statements)",
+                lambda: profile.runcall(publishing.publish, s, draft.id, actor="bench"),
+                top=12,
+            )
+            print("\n--- profile of the bench process: publish (cProfile, cumulative) ---")
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+            s.rollback()
     with Session(engine) as s, s.begin():
         opened = s.scalar(
             text("SELECT count(*) FROM events WHERE status = ANY(:open)"), {"open": list(OPEN)}
@@ -435,8 +450,11 @@ def measure(
     return rows, Size(meta.grids, meta.events, meta.open_events, meta.counties)
 
 
-def _explain(session: Session, name: str, fn: Callable[[], Any]) -> None:
-    """Print the plans of the statements ``fn`` runs (auto_explain, this session only)."""
+def _explain(session: Session, name: str, fn: Callable[[], Any], top: int = 0) -> None:
+    """Print the plans of the statements ``fn`` runs (auto_explain, this session only).
+
+    ``top``: only the plans of the ``top`` slowest statements, slowest first.
+    """
     session.execute(text("LOAD 'auto_explain'"))
     session.execute(text("SET auto_explain.log_min_duration = 0"))
     session.execute(text("SET auto_explain.log_analyze = on"))
@@ -448,8 +466,17 @@ def _explain(session: Session, name: str, fn: Callable[[], Any]) -> None:
     fn()
     session.execute(text("SET auto_explain.log_min_duration = -1"))
     print(f"\n--- plans: {name} ---")
+    if top:
+        notices.sort(key=_plan_ms, reverse=True)
+        notices = notices[:top]
     for n in notices:
         print(n)
+
+
+def _plan_ms(notice: str) -> float:
+    """The duration auto_explain wrote at the head of a plan (``duration: 12.3 ms``)."""
+    match = re.search(r"duration: ([0-9.]+) ms", notice)
+    return float(match.group(1)) if match else 0.0
 
 
 def _row(name: str, times: list[float], rows: int, budget: str) -> dict[str, Any]:

@@ -1,15 +1,17 @@
 """Re-routing's SQL: find the open events a new boundary version moves, and write the moves.
 
 Only SQL here; ``services/publishing.py`` decides where each moved event goes (with
-:func:`gis.placement.place`) and writes the event log.
+:func:`gis.placement.place`). Both ends are set-based: one query routes every candidate
+event, and one UPDATE plus one INSERT … SELECT write every move and its log row from
+arrays (``unnest``), whatever the number of events.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -117,27 +119,114 @@ def find_moving(
     ]
 
 
-def write_moves(session: Session, version_id: int, rows: list[dict[str, Any]]) -> None:
-    """Write a chunk of moves with one UPDATE joined to the rows as a JSON record set."""
+@dataclass
+class Rerouted:
+    """Placed moves, column by column, as :func:`write_reroutes` writes them in one go.
+
+    Row ``i`` of every list is one event; ``moving[i]`` is where it was routed.
+    """
+
+    moving: list[Moving] = field(default_factory=list)
+    worker_id: list[int | None] = field(default_factory=list)
+    worker_no: list[str | None] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    queue: list[str | None] = field(default_factory=list)
+    tier: list[str | None] = field(default_factory=list)
+    #: ``events.routing_reason``.
+    reason: list[str] = field(default_factory=list)
+    #: The ``reroute`` transition's note.
+    note: list[str] = field(default_factory=list)
+
+
+#: The moves as a table: one array per column, ``unnest``ed together (row order kept).
+_MOVES_TABLE: Final = """
+    unnest(
+        CAST(:id AS bigint[]), CAST(:old_code AS text[]), CAST(:code AS text[]),
+        CAST(:from_status AS text[]), CAST(:status AS text[]), CAST(:worker_id AS int[]),
+        CAST(:worker_no AS text[]), CAST(:queue AS text[]), CAST(:tier AS text[]),
+        CAST(:flag AS text[]), CAST(:candidates AS text[]), CAST(:distance_m AS float8[]),
+        CAST(:due_at AS timestamptz[]), CAST(:reason AS text[]), CAST(:note AS text[])
+    ) WITH ORDINALITY AS u(
+        id, old_code, code, from_status, status, worker_id, worker_no, queue, tier, flag,
+        candidates, distance_m, due_at, reason, note, n
+    )
+"""
+
+
+def write_reroutes(
+    session: Session, version_id: int, moves: Rerouted, *, actor: str, actor_role: str
+) -> None:
+    """Write the moves and their ``reroute`` log rows: one UPDATE and one INSERT … SELECT.
+
+    The events take the new grid, routing and placement; each gets a ``reroute``
+    transition (the event log's columns, and ``data`` with the grids, version, flag, worker
+    and tier) at the transaction's time, with ids drawn from the log's sequence in row order.
+    """
+    if not moves.moving:
+        return
+    m = moves.moving
+    params: dict[str, Any] = {
+        "version_id": version_id,
+        "actor": actor,
+        "actor_role": actor_role,
+        "id": [x.id for x in m],
+        "old_code": [x.old_code for x in m],
+        "code": [x.code for x in m],
+        "from_status": [x.status for x in m],
+        "status": moves.status,
+        "worker_id": moves.worker_id,
+        "worker_no": moves.worker_no,
+        "queue": moves.queue,
+        "tier": moves.tier,
+        "flag": [x.flag for x in m],
+        # Ragged lists: one JSON array per row, unpacked in SQL.
+        "candidates": [json.dumps(x.candidates) for x in m],
+        "distance_m": [x.distance_m for x in m],
+        "due_at": [x.due_at for x in m],
+        "reason": [f"{r} (boundary version {version_id})" for r in moves.reason],
+        "note": moves.note,
+    }
     session.execute(
         text(
-            """
+            f"""
             UPDATE events e SET
-                grid_code = u.grid_code,
+                grid_code = u.code,
                 boundary_version_id = :version_id,
                 worker_id = u.worker_id,
                 status = u.status,
                 queue = u.queue,
                 routing_flag = u.flag,
-                routing_candidates = u.candidates,
+                routing_candidates = ARRAY(
+                    SELECT jsonb_array_elements_text(CAST(u.candidates AS jsonb))
+                ),
                 routing_distance_m = u.distance_m,
                 routing_reason = u.reason
-            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u(
-                id bigint, grid_code text, worker_id integer, status text, queue text,
-                flag text, candidates text[], distance_m double precision, reason text
-            )
+            FROM {_MOVES_TABLE}
             WHERE e.id = u.id
             """
         ),
-        {"version_id": version_id, "rows": json.dumps(rows, ensure_ascii=False)},
+        params,
+    )
+    session.execute(
+        text(
+            f"""
+            INSERT INTO event_transitions (
+                id, event_id, action, from_status, to_status, actor, actor_role,
+                actor_worker_no, worker_no, due_at, grid_code, note, data, rating
+            )
+            SELECT nextval('event_transitions_id_seq'), o.* FROM (
+                SELECT u.id, 'reroute', u.from_status, u.status, :actor, :actor_role, NULL,
+                       u.worker_no, u.due_at, u.code, u.note,
+                       jsonb_build_object(
+                           'from_grid', u.old_code, 'to_grid', u.code,
+                           'version', CAST(:version_id AS int), 'flag', u.flag,
+                           'worker', u.worker_no, 'tier', u.tier
+                       ),
+                       CAST(NULL AS smallint)
+                FROM {_MOVES_TABLE}
+                ORDER BY u.n
+            ) o
+            """
+        ),
+        params,
     )
