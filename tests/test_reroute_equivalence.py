@@ -3,8 +3,9 @@
 :func:`services.publishing.reroute_open_events` places the moved events in one pass (loads
 as ``extra_load``, teams built once per parent) and writes moves and log rows with one
 UPDATE and one INSERT … SELECT over arrays. The reference below is the code it replaced
-(placement of each event with fresh copies of its workers, a JSON record set per 5,000
-moves, the log through :func:`gis.store.workflow.log`), kept here verbatim in substance.
+(routing against ``grids`` for every point, placement of each event with fresh copies of
+its workers, a JSON record set per 5,000 moves, the log through
+:func:`gis.store.workflow.log`), kept here verbatim in substance.
 Both run on the same events in the same transaction (the reference inside a savepoint
 that is rolled back); every column they write, and the moves they answer, must agree.
 
@@ -69,7 +70,9 @@ def reference_reroute(
 ) -> list[EventMove]:
     """The per-event re-routing as it was before it became set-based (the reference)."""
     snap_m, near_m = SNAP_DISTANCE_M, NEAR_BOUNDARY_M
-    moving = rerouting.find_moving(session, version.id, None, snap_m, near_m, False)
+    moving = rerouting.find_moving(
+        session, version.id, None, snap_m, near_m, False, leaf_table=False
+    )
     if not moving:
         return []
     parent_of = boundaries.hierarchy(session, version.id)
