@@ -90,24 +90,18 @@ def iter_log(
 def _iso_local(column: str) -> str:
     """SQL writing ``column`` as Python's ``value.astimezone(tz).isoformat()`` does.
 
-    For psycopg's client-side binding (COPY takes no server parameters): ``%`` is doubled.
-
-    ``YYYY-MM-DDTHH:MM:SS``, then ``.ffffff`` only when the microseconds are not zero, then
-    the offset as ``+HH:MM`` (``:SS`` only when the zone's offset has seconds, as local mean
-    times do). NULL stays NULL. The zone is the ``tz`` parameter, read with the server's
-    IANA database (the one the machine's ``zoneinfo`` reads too).
+    The session's ``TimeZone`` is ``tz`` meanwhile (:func:`copy_log_csv` sets it), so one
+    ``to_char`` writes ``YYYY-MM-DDTHH:MM:SS``, ``.ffffff`` only when the microseconds are
+    not zero, and the offset ``+HH:MM``; ``:SS`` follows only when the offset has seconds,
+    as local mean times do. NULL stays NULL.
     """
-    local = f"({column} AT TIME ZONE %(tz)s)"
-    offset = f"(extract(epoch FROM {local} - ({column} AT TIME ZONE 'UTC'))::int)"
+    offset = f"date_part('timezone', {column})::int"
     return (
-        f"to_char({local}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-        f" || CASE WHEN date_trunc('second', {local}) = {local} THEN ''"
-        f" ELSE to_char({local}, '.US') END"
-        f" || CASE WHEN {offset} < 0 THEN '-' ELSE '+' END"
-        f" || to_char(abs({offset}) / 3600, 'FM00') || ':'"
-        f" || to_char(abs({offset}) %% 3600 / 60, 'FM00')"
-        f" || CASE WHEN {offset} %% 60 = 0 THEN ''"
-        f" ELSE ':' || to_char(abs({offset}) %% 60, 'FM00') END"
+        f"CASE WHEN date_trunc('second', {column}) = {column}"
+        f" THEN to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM')"
+        f" ELSE to_char({column}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM') END"
+        f" || CASE WHEN mod({offset}, 60) = 0 THEN ''"
+        f" ELSE ':' || to_char(mod(abs({offset}), 60), 'FM00') END"
     )
 
 
@@ -185,7 +179,7 @@ def copy_log_csv(
     ``tests/test_log_copy.py`` compares the two byte for byte.
     """
     conditions = ["TRUE"]
-    params: dict[str, Any] = {"tz": tz}
+    params: dict[str, Any] = {}
     if start is not None:
         conditions.append("t.at >= %(start)s")
         params["start"] = start
@@ -203,17 +197,27 @@ def copy_log_csv(
     )
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(query, params) as copy:
-        block = bytearray()
-        rows = -1  # PostgreSQL sends each row, and the header, as one message
-        for data in copy:
-            block += data
-            rows += 1
-            if len(block) >= chunk_bytes:
+    with raw.cursor() as cur:
+        # Times are written in ``tz``: the session's zone for the COPY, then back (both
+        # local to the transaction, so even an abandoned stream leaves nothing behind).
+        found = cur.execute("SELECT current_setting('TimeZone')").fetchone()
+        assert found is not None
+        previous = found[0]
+        cur.execute("SELECT set_config('TimeZone', %s, true)", (tz,))
+        try:
+            with cur.copy(query, params or None) as copy:
+                block = bytearray()
+                rows = -1  # PostgreSQL sends each row, and the header, as one message
+                for data in copy:
+                    block += data
+                    rows += 1
+                    if len(block) >= chunk_bytes:
+                        yield _crlf(bytes(block)), rows
+                        block.clear()
+                        rows = 0
                 yield _crlf(bytes(block)), rows
-                block.clear()
-                rows = 0
-        yield _crlf(bytes(block)), rows
+        finally:
+            cur.execute("SELECT set_config('TimeZone', %s, true)", (previous,))
 
 
 @dataclass(frozen=True)
