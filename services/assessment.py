@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from gis.assessment import (
     DEFAULT_MIN_HANDLED,
     DEFAULT_WEIGHTS,
+    LogRow,
     Period,
     Weights,
     parse_period,
@@ -90,11 +91,42 @@ class Assessment:
     log: LogDigest
 
 
+def _log_chunks(
+    session: Session,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    tz: ZoneInfo,
+    county: str | None = None,
+) -> Iterator[tuple[bytes, int]]:
+    """The log CSV (the contract) in chunks, each with its number of rows.
+
+    PostgreSQL writes it (:func:`gis.store.event_log.copy_log_csv`, the same bytes) unless
+    it cannot read the zone; then Python does, row by row.
+    """
+    if tz.key is not None and event_log.server_knows_zone(session, tz.key):
+        yield from event_log.copy_log_csv(session, start=start, end=end, tz=tz.key, county=county)
+        return
+    rows = 0
+
+    def counted() -> Iterator[LogRow]:
+        nonlocal rows
+        for row in event_log.iter_log(session, start=start, end=end, tz=tz, county=county):
+            rows += 1
+            yield row
+
+    written = 0
+    for chunk in iter_log_csv(counted()):
+        yield chunk, rows - written
+        written = rows
+
+
 def stream_log(
     session: Session, *, start: datetime | None, end: datetime | None, tz: ZoneInfo
 ) -> Iterator[bytes]:
     """The log CSV (the contract) of transitions with ``start <= at < end``, in chunks."""
-    yield from iter_log_csv(event_log.iter_log(session, start=start, end=end, tz=tz))
+    for chunk, _rows in _log_chunks(session, start=start, end=end, tz=tz):
+        yield chunk
 
 
 def export_log(
@@ -112,16 +144,10 @@ def export_log(
     """
     digest = hashlib.sha256()
     rows = 0
-
-    def counted() -> Iterator[Any]:
-        nonlocal rows
-        for row in event_log.iter_log(session, start=start, end=end, tz=tz, county=county):
-            rows += 1
-            yield row
-
-    for chunk in iter_log_csv(counted()):
+    for chunk, count in _log_chunks(session, start=start, end=end, tz=tz, county=county):
         digest.update(chunk)
         out.write(chunk)
+        rows += count
     return LogDigest(rows, digest.hexdigest())
 
 

@@ -12,8 +12,9 @@ open events whose grid changes follow it:
 2. each of those is placed again with :func:`gis.placement.place` (the rule intake and
    dispatch use; duty schedules read in local time), loads counted as the batch goes, so
    one worker does not receive every moved event;
-3. one UPDATE and one multi-row INSERT write the new routing and a ``reroute`` transition
-   per event (the event log's columns filled), naming the publisher and the version.
+3. one UPDATE and one INSERT … SELECT, each over arrays (``unnest``), write the new
+   routing and a ``reroute`` transition per event (the event log's columns filled), naming
+   the publisher and the version (:func:`gis.store.rerouting.write_reroutes`).
 
 Handled, verified, closed, evaluated and voided events keep their grid: their history is
 what happened. Events whose grid does not change are not touched at all.
@@ -29,8 +30,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -45,7 +46,6 @@ from gis.placement import RouteOutcome, place, team_of
 from gis.problems import ValidationReport, sort_problems
 from gis.store import boundaries, rerouting
 from gis.store import events as event_store
-from gis.store import workflow as workflow_store
 from gis.store.boundaries import BoundaryVersion
 from gis.store.routing_sql import (
     NEAR_BOUNDARY_M,
@@ -70,10 +70,6 @@ PAST_SKEW: Final = timedelta(minutes=5)
 #: Reports whose intake straddled a version's start may have been routed by the version
 #: before it; for this long after the re-routing, activation sweeps such reports up.
 STRAGGLER_WINDOW: Final = timedelta(minutes=10)
-
-#: Moved events written per UPDATE statement.
-_WRITE_CHUNK: Final = 5_000
-
 
 # --- import and validation ------------------------------------------------------------------
 
@@ -378,91 +374,71 @@ def reroute_open_events(
             if parent:
                 needed.update([parent, *children.get(parent, ())])
     workers = event_store.workers_for_grids(session, sorted(needed))
-    load: dict[int, int] = {}
-    for listed in workers.values():
-        for w in listed:
-            load[w.worker_id] = w.open_tasks
-    # Events leaving a worker no longer count against them.
+    known = {w.worker_id for listed in workers.values() for w in listed}
+    # Loads change as the batch goes, by worker id: events leaving a worker no longer count
+    # against them, and each event handed out counts at once (``place``'s ``extra_load``
+    # on top of the open-task counts read above).
+    extra: dict[int, int] = {}
     for m in moving:
-        if m.worker_id is not None and m.status in OPEN_TASK_STATUSES and m.worker_id in load:
-            load[m.worker_id] -= 1
+        if m.worker_id is not None and m.status in OPEN_TASK_STATUSES and m.worker_id in known:
+            extra[m.worker_id] = extra.get(m.worker_id, 0) - 1
     roles = {
         code: role for code, (role, _hours, _hazard) in event_store.categories(session).items()
     }
     moment = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
-
-    def current(listed: Sequence[WorkerOnGrid]) -> list[WorkerOnGrid]:
-        return [replace(w, open_tasks=load.get(w.worker_id, w.open_tasks)) for w in listed]
-
-    updates: list[dict[str, Any]] = []
-    entries: list[workflow_store.LogEntry] = []
+    teams: dict[str, list[WorkerOnGrid]] = {}
+    rules: dict[tuple[str, int, float], str] = {}
+    how = "routed late by" if unversioned_only else "re-routed on publish of"
+    out = rerouting.Rerouted()
     moves: list[EventMove] = []
     for m in moving:
-        rule = rule_text(m.flag, len(m.candidates), m.tolerance_m, snap_m)
-        arrow = f"{m.old_code or 'unrouted'} → {m.code or 'unrouted queue'}"
-        how = "routed late by" if unversioned_only else "re-routed on publish of"
-        note = f"{how} boundary version {version.id}: {arrow}"
+        key = (m.flag, len(m.candidates), m.tolerance_m)
+        rule = rules.get(key)
+        if rule is None:
+            rule = rules[key] = rule_text(m.flag, len(m.candidates), m.tolerance_m, snap_m)
+        note = (
+            f"{how} boundary version {version.id}: "
+            f"{m.old_code or 'unrouted'} → {m.code or 'unrouted queue'}"
+        )
         if m.code is None:
             placement = place(
                 RouteOutcome(None, m.flag, rule), [], None, [], required_role=None, moment=None
             )
         else:
             parent = parent_of.get(m.code)
-            team_codes = [parent, *children.get(parent, ())] if parent else []
+            team: list[WorkerOnGrid] = []
+            if parent:
+                cached = teams.get(parent)
+                if cached is None:
+                    cached = teams[parent] = team_of(
+                        parent, [parent, *children.get(parent, ())], workers
+                    )
+                team = cached
             placement = place(
                 RouteOutcome(m.code, m.flag, rule),
-                current(workers.get(m.code, ())),
+                workers.get(m.code, ()),
                 parent,
-                current(team_of(parent, team_codes, workers)),
+                team,
                 required_role=roles.get(m.category),
                 moment=moment,
+                extra_load=extra,
             )
             note = f"{note}; {placement.reason.split('; ', 1)[-1]}"
         if placement.worker_id is not None:
-            load[placement.worker_id] = load.get(placement.worker_id, 0) + 1
-        updates.append(
-            {
-                "id": m.id,
-                "grid_code": m.code,
-                "worker_id": placement.worker_id,
-                "status": placement.status,
-                "queue": placement.queue,
-                "flag": m.flag,
-                "candidates": list(m.candidates),
-                "distance_m": m.distance_m,
-                "reason": f"{placement.reason} (boundary version {version.id})",
-            }
-        )
-        entries.append(
-            workflow_store.LogEntry(
-                event_id=m.id,
-                action="reroute",
-                from_status=m.status,
-                to_status=placement.status,
-                actor=actor,
-                actor_role=actor_role,
-                actor_worker_no=None,
-                worker_no=placement.worker_no,
-                due_at=m.due_at,
-                grid_code=m.code,
-                note=note,
-                data={
-                    "from_grid": m.old_code,
-                    "to_grid": m.code,
-                    "version": version.id,
-                    "flag": m.flag,
-                    "worker": placement.worker_no,
-                    "tier": placement.tier,
-                },
-            )
-        )
+            extra[placement.worker_id] = extra.get(placement.worker_id, 0) + 1
+        out.moving.append(m)
+        out.worker_id.append(placement.worker_id)
+        out.worker_no.append(placement.worker_no)
+        out.status.append(placement.status)
+        out.queue.append(placement.queue)
+        out.tier.append(placement.tier)
+        out.reason.append(placement.reason)
+        out.note.append(note)
         moves.append(
             EventMove(
                 m.id, m.old_code, m.code, m.status, placement.status, placement.worker_no, m.flag
             )
         )
-    for start in range(0, len(updates), _WRITE_CHUNK):
-        rerouting.write_moves(session, version.id, updates[start : start + _WRITE_CHUNK])
-        workflow_store.log(session, entries[start : start + _WRITE_CHUNK])
+    rerouting.write_reroutes(session, version.id, out, actor=actor, actor_role=actor_role)
     session.flush()
     return moves

@@ -1,22 +1,23 @@
 """Re-routing's SQL: find the open events a new boundary version moves, and write the moves.
 
 Only SQL here; ``services/publishing.py`` decides where each moved event goes (with
-:func:`gis.placement.place`) and writes the event log.
+:func:`gis.placement.place`). Both ends are set-based: one query routes every candidate
+event, and a COPY into a temporary table, one UPDATE and one INSERT … SELECT write every
+move and its log row, whatever the number of events.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from gis.dispatch import OPEN_EVENT_STATUSES
 from gis.store import boundaries
-from gis.store.routing_sql import flag_sql, routed_points_sql
+from gis.store.routing_sql import flag_sql, leaf_table_sql, routed_points_sql
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,16 @@ def find_moving(
     snap_m: float,
     near_m: float,
     unversioned_only: bool = False,
+    *,
+    leaf_table: bool = True,
 ) -> list[Moving]:
     """Route the candidate open events in one query; keep those whose grid changes.
 
     The candidate rows are locked (``FOR UPDATE OF e``), and the outer conditions are
     re-checked on the latest row version, so an event closed meanwhile is left alone.
     ``unversioned_only`` takes only events no version routed, each whether it moves or not.
+    ``leaf_table``: route against a temporary table of the version's leaf grids (fast);
+    False reads ``grids`` for every point (the same answers; the tests compare the two).
     """
     window = "AND e.received_at >= :received_after" if received_after is not None else ""
     if unversioned_only:
@@ -67,7 +72,12 @@ def find_moving(
           AND e.boundary_version_id IS DISTINCT FROM :version_id
           {window}
     )"""
-    routed = routed_points_sql(points, version="version_id", parents="parents")
+    routed = routed_points_sql(
+        points,
+        version="version_id",
+        parents="parents",
+        leaves="reroute_leaves" if leaf_table else None,
+    )
     tolerance = "greatest(:near_m, coalesce(e.accuracy_m, 0.0))"
     flag = flag_sql("r", "g.geom", "e.location", tolerance)
     sql = f"""
@@ -98,6 +108,19 @@ def find_moving(
     # for nothing: the work is in PostGIS functions, not in expressions.
     session.execute(text("ANALYZE grids"))
     session.execute(text("SELECT set_config('jit', 'off', true)"))
+    # The version's leaf grids with their routed polygons, indexed on their own: each is
+    # checked for validity once, and the index holds no other version's or level's grids.
+    if leaf_table:
+        session.execute(text("DROP TABLE IF EXISTS pg_temp.reroute_leaves"))
+        session.execute(
+            text(
+                "CREATE TEMP TABLE reroute_leaves ON COMMIT DROP AS "
+                + leaf_table_sql("version_id", "parents")
+            ),
+            params,
+        )
+        session.execute(text("CREATE INDEX ON reroute_leaves USING gist (geom)"))
+        session.execute(text("ANALYZE reroute_leaves"))
     rows = session.execute(text(sql), params).all()
     return [
         Moving(
@@ -117,14 +140,83 @@ def find_moving(
     ]
 
 
-def write_moves(session: Session, version_id: int, rows: list[dict[str, Any]]) -> None:
-    """Write a chunk of moves with one UPDATE joined to the rows as a JSON record set."""
-    session.execute(
-        text(
+@dataclass
+class Rerouted:
+    """Placed moves, column by column, as :func:`write_reroutes` writes them in one go.
+
+    Row ``i`` of every list is one event; ``moving[i]`` is where it was routed.
+    """
+
+    moving: list[Moving] = field(default_factory=list)
+    worker_id: list[int | None] = field(default_factory=list)
+    worker_no: list[str | None] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    queue: list[str | None] = field(default_factory=list)
+    tier: list[str | None] = field(default_factory=list)
+    #: ``events.routing_reason``.
+    reason: list[str] = field(default_factory=list)
+    #: The ``reroute`` transition's note.
+    note: list[str] = field(default_factory=list)
+
+
+#: The moves' table, one row per move in the order they were placed (``n``).
+_MOVES_COLUMNS: Final = (
+    "n int, id bigint, old_code text, code text, from_status text, status text, "
+    "worker_id int, worker_no text, queue text, tier text, flag text, candidates text[], "
+    "distance_m float8, due_at timestamptz, reason text, note text"
+)
+
+
+def write_reroutes(
+    session: Session, version_id: int, moves: Rerouted, *, actor: str, actor_role: str
+) -> None:
+    """Write the moves and their ``reroute`` log rows: COPY, then one UPDATE and one INSERT.
+
+    The moves are copied into a temporary table (COPY: no per-row statement or parameter
+    dumping); the events take the new grid, routing and placement from it in one UPDATE,
+    and each gets a ``reroute`` transition (the event log's columns, and ``data`` with the
+    grids, version, flag, worker and tier) at the transaction's time, with ids drawn from
+    the log's sequence in placement order, in one INSERT … SELECT.
+    """
+    if not moves.moving:
+        return
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS pg_temp.reroute_moves")
+        cur.execute(f"CREATE TEMP TABLE reroute_moves ({_MOVES_COLUMNS}) ON COMMIT DROP")
+        with cur.copy("COPY reroute_moves FROM STDIN") as copy:
+            for n, m in enumerate(moves.moving):
+                copy.write_row(
+                    (
+                        n,
+                        m.id,
+                        m.old_code,
+                        m.code,
+                        m.status,
+                        moves.status[n],
+                        moves.worker_id[n],
+                        moves.worker_no[n],
+                        moves.queue[n],
+                        moves.tier[n],
+                        m.flag,
+                        list(m.candidates),
+                        m.distance_m,
+                        m.due_at,
+                        f"{moves.reason[n]} (boundary version {version_id})",
+                        moves.note[n],
+                    )
+                )
+        cur.execute("ANALYZE reroute_moves")
+        # A few moved events among millions: look each up by its key rather than hash the
+        # whole table (what the planner picks once the moves are many).
+        cur.execute("SELECT set_config('enable_hashjoin', 'off', true)")
+        cur.execute("SELECT set_config('enable_mergejoin', 'off', true)")
+        cur.execute(
             """
             UPDATE events e SET
-                grid_code = u.grid_code,
-                boundary_version_id = :version_id,
+                grid_code = u.code,
+                boundary_version_id = %(version_id)s,
                 worker_id = u.worker_id,
                 status = u.status,
                 queue = u.queue,
@@ -132,12 +224,32 @@ def write_moves(session: Session, version_id: int, rows: list[dict[str, Any]]) -
                 routing_candidates = u.candidates,
                 routing_distance_m = u.distance_m,
                 routing_reason = u.reason
-            FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS u(
-                id bigint, grid_code text, worker_id integer, status text, queue text,
-                flag text, candidates text[], distance_m double precision, reason text
-            )
+            FROM reroute_moves u
             WHERE e.id = u.id
+            """,
+            {"version_id": version_id},
+        )
+        cur.execute("RESET enable_hashjoin")
+        cur.execute("RESET enable_mergejoin")
+        cur.execute(
             """
-        ),
-        {"version_id": version_id, "rows": json.dumps(rows, ensure_ascii=False)},
-    )
+            INSERT INTO event_transitions (
+                id, event_id, action, from_status, to_status, actor, actor_role,
+                actor_worker_no, worker_no, due_at, grid_code, note, data, rating
+            )
+            SELECT nextval('event_transitions_id_seq'), o.* FROM (
+                SELECT u.id, 'reroute', u.from_status, u.status, %(actor)s, %(actor_role)s,
+                       CAST(NULL AS text), u.worker_no, u.due_at, u.code, u.note,
+                       jsonb_build_object(
+                           'from_grid', u.old_code, 'to_grid', u.code,
+                           'version', CAST(%(version_id)s AS int), 'flag', u.flag,
+                           'worker', u.worker_no, 'tier', u.tier
+                       ),
+                       CAST(NULL AS smallint)
+                FROM reroute_moves u
+                ORDER BY u.n
+            ) o
+            """,
+            {"version_id": version_id, "actor": actor, "actor_role": actor_role},
+        )
+        cur.execute("DROP TABLE reroute_moves")
