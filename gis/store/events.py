@@ -2,7 +2,8 @@
 
 Inserts are idempotent on the submitting account's ``client_event_id`` (keys are scoped per
 account, so one caller's key never reaches another's event): ``INSERT … ON CONFLICT DO
-NOTHING`` decides atomically, so concurrent retries of one report store exactly one row,
+NOTHING`` into ``event_keys`` decides atomically, in the statement that writes the event, so
+concurrent retries of one report store exactly one row,
 and the caller compares ``request_hash`` to tell a retry (same body) from a misuse of the
 key (another body). Batches are written with one multi-row statement per table.
 """
@@ -24,6 +25,7 @@ from gis.errors import InvalidInput, NotFound
 from gis.roster import parse_duty
 from gis.store.models import (
     EventCategoryRow,
+    EventKeyRow,
     EventRow,
     EventTransitionRow,
     WorkerRow,
@@ -115,8 +117,11 @@ class StoredEvent:
 
 #: One statement, one round trip, for any number of events: the rows travel as one JSON
 #: document (``jsonb_to_recordset``), so the SQL text never changes and the server keeps it
-#: prepared. Events that already exist (same ``client_event_id``) are skipped, and only the
-#: inserted ones get their first transition.
+#: prepared. Idempotency keys are written first, to ``event_keys`` (``events`` is partitioned
+#: by month, so the key cannot be its unique constraint; migration 0014): a key already used
+#: inserts nothing (``ON CONFLICT DO NOTHING``), and only the keys inserted get their event,
+#: with the id and receipt time the key row drew, and its first transition. A key and its
+#: event are thus written, or not, together.
 #: The same text with ``$1`` for the rows document, as asyncpg takes it (the hot path).
 INSERT_EVENTS_SQL = """
     WITH rows AS (
@@ -131,22 +136,27 @@ INSERT_EVENTS_SQL = """
             actor_worker_no text, worker_no text, reporter_worker_id int, submitted_by text,
             media_url text)
     ),
+    keys AS (
+        INSERT INTO event_keys (submitted_by, client_event_id, event_id, received_at)
+        SELECT submitted_by, client_event_id, nextval('events_id_seq'), now() FROM rows
+        ON CONFLICT DO NOTHING
+        RETURNING submitted_by, client_event_id, event_id, received_at
+    ),
     inserted AS (
-        INSERT INTO events (client_event_id, request_hash, category_code, description,
-            reported_lon, reported_lat, reported_crs, location, accuracy_m, reported_at,
-            reporter, grid_code, boundary_version_id, worker_id, status, queue, routing_flag,
-            routing_candidates, routing_distance_m, routing_reason, quarantine_reason, due_at,
-            reporter_worker_id, submitted_by, media_url)
-        SELECT client_event_id, request_hash, category_code, description, reported_lon,
-            reported_lat, reported_crs,
+        INSERT INTO events (id, received_at, client_event_id, request_hash, category_code,
+            description, reported_lon, reported_lat, reported_crs, location, accuracy_m,
+            reported_at, reporter, grid_code, boundary_version_id, worker_id, status, queue,
+            routing_flag, routing_candidates, routing_distance_m, routing_reason,
+            quarantine_reason, due_at, reporter_worker_id, submitted_by, media_url)
+        SELECT k.event_id, k.received_at, r.client_event_id, request_hash, category_code,
+            description, reported_lon, reported_lat, reported_crs,
             CASE WHEN lon IS NULL OR lat IS NULL THEN NULL
                  ELSE ST_SetSRID(ST_MakePoint(lon, lat), 4326) END,
             accuracy_m, reported_at, reporter, grid_code, boundary_version_id, worker_id,
             status, queue, routing_flag, routing_candidates, routing_distance_m,
-            routing_reason, quarantine_reason, due_at, reporter_worker_id, submitted_by,
+            routing_reason, quarantine_reason, due_at, reporter_worker_id, r.submitted_by,
             media_url
-        FROM rows
-        ON CONFLICT (submitted_by, client_event_id) DO NOTHING
+        FROM keys k JOIN rows r USING (submitted_by, client_event_id)
         RETURNING id, client_event_id, status, received_at, updated_at
     ),
     audit AS (
@@ -222,9 +232,9 @@ def insert_events(
     missing = [e.client_event_id for e in events if e.client_event_id not in created]
     if missing:
         for eid, cid in session.execute(
-            select(EventRow.id, EventRow.client_event_id).where(
-                EventRow.client_event_id.in_(missing),
-                EventRow.submitted_by.in_({e.submitted_by for e in events}),
+            select(EventKeyRow.event_id, EventKeyRow.client_event_id).where(
+                EventKeyRow.client_event_id.in_(missing),
+                EventKeyRow.submitted_by.in_({e.submitted_by for e in events}),
             )
         ):
             out[cid] = (eid, False)
@@ -259,11 +269,16 @@ def store_events(
 def existing_events(
     session: Session, submitted_by: str, keys: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, StoredEvent]:
-    """The stored events of ``submitted_by``'s idempotency keys, by key."""
+    """The stored events of ``submitted_by``'s idempotency keys, by key.
+
+    Read through ``event_keys`` (its primary key), then each event by id.
+    """
     rows = session.execute(
         select(*_columns())
+        .select_from(EventKeyRow)
+        .join(EventRow, EventRow.id == EventKeyRow.event_id)
         .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
-        .where(EventRow.client_event_id.in_(keys), EventRow.submitted_by == submitted_by)
+        .where(EventKeyRow.client_event_id.in_(keys), EventKeyRow.submitted_by == submitted_by)
     ).all()
     return {r.client_event_id: _stored(r) for r in rows}
 
@@ -479,6 +494,22 @@ def transitions(session: Session, event_id: int) -> list[dict[str, Any]]:
         .order_by(EventTransitionRow.id)
     ).all()
     return [r._asdict() for r in rows]
+
+
+def delete_events(session: Session, ids: Sequence[int]) -> None:
+    """Delete events with their transitions, photo links and idempotency keys.
+
+    gridmap never deletes events (tests and maintenance do); since ``events`` is
+    partitioned nothing cascades (migration 0014), so this removes what referenced them.
+    """
+    wanted = {"ids": list(ids)}
+    for table, column in (
+        ("event_photos", "event_id"),
+        ("event_transitions", "event_id"),
+        ("event_keys", "event_id"),
+        ("events", "id"),
+    ):
+        session.execute(text(f"DELETE FROM {table} WHERE {column} = ANY(:ids)"), wanted)
 
 
 def categories(session: Session) -> dict[str, tuple[str | None, float, bool]]:
