@@ -124,7 +124,12 @@ def test_an_event_months_ahead_waits_in_the_default_and_moves_in(session: Sessio
     assert moved["events_y2032m03"] == 1
     # Moved with everything it had: id, the generated county code, its change-feed stamp.
     assert _event_where(session, event) == ("events_y2032m03", "371602", xid)
-    assert event_store.get_event(session, event).grid_code == "371602001001001"
+    stored = event_store.get_event(session, event)
+    assert stored.grid_code == "371602001001001"
+    # Its idempotency key followed it (a trigger), so a retry still reads it back.
+    assert event_store.existing_events(session, "", [stored.client_event_id]) == {
+        stored.client_event_id: stored
+    }
 
 
 def test_a_retry_stores_nothing_and_reads_back_through_the_key(session: Session) -> None:
@@ -373,7 +378,11 @@ def test_events_move_into_months_and_back_with_their_data() -> None:
                     )
                 )
             )
-            assert triggers == {"events_stamp_change", "events_notify_change"}
+            assert triggers == {
+                "events_stamp_change",
+                "events_notify_change",
+                "events_key_received",
+            }
             # The sequence goes on after the moved ids; the key is taken.
             row = s.execute(
                 text(

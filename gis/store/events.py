@@ -271,12 +271,17 @@ def existing_events(
 ) -> dict[uuid.UUID, StoredEvent]:
     """The stored events of ``submitted_by``'s idempotency keys, by key.
 
-    Read through ``event_keys`` (its primary key), then each event by id.
+    Read through ``event_keys`` (its primary key), then each event by id in the partition
+    the key names (``received_at``, kept equal to the event's by a trigger; migration 0014).
     """
     rows = session.execute(
         select(*_columns())
         .select_from(EventKeyRow)
-        .join(EventRow, EventRow.id == EventKeyRow.event_id)
+        .join(
+            EventRow,
+            (EventRow.id == EventKeyRow.event_id)
+            & (EventRow.received_at == EventKeyRow.received_at),
+        )
         .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
         .where(EventKeyRow.client_event_id.in_(keys), EventKeyRow.submitted_by == submitted_by)
     ).all()

@@ -26,7 +26,9 @@ What changes with it:
   id)``, the open-task partial indexes of dispatch and the overdue job, the queues' by
   status and grid, the workers' by ``worker_id`` (visibility, exports), GiST on location;
 - the two triggers (``events_stamp_change`` per row before update, ``events_notify_change``
-  per statement) are defined on the parent.
+  per statement) are defined on the parent, and a third, ``events_key_received``, keeps a
+  key's ``received_at`` equal to its event's, so a read through the key probes one
+  partition (``e.id = k.event_id AND e.received_at = k.received_at``).
 
 Revision ID: 0014
 Revises: 0013
@@ -166,6 +168,25 @@ def upgrade() -> None:
         "SELECT submitted_by, client_event_id, id, received_at FROM events_unpartitioned"
     )
     _finish("events_unpartitioned")
+    # The key names the event's partition: it follows a change of ``received_at`` (the demo
+    # history backdates events). BEFORE, because a row moving to another partition fires no
+    # AFTER UPDATE trigger.
+    op.execute(
+        """
+        CREATE FUNCTION events_key_received() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            UPDATE event_keys SET received_at = NEW.received_at
+            WHERE submitted_by = NEW.submitted_by AND client_event_id = NEW.client_event_id
+              AND event_id = NEW.id;
+            RETURN NEW;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER events_key_received BEFORE UPDATE OF received_at ON events "
+        "FOR EACH ROW WHEN (NEW.received_at IS DISTINCT FROM OLD.received_at) "
+        "EXECUTE FUNCTION events_key_received()"
+    )
 
 
 def downgrade() -> None:
@@ -182,6 +203,7 @@ def downgrade() -> None:
         """
     )
     _finish("events_partitioned")
+    op.execute("DROP FUNCTION events_key_received()")
     op.execute("DROP TABLE event_keys")
     for table, constraint in _REFERENCES:
         op.execute(
