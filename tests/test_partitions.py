@@ -154,6 +154,20 @@ def test_a_retry_stores_nothing_and_reads_back_through_the_key(session: Session)
     assert found[stored.client_event_id] == stored
 
 
+def test_deleting_an_event_takes_what_refers_to_it(session: Session) -> None:
+    kept = add_event(session, 117.97, 37.38, grid=None, version_id=None)
+    gone = add_event(session, 117.97, 37.38, grid=None, version_id=None)
+    count = (
+        "SELECT (SELECT count(*) FROM events WHERE id = :i), "
+        "(SELECT count(*) FROM event_transitions WHERE event_id = :i), "
+        "(SELECT count(*) FROM event_keys WHERE event_id = :i)"
+    )
+    assert session.execute(text(count), {"i": gone}).one() == (1, 1, 1)
+    event_store.delete_events(session, [gone])
+    assert session.execute(text(count), {"i": gone}).one() == (0, 0, 0)
+    assert session.execute(text(count), {"i": kept}).one() == (1, 1, 1)
+
+
 def _new_event_fields(e: event_store.StoredEvent) -> dict[str, object]:
     return {
         "client_event_id": e.client_event_id,

@@ -271,19 +271,25 @@ def existing_events(
 ) -> dict[uuid.UUID, StoredEvent]:
     """The stored events of ``submitted_by``'s idempotency keys, by key.
 
-    Read through ``event_keys`` (its primary key), then each event by id in the partition
-    the key names (``received_at``, kept equal to the event's by a trigger; migration 0014).
+    Two short reads: the keys (``event_keys``' primary key), then the events by id in the
+    partitions the keys name (``received_at``, kept equal to the event's by a trigger;
+    migration 0014). Naming the partitions lets PostgreSQL plan one partition instead of
+    every month (a join planned all of them: ~7x slower with 29 partitions).
     """
+    found = session.execute(
+        select(EventKeyRow.event_id, EventKeyRow.received_at).where(
+            EventKeyRow.client_event_id.in_(keys), EventKeyRow.submitted_by == submitted_by
+        )
+    ).all()
+    if not found:
+        return {}
     rows = session.execute(
         select(*_columns())
-        .select_from(EventKeyRow)
-        .join(
-            EventRow,
-            (EventRow.id == EventKeyRow.event_id)
-            & (EventRow.received_at == EventKeyRow.received_at),
-        )
         .outerjoin(WorkerRow, WorkerRow.id == EventRow.worker_id)
-        .where(EventKeyRow.client_event_id.in_(keys), EventKeyRow.submitted_by == submitted_by)
+        .where(
+            EventRow.id.in_([f.event_id for f in found]),
+            EventRow.received_at.in_({f.received_at for f in found}),
+        )
     ).all()
     return {r.client_event_id: _stored(r) for r in rows}
 
