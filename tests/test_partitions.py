@@ -442,3 +442,10 @@ def test_events_move_into_months_and_back_with_their_data() -> None:
         migrate(url)
     finally:
         engine.dispose()
+
+
+def test_a_feed_cursor_at_the_last_id_of_a_transaction_pages_on(session: Session) -> None:
+    # The feed asks ">= (xid, after + 1)"; at the largest id that moves to the next xid.
+    last = event_store.FeedCursor.parse(f"5.{2**63 - 1}")
+    page = event_store.changes_since(session, last, limit=5)
+    assert page.cursor >= last

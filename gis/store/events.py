@@ -469,10 +469,19 @@ def changes_since(session: Session, cursor: FeedCursor, *, limit: int = 500) -> 
     later is served again with its new state; clients key by id.
     """
     horizon = feed_horizon(session)
+    # "> (xid, after)" written ">= (xid, after + 1)": PostgreSQL estimates a row comparison
+    # by its first column, and ">" left out every row of the cursor's own transaction (a
+    # bulk write's thousands), so over monthly partitions it chose to sort all of them
+    # instead of merging the partitions' (change_xid, id) index ranges (migration 0014).
+    lo_xid, lo_id = (
+        (cursor.xid, cursor.after_id + 1)
+        if cursor.after_id < _MAX_BIGINT
+        else (cursor.xid + 1, -_MAX_BIGINT - 1)
+    )
     window = text(
-        "(events.change_xid, events.id) > (CAST(CAST(:xid AS text) AS xid8), :after_id) "
+        "(events.change_xid, events.id) >= (CAST(CAST(:xid AS text) AS xid8), :lo_id) "
         "AND events.change_xid < CAST(CAST(:hi AS text) AS xid8)"
-    ).bindparams(xid=cursor.xid, after_id=cursor.after_id, hi=horizon.xid)
+    ).bindparams(xid=lo_xid, lo_id=lo_id, hi=horizon.xid)
     xid = func.cast(func.cast(EventRow.change_xid, Text), BigInteger).label("xid")
     rows = session.execute(
         select(*_columns(), xid)
