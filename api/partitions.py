@@ -1,4 +1,4 @@
-"""The server's periodic task creating the event log's monthly partitions ahead.
+"""The server's periodic task creating the monthly partitions of events and their log ahead.
 
 Every hour, in one process across all of them (an advisory lock, see
 :mod:`api.periodic`), :func:`gis.store.partitions.ensure_partitions` makes sure the

@@ -25,6 +25,7 @@ from gis.simulation import EventSimulator
 from gis.store import boundaries, event_stats
 from gis.store import events as event_store
 from gis.store.events import StoredEvent
+from gis.store.partitions import ensure_partitions
 from services.intake import Submitter, process
 from services.overdue import flag_overdue
 from services.workflow import Clock
@@ -116,6 +117,9 @@ def replay_month(
     of the month is closed, does not depend on the hour the history is generated at.
     """
     tz = ZoneInfo(timezone)
+    # The months the history reaches get their partitions, as `gridmap db partitions --back`
+    # makes them for an import (else those events would wait in the DEFAULT partition).
+    ensure_partitions(session, now, back=int(days // 28) + 1)
     active = boundaries.active_version(session)
     if active is None:
         raise NotFound("Load the sample boundaries first (no active version).")

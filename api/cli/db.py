@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         (
             "partitions",
             _partitions,
-            "create the event log's monthly partitions for this month and the next N "
+            "create the monthly partitions of events and their log for this month and the next N "
             "(the server does it every hour); list them",
         ),
     ):

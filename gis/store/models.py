@@ -212,8 +212,6 @@ class EventRow(Base):
     __tablename__ = "events"
     __table_args__ = (
         CheckConstraint(_in("status", EVENT_STATUSES), name="status"),
-        # Idempotency keys are scoped per submitting account (migration 0006).
-        UniqueConstraint("submitted_by", "client_event_id"),
         Index("ix_events_location", "location", postgresql_using="gist"),
         Index("ix_events_status_grid", "status", "grid_code"),
         Index("ix_events_received_at", "received_at"),
@@ -241,9 +239,14 @@ class EventRow(Base):
             "due_at",
             postgresql_where=text(_in("status", OPEN_TASK_STATUSES)),
         ),
+        # One partition per UTC month of ``received_at`` (migration 0014,
+        # gis/store/partitions.py).
+        {"postgresql_partition_by": "RANGE (received_at)"},
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The table's primary key is (id, received_at), as PostgreSQL requires of a partitioned
+    # table; ids come from one sequence and stay unique, so the ORM identifies rows by id.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     client_event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     #: The account that posted the report: its idempotency keys are its own.
     submitted_by: Mapped[str] = mapped_column(Text, default="", server_default="")
@@ -257,7 +260,7 @@ class EventRow(Base):
     accuracy_m: Mapped[float | None] = mapped_column(Float)
     reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
     )
     reporter: Mapped[str | None] = mapped_column(Text)
     grid_code: Mapped[str | None] = mapped_column(String(32))
@@ -290,6 +293,25 @@ class EventRow(Base):
     # Stamped by a trigger with the writing transaction's id: the change feed's cursor.
     change_xid: Mapped[int] = mapped_column(Xid8(), server_default=text("pg_current_xact_id()"))
 
+    __mapper_args__ = {"primary_key": [id]}  # noqa: RUF012 (read once, by the mapper)
+
+
+class EventKeyRow(Base):
+    """An idempotency key: the event an account's ``client_event_id`` stored (0014).
+
+    Kept apart from ``events`` because a unique constraint of the partitioned table must
+    include ``received_at``, which a retry does not know. Written by the statement that
+    writes the event (``INSERT_EVENTS_SQL``), so a key exists exactly when its event does.
+    """
+
+    __tablename__ = "event_keys"
+
+    submitted_by: Mapped[str] = mapped_column(Text, primary_key=True)
+    client_event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    #: The event's ``received_at`` when it was stored (its partition then).
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
 
 class EventTransitionRow(Base):
     """One step of an event's audit trail: who moved it from where to where, and why."""
@@ -306,7 +328,8 @@ class EventTransitionRow(Base):
     # The primary key includes the partition key, as PostgreSQL requires; ids still come
     # from one sequence.
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"), index=True)
+    # No foreign key since events are partitioned (migration 0014): the writers keep it.
+    event_id: Mapped[int] = mapped_column(BigInteger, index=True)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(Text)
@@ -349,9 +372,9 @@ class EventPhotoRow(Base):
     __tablename__ = "event_photos"
     __table_args__ = (CheckConstraint(_in("kind", PHOTO_KINDS), name="kind"),)
 
-    event_id: Mapped[int] = mapped_column(
-        ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key since events are partitioned (migration 0014): photos are linked by a
+    # workflow action holding the event's row lock.
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     photo_sha256: Mapped[str] = mapped_column(
         ForeignKey("photos.sha256"), primary_key=True, index=True
     )

@@ -1,9 +1,10 @@
-"""Monthly partitions of the append-only event log (migration 0011).
+"""Monthly partitions of the events (migration 0014) and of their log (migration 0013).
 
-``event_transitions`` is partitioned by range of ``at``, one partition per calendar month in
-UTC (``event_transitions_y2026m11`` holds ``[2026-11-01T00:00Z, 2026-12-01T00:00Z)``), plus
-a DEFAULT partition (``event_transitions_default``) that takes any row no monthly partition
-covers, so an insert never fails for want of a partition.
+``events`` is partitioned by range of ``received_at`` and ``event_transitions`` by range of
+``at``, one partition per calendar month in UTC (``event_transitions_y2026m11`` holds
+``[2026-11-01T00:00Z, 2026-12-01T00:00Z)``), plus a DEFAULT partition
+(``event_transitions_default``) that takes any row no monthly partition covers, so an insert
+never fails for want of a partition.
 
 :func:`ensure_partitions` creates the partitions of the current month and of the ``ahead``
 next ones; the server runs it once across processes every hour (``api/partitions.py``),
@@ -23,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 #: Partitioned tables and their partition key (a ``timestamptz`` column).
-PARTITIONED: Final = {"event_transitions": "at"}
+PARTITIONED: Final = {"events": "received_at", "event_transitions": "at"}
 #: Months created ahead of the current one by default.
 DEFAULT_AHEAD: Final = 3
 #: Largest ``ahead`` accepted (ten years): a typo must not create thousands of tables.
@@ -127,7 +128,20 @@ def _create_month(session: Session, parent: str, key: str, name: str, month: dat
         )
     )
     if moved:
-        session.execute(text(f"INSERT INTO {parent} SELECT * FROM gridmap_moving"))
+        # Every stored column; a generated one (events.county_code) is computed again.
+        columns = ", ".join(
+            session.scalars(
+                text(
+                    "SELECT quote_ident(attname) FROM pg_attribute "
+                    "WHERE attrelid = CAST(:parent AS regclass) AND attnum > 0 "
+                    "AND NOT attisdropped AND attgenerated = '' ORDER BY attnum"
+                ),
+                {"parent": parent},
+            )
+        )
+        session.execute(
+            text(f"INSERT INTO {parent} ({columns}) SELECT {columns} FROM gridmap_moving")
+        )
         session.execute(text("DROP TABLE gridmap_moving"))
     return Partition(name, parent, start, end, moved)
 
