@@ -17,7 +17,7 @@ from sqlalchemy import Table, and_, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from gis.errors import InvalidInput, NotFound
-from gis.store.events import StoredEvent, _columns, _stored
+from gis.store.events import StoredEvent, _columns, stored_rows
 from gis.store.models import (
     EventCategoryRow,
     EventPhotoRow,
@@ -49,7 +49,7 @@ def lock_event(session: Session, event_id: int) -> StoredEvent:
     ).first()
     if row is None:
         raise NotFound(f"Event {event_id} does not exist.")
-    return _stored(row)
+    return stored_rows([row])[0]
 
 
 def update_event(session: Session, event_id: int, values: dict[str, Any]) -> None:
@@ -332,7 +332,7 @@ def queue_page(
         if after is not None:
             query = query.where(EventRow.id > after[1])
     rows = session.execute(query.order_by(*order).limit(limit + 1)).all()
-    items = [_stored(r) for r in rows[:limit]]
+    items = stored_rows(rows[:limit])
     next_after = None
     if len(rows) > limit and items:
         next_after = (items[-1].due_at if name in DUE_ORDERED else None, items[-1].id)
@@ -346,7 +346,7 @@ def worker_tasks(session: Session, worker_id: int) -> list[StoredEvent]:
         .where(EventRow.worker_id == worker_id, EventRow.status.in_(OPEN_TASK_STATUSES))
         .order_by(EventRow.overdue.desc(), EventRow.due_at.asc().nulls_last(), EventRow.id.asc())
     ).all()
-    return [_stored(r) for r in rows]
+    return stored_rows(rows)
 
 
 def flag_overdue(session: Session, now: datetime) -> list[int]:
