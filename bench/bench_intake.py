@@ -236,6 +236,23 @@ def _count(url: Any, where: str = "TRUE") -> int:
         return int(row[0]) if row else 0
 
 
+def _clear_plain_rows(url: Any) -> None:
+    """Delete the plain endpoint's rows before gridmap serves again.
+
+    The plain insert records no boundary version, so the next gridmap server's first
+    activation round would re-route every one of them (``route_unversioned_events``): a
+    transaction of hundreds of thousands of events running through the burst, holding back
+    the cluster's xmin (and with it every live feed on the cluster) until it ends.
+    """
+    with psycopg.connect(libpq_url(url)) as conn:
+        conn.execute(
+            "DELETE FROM event_transitions t USING events e "
+            "WHERE e.id = t.event_id AND e.submitted_by = ''"
+        )
+        conn.execute("DELETE FROM event_keys WHERE submitted_by = ''")
+        conn.execute("DELETE FROM events WHERE submitted_by = ''")
+
+
 def _cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of a process and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
@@ -529,6 +546,7 @@ def run(
         result["plain"] = _measure(url, plain.url, key, points, seconds, plain.process.pid)
     finally:
         plain.stop()
+        _clear_plain_rows(url)
     if burst_s > 0:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**env, "GRIDMAP_DATA_DIR": tmp}
