@@ -225,7 +225,7 @@ _ONE_ROW: tuple[tuple[str, str], ...] = (
 
 #: The same writes for one event, its fields as parameters: a single report is most of the
 #: intake, and for one row the JSON document, the table function and the two hash joins of
-#: :data:`INSERT_EVENTS_SQL` were a third of the statement's server time (no join is needed
+#: :data:`INSERT_EVENTS_SQL` were a fifth of the statement's server time (no join is needed
 #: when there is one row; README, "The write path's cost").
 INSERT_EVENT_SQL = """
     WITH keys AS (
