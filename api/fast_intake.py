@@ -7,9 +7,10 @@ an asyncpg pool, with no thread hop, no ORM session and no explicit transaction:
 
 1. ``OPEN_TASKS_SQL``: the open-task counts of the candidate workers (index-only, on the
    partial index of open events by worker);
-2. ``INSERT_EVENTS_SQL``: one statement inserting the events (``ON CONFLICT`` on the
-   account's idempotency key ``DO NOTHING``) and, for those inserted, their first audit
-   row, returning ``id, client_event_id, received_at, updated_at``.
+2. ``INSERT_EVENT_SQL`` (one report) or ``INSERT_EVENTS_SQL`` (a batch): one statement
+   inserting the events (``ON CONFLICT`` on the account's idempotency key ``DO NOTHING``)
+   and, for those inserted, their first audit row, returning ``id, client_event_id,
+   received_at, updated_at``.
 
 Each runs in its own implicit transaction, so when the insert returns, the event and its
 audit row are committed (``synchronous_commit`` as the server has it: on by default), and
@@ -65,8 +66,8 @@ class IntakeConnection(Protocol):
     async def open_tasks(self, worker_ids: list[int]) -> dict[int, int]:
         """Open-task counts of these workers (absent: none)."""
 
-    async def insert(self, document: str) -> list[Inserted]:
-        """Run ``INSERT_EVENTS_SQL`` with this rows document; the rows created."""
+    async def insert(self, document: event_store.InsertRows) -> list[Inserted]:
+        """Run the insert of ``rows_document``; the rows created."""
 
 
 class IntakeDatabase(Protocol):
@@ -89,15 +90,16 @@ class _PoolConnection:
         rows = await self._conn.fetch(event_store.OPEN_TASKS_SQL, worker_ids)
         return {int(r[0]): int(r[1]) for r in rows}
 
-    async def insert(self, document: str) -> list[Inserted]:
-        rows = await self._conn.fetch(event_store.INSERT_EVENTS_SQL, document)
+    async def insert(self, document: event_store.InsertRows) -> list[Inserted]:
+        rows = await self._conn.fetch(document.sql, *document.args)
         return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
 
 async def _prepare_statements(conn: Any) -> None:
-    """Run both statements once on a new connection (neither changes anything)."""
+    """Run the statements once on a new connection (none changes anything)."""
     await conn.fetch(event_store.OPEN_TASKS_SQL, [])
-    await conn.fetch(event_store.INSERT_EVENTS_SQL, "[]")
+    for rows in event_store.PREPARE_INSERTS:
+        await conn.fetch(rows.sql, *rows.args)
 
 
 async def _keep(conn: Any) -> None:
@@ -162,7 +164,7 @@ class _SessionConnection:
         result: dict[int, int] = await self._run(job)
         return result
 
-    async def insert(self, document: str) -> list[Inserted]:
+    async def insert(self, document: event_store.InsertRows) -> list[Inserted]:
         result: list[Inserted] = await self._run(
             lambda session: event_store.insert_rows(session, document)
         )

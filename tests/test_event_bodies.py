@@ -4,7 +4,8 @@
   ``event_out(…).model_dump(mode="json")`` (the documented :class:`api.schemas.EventOut`).
 * :func:`gis.records.builder` makes frozen dataclasses without the constructor; the
   reference is the constructor.
-* ``rows_document`` is encoded by orjson; the reference is the former ``json.dumps`` rows.
+* ``rows_document`` of a batch is encoded by orjson; the reference is the former ``json.dumps``
+  rows.
 * Eligibility kept between the reports of a batch (``memo``) must choose as without it.
 """
 
@@ -28,7 +29,13 @@ from api.routes.events import EventBodies, event_out
 from gis.dispatch import EligibleMemo, WorkerOnGrid, choose_worker
 from gis.records import builder
 from gis.roster import parse_duty
-from gis.store.events import NewEvent, StoredEvent, make_new_event, rows_document
+from gis.store.events import (
+    INSERT_EVENTS_SQL,
+    NewEvent,
+    StoredEvent,
+    make_new_event,
+    rows_document,
+)
 
 text = st.text(max_size=12)
 maybe_text = st.none() | text
@@ -263,7 +270,9 @@ def test_rows_document_says_what_json_dumps_said() -> None:
             )
         ),
     ]
-    assert json.loads(rows_document(events)) == _former_rows_document(events)
+    rows = rows_document(events)
+    assert rows.sql == INSERT_EVENTS_SQL
+    assert json.loads(rows.args[0]) == _former_rows_document(events)
 
 
 def _w(wid: int, role: str, duty: str, open_tasks: int) -> WorkerOnGrid:

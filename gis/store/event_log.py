@@ -2,7 +2,7 @@
 
 The log is read with a server-side cursor (``yield_per``), so exporting millions of
 transitions keeps memory flat. Rows come oldest first, by (``at``, ``id``), the order of the
-``ix_event_transitions_at_id`` index; ties in ``at`` keep insertion order, which is the
+log's primary key (migration 0015); ties in ``at`` keep insertion order, which is the
 "file order" the assessment breaks ties with.
 """
 

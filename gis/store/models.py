@@ -27,6 +27,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -251,7 +252,11 @@ class EventRow(Base):
     #: The account that posted the report: its idempotency keys are its own.
     submitted_by: Mapped[str] = mapped_column(Text, default="", server_default="")
     request_hash: Mapped[str] = mapped_column(String(64))
-    category_code: Mapped[str] = mapped_column(ForeignKey("event_categories.code"))
+    # No foreign keys on the category, the version and the worker (migration 0015): their
+    # checks locked the parent row on every insert. The writers take the values from those
+    # tables, and the parents keep every row an event may name (triggers refuse deleting
+    # them, or changing their keys).
+    category_code: Mapped[str] = mapped_column(String(16))
     description: Mapped[str | None] = mapped_column(Text)
     reported_lon: Mapped[float | None] = mapped_column(Float)
     reported_lat: Mapped[float | None] = mapped_column(Float)
@@ -268,8 +273,8 @@ class EventRow(Base):
     county_code: Mapped[str | None] = mapped_column(
         String(6), Computed("left(grid_code, 6)", persisted=True)
     )
-    boundary_version_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_versions.id"))
-    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"), index=True)
+    boundary_version_id: Mapped[int | None] = mapped_column(Integer)
+    worker_id: Mapped[int | None] = mapped_column(Integer, index=True)
     status: Mapped[str] = mapped_column(String(16), default="reported")
     queue: Mapped[str | None] = mapped_column(String(32))
     routing_flag: Mapped[str | None] = mapped_column(String(16))
@@ -319,23 +324,21 @@ class EventTransitionRow(Base):
     __tablename__ = "event_transitions"
     __table_args__ = (
         CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="rating"),
-        # The event log is read in time order (assessment exports, CSV contract).
-        Index("ix_event_transitions_at_id", "at", "id"),
+        # The primary key includes the partition key, as PostgreSQL requires; in this order
+        # it is also the log's time order (assessment exports, CSV contract), so no other
+        # index is kept for it (migration 0015). Ids still come from one sequence.
+        PrimaryKeyConstraint("at", "id"),
         # One partition per month of ``at`` (migration 0011, gis/store/partitions.py).
         {"postgresql_partition_by": "RANGE (at)"},
     )
 
-    # The primary key includes the partition key, as PostgreSQL requires; ids still come
-    # from one sequence.
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger, autoincrement=True)
     # No foreign key since events are partitioned (migration 0014): the writers keep it.
     event_id: Mapped[int] = mapped_column(BigInteger, index=True)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), primary_key=True, server_default=func.now()
-    )
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     note: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     # The event log's columns (migration 0005): the action that made this step, who took it
