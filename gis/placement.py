@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol
 
 from gis.dispatch import EligibleMemo, WorkerOnGrid, choose_worker
 
@@ -42,6 +42,22 @@ class RouteOutcome:
     rule: str
 
 
+class RouteLike(Protocol):
+    """What placement reads of a route: a :class:`RouteOutcome` or a routing ``Route``."""
+
+    @property
+    def grid_code(self) -> str | None:
+        """The grid routed to (None: unrouted)."""
+
+    @property
+    def flag(self) -> str:
+        """The routing flag."""
+
+    @property
+    def rule(self) -> str:
+        """The rule applied, in words."""
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where an event stands after placement, and why."""
@@ -62,7 +78,7 @@ def quarantine(reason: str) -> Placement:
 
 
 def place(
-    route: RouteOutcome | None,
+    route: RouteLike | None,
     grid_workers: Sequence[WorkerOnGrid],
     parent_code: str | None,
     team: Sequence[WorkerOnGrid],

@@ -533,7 +533,7 @@ class _PlaceContext:
         grid = route.grid_code
         parent, team = self._team(routing, grid)
         return place(
-            RouteOutcome(grid, route.flag, route.rule),
+            route,  # a Route is a RouteLike: no copy per report
             self.workers.get(grid, []),
             parent,
             team,
