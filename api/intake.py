@@ -49,13 +49,19 @@ def _orjson_writes_alike(value: Any) -> bool:
     if kind is float:
         return value == 0.0 or 1e-4 <= abs(value) < 1e16
     if kind is dict:
-        for item in value.values():
-            if not _orjson_writes_alike(item):
-                return False
+        items = value.values()
     elif kind is list:
-        for item in value:
-            if not _orjson_writes_alike(item):
+        items = value
+    else:
+        return True
+    # Scalars are checked here, not by a call each (a report holds a dozen values).
+    for item in items:
+        kind = type(item)
+        if kind is float:
+            if not (item == 0.0 or 1e-4 <= abs(item) < 1e16):
                 return False
+        elif (kind is dict or kind is list) and not _orjson_writes_alike(item):
+            return False
     return True
 
 

@@ -235,6 +235,10 @@ def test_builder_makes_what_the_constructor_makes() -> None:
     }
     fast, slow = make_stored(stored_values), StoredEvent(**stored_values)
     assert fast == slow and hash(fast) == hash(slow)
+    # Handed over: the dict itself becomes the record's state, defaults filled in.
+    handed = dict(stored_values)
+    adopted = builder(StoredEvent, owned=True)(handed)
+    assert adopted == slow and adopted.__dict__ is handed and handed["rating"] is None
 
 
 def _former_as_stored(e: NewEvent, event_id: int, at: datetime, numbers: dict[int, str]) -> Any:

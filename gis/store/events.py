@@ -119,7 +119,7 @@ class StoredEvent:
 
 #: ``NewEvent(**values)`` and ``StoredEvent(**values)``, made fast (a batch makes thousands).
 make_new_event = builder(NewEvent)
-_make_stored = builder(StoredEvent)
+_make_stored = builder(StoredEvent, owned=True)  # each caller makes the dict for the call
 _STORED_FIELDS = {f.name for f in dataclasses.fields(StoredEvent)}
 
 
@@ -315,10 +315,21 @@ def as_stored(
     return _make_stored(data)
 
 
+#: The last instant :func:`_utc` converted, and its conversion: a batch's events share one
+#: due time (one object), converted once instead of once per event.
+_last_utc: tuple[datetime | None, datetime | None] = (None, None)
+
+
 def _utc(moment: datetime | None) -> datetime | None:
+    global _last_utc
     if moment is None or moment.tzinfo is UTC:
         return moment
-    return moment.astimezone(UTC)
+    last = _last_utc  # one read: threads swap the pair whole
+    if last[0] is moment:
+        return last[1]
+    converted = moment.astimezone(UTC)
+    _last_utc = (moment, converted)
+    return converted
 
 
 def _columns() -> list[Any]:
