@@ -24,6 +24,11 @@ from services.intake import Intake, Report, SelfHandled, make_intake, make_repor
 MAX_BATCH = 1000
 
 
+#: ``ReportIn.model_validate`` without its wrapper (a third of its time on a report): the
+#: same validator, called with the same (default) options.
+_validate_report = ReportIn.__pydantic_validator__.validate_python
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -77,7 +82,10 @@ def canonical_text(material: dict[str, Any]) -> bytes:
 
 def body_hash(raw: dict[str, Any]) -> str:
     """Hash of the body as sent (minus the key itself), to tell a retry from a reused key."""
-    material = {k: v for k, v in raw.items() if k != "client_event_id"}
+    material = raw
+    if "client_event_id" in raw:
+        material = raw.copy()  # one C copy, then the key out
+        del material["client_event_id"]
     return hashlib.sha256(canonical_text(material)).hexdigest()
 
 
@@ -106,7 +114,7 @@ def prepare(index: int, raw: Any, header_key: str | None = None) -> Intake:
     if not isinstance(raw, dict):
         raise InvalidInput("A report must be a JSON object.")
     try:
-        report = ReportIn.model_validate(raw)
+        report = _validate_report(raw)
     except ValidationError as exc:
         raise InvalidInput(_validation_message(exc)) from None
     key: uuid.UUID | None = report.client_event_id

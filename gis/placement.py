@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from gis.dispatch import EligibleMemo, WorkerOnGrid, choose_worker
+from gis.records import builder
 
 #: Queues an event waits in for a dispatcher, by the reason it waits.
 QUARANTINE: Final = "quarantine"
@@ -71,6 +72,10 @@ class Placement:
     reason: str
 
 
+#: ``Placement(**values)`` for the usual outcome, a worker found: one per report of a batch.
+_make_placement = builder(Placement, owned=True)
+
+
 def quarantine(reason: str) -> Placement:
     """A report whose coordinates cannot be trusted: it waits for a dispatcher as reported."""
     text = QUARANTINE_TEXT.get(reason, reason)
@@ -116,13 +121,15 @@ def place(
         return Placement(
             "registered", DISPATCHER_QUEUE, None, None, choice.tier, f"{routed}; {choice.reason}"
         )
-    return Placement(
-        "dispatched",
-        None,
-        choice.worker_id,
-        choice.worker_no,
-        choice.tier,
-        f"{routed}; {choice.reason}",
+    return _make_placement(
+        {
+            "status": "dispatched",
+            "queue": None,
+            "worker_id": choice.worker_id,
+            "worker_no": choice.worker_no,
+            "tier": choice.tier,
+            "reason": f"{routed}; {choice.reason}",
+        }
     )
 
 

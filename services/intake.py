@@ -567,25 +567,25 @@ def _new_event(
 ) -> NewEvent:
     report = it.report
     version_id = common["boundary_version_id"]
-    base = common.copy()
-    base.update(
-        client_event_id=it.client_event_id,
-        request_hash=it.request_hash,
-        category_code=report.category,
-        description=report.description,
-        reported_lon=report.lon,
-        reported_lat=report.lat,
-        reported_crs=report.crs,
-        accuracy_m=report.accuracy_m,
-        reported_at=report.reported_at,
-        reporter=report.reporter,
-        media_url=report.media_url,
-        due_at=due,
-        worker_id=placement.worker_id,
-        worker_no=placement.worker_no,
-        status=placement.status,
-        queue=placement.queue,
-    )
+    base = {
+        **common,
+        "client_event_id": it.client_event_id,
+        "request_hash": it.request_hash,
+        "category_code": report.category,
+        "description": report.description,
+        "reported_lon": report.lon,
+        "reported_lat": report.lat,
+        "reported_crs": report.crs,
+        "accuracy_m": report.accuracy_m,
+        "reported_at": report.reported_at,
+        "reporter": report.reporter,
+        "media_url": report.media_url,
+        "due_at": due,
+        "worker_id": placement.worker_id,
+        "worker_no": placement.worker_no,
+        "status": placement.status,
+        "queue": placement.queue,
+    }
     if check in QUARANTINE_REASONS:
         reason = QUARANTINE_REASONS[check]
         base.update(

@@ -617,13 +617,26 @@ def workers_on_grids(
     entries: Mapping[str, list[RosterEntry]], counts: Mapping[int, int]
 ) -> dict[str, list[WorkerOnGrid]]:
     """Grid code → its workers for dispatch, with their open-task counts."""
+    make = _make_worker
     return {
         c: [
-            WorkerOnGrid(wid, no, role, parse_duty(duty), int(counts.get(wid, 0)))
+            make(
+                {
+                    "worker_id": wid,
+                    "worker_no": no,
+                    "role": role,
+                    "duty": parse_duty(duty),
+                    "open_tasks": int(counts.get(wid, 0)),
+                }
+            )
             for wid, no, role, duty in listed
         ]
         for c, listed in entries.items()
     }
+
+
+#: ``WorkerOnGrid(**values)``: a batch's grids and teams hold a few hundred of them.
+_make_worker = builder(WorkerOnGrid, owned=True)
 
 
 def set_statement_timeout(session: Session, ms: int) -> None:
