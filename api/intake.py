@@ -24,6 +24,11 @@ from services.intake import Intake, Report, SelfHandled, make_intake, make_repor
 MAX_BATCH = 1000
 
 
+#: ``ReportIn.model_validate`` without its wrapper (a third of its time on a report): the
+#: same validator, called with the same (default) options.
+_validate_report = ReportIn.__pydantic_validator__.validate_python
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -49,13 +54,19 @@ def _orjson_writes_alike(value: Any) -> bool:
     if kind is float:
         return value == 0.0 or 1e-4 <= abs(value) < 1e16
     if kind is dict:
-        for item in value.values():
-            if not _orjson_writes_alike(item):
-                return False
+        items = value.values()
     elif kind is list:
-        for item in value:
-            if not _orjson_writes_alike(item):
+        items = value
+    else:
+        return True
+    # Scalars are checked here, not by a call each (a report holds a dozen values).
+    for item in items:
+        kind = type(item)
+        if kind is float:
+            if not (item == 0.0 or 1e-4 <= abs(item) < 1e16):
                 return False
+        elif (kind is dict or kind is list) and not _orjson_writes_alike(item):
+            return False
     return True
 
 
@@ -71,7 +82,10 @@ def canonical_text(material: dict[str, Any]) -> bytes:
 
 def body_hash(raw: dict[str, Any]) -> str:
     """Hash of the body as sent (minus the key itself), to tell a retry from a reused key."""
-    material = {k: v for k, v in raw.items() if k != "client_event_id"}
+    material = raw
+    if "client_event_id" in raw:
+        material = raw.copy()  # one C copy, then the key out
+        del material["client_event_id"]
     return hashlib.sha256(canonical_text(material)).hexdigest()
 
 
@@ -100,7 +114,7 @@ def prepare(index: int, raw: Any, header_key: str | None = None) -> Intake:
     if not isinstance(raw, dict):
         raise InvalidInput("A report must be a JSON object.")
     try:
-        report = ReportIn.model_validate(raw)
+        report = _validate_report(raw)
     except ValidationError as exc:
         raise InvalidInput(_validation_message(exc)) from None
     key: uuid.UUID | None = report.client_event_id

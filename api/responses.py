@@ -8,51 +8,18 @@ streaming responses (server-sent events) are never buffered by a compressor.
 
 from __future__ import annotations
 
-import gc
 import gzip
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Final
 
 import orjson
 from fastapi import Request, Response
 
+from gis.records import gc_paused as gc_paused  # the map endpoints' and the intake's pause
+
 #: Below this size compression costs more than it saves.
 MIN_GZIP_BYTES: Final = 1024
 GZIP_LEVEL: Final = 6
-
-
-class _Pause:
-    lock = threading.Lock()
-    depth = 0
-    restore = False
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause Python's cycle collector while a large answer is built.
-
-    Twenty thousand events make some 200,000 short-lived objects (rows, dicts, lists), which
-    set off repeated collections that walk every live object: measured on the benchmark
-    database, reading and shaping a month of events took 700 ms with the collector and
-    350 ms without. Those objects form no cycles, so reference counting frees them anyway.
-    The pause is process-wide, so overlapping pauses (threads) are counted and the collector
-    restarts when the last one ends, if it was running before the first.
-    """
-    with _Pause.lock:
-        if _Pause.depth == 0:
-            _Pause.restore = gc.isenabled()
-            gc.disable()
-        _Pause.depth += 1
-    try:
-        yield
-    finally:
-        with _Pause.lock:
-            _Pause.depth -= 1
-            if _Pause.depth == 0 and _Pause.restore:
-                gc.enable()
 
 
 def dumps(body: Any) -> bytes:

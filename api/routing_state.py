@@ -104,8 +104,7 @@ class VersionRouting:
     ) -> list[Route]:
         """Route valid WGS84 points (accuracy NaN when unknown), in input order."""
         if self.index is not None:
-            batch = self.index.locate_many(lon, lat, accuracy_m)
-            return [batch.route(k) for k in range(len(batch))]
+            return self.index.locate_many(lon, lat, accuracy_m).routes()
         points = [
             (float(x), float(y), None if math.isnan(a) else float(a))
             for x, y, a in zip(lon.tolist(), lat.tolist(), accuracy_m.tolist(), strict=True)

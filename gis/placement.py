@@ -15,9 +15,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol
 
 from gis.dispatch import EligibleMemo, WorkerOnGrid, choose_worker
+from gis.records import builder
 
 #: Queues an event waits in for a dispatcher, by the reason it waits.
 QUARANTINE: Final = "quarantine"
@@ -42,6 +43,22 @@ class RouteOutcome:
     rule: str
 
 
+class RouteLike(Protocol):
+    """What placement reads of a route: a :class:`RouteOutcome` or a routing ``Route``."""
+
+    @property
+    def grid_code(self) -> str | None:
+        """The grid routed to (None: unrouted)."""
+
+    @property
+    def flag(self) -> str:
+        """The routing flag."""
+
+    @property
+    def rule(self) -> str:
+        """The rule applied, in words."""
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where an event stands after placement, and why."""
@@ -55,6 +72,10 @@ class Placement:
     reason: str
 
 
+#: ``Placement(**values)`` for the usual outcome, a worker found: one per report of a batch.
+_make_placement = builder(Placement, owned=True)
+
+
 def quarantine(reason: str) -> Placement:
     """A report whose coordinates cannot be trusted: it waits for a dispatcher as reported."""
     text = QUARANTINE_TEXT.get(reason, reason)
@@ -62,7 +83,7 @@ def quarantine(reason: str) -> Placement:
 
 
 def place(
-    route: RouteOutcome | None,
+    route: RouteLike | None,
     grid_workers: Sequence[WorkerOnGrid],
     parent_code: str | None,
     team: Sequence[WorkerOnGrid],
@@ -100,13 +121,15 @@ def place(
         return Placement(
             "registered", DISPATCHER_QUEUE, None, None, choice.tier, f"{routed}; {choice.reason}"
         )
-    return Placement(
-        "dispatched",
-        None,
-        choice.worker_id,
-        choice.worker_no,
-        choice.tier,
-        f"{routed}; {choice.reason}",
+    return _make_placement(
+        {
+            "status": "dispatched",
+            "queue": None,
+            "worker_id": choice.worker_id,
+            "worker_no": choice.worker_no,
+            "tier": choice.tier,
+            "reason": f"{routed}; {choice.reason}",
+        }
     )
 
 

@@ -181,6 +181,59 @@ class RouteBatch:
         g = int(self.grid[row])
         return (self.codes[g],) if g >= 0 else ()
 
+    def routes(self) -> list[Route]:
+        """Return every row as a :class:`Route`, as :meth:`route` gives each.
+
+        Rows off a boundary and not snapped have one candidate and distance 0 (or none):
+        their routes are equal per grid, flag and tolerance, and a :class:`Route` is
+        immutable, so one object serves them all (a batch of 1,000 makes ~100, not 1,000).
+        """
+        codes = self.codes
+        snap_m = self.snap_distance_m
+        boundary: dict[int, tuple[str, ...]] = {}
+        if self.boundary_rows.shape[0]:
+            offsets = self.boundary_offsets.tolist()
+            grids = self.boundary_grids.tolist()
+            for k, row in enumerate(self.boundary_rows.tolist()):
+                boundary[row] = tuple(codes[g] for g in grids[offsets[k] : offsets[k + 1]])
+        shared: dict[tuple[int, int, float], Route] = {}
+        out: list[Route] = []
+        rows = zip(
+            self.grid.tolist(),
+            self.flag.tolist(),
+            self.distance_m.tolist(),
+            self.tolerance_m.tolist(),
+            strict=True,
+        )
+        for row, (g, flag, distance, tol) in enumerate(rows):
+            candidates = boundary.get(row)
+            if candidates is None and flag != SNAPPED:
+                key = (g, flag, tol)
+                route = shared.get(key)
+                if route is None:
+                    one = (codes[g],) if g >= 0 else ()
+                    route = shared[key] = Route(
+                        codes[g] if g >= 0 else None,
+                        one,
+                        FLAGS[flag],
+                        distance,
+                        _rule(flag, len(one), tol, snap_m),
+                    )
+                out.append(route)
+                continue
+            if candidates is None:
+                candidates = (codes[g],) if g >= 0 else ()
+            out.append(
+                Route(
+                    codes[g] if g >= 0 else None,
+                    candidates,
+                    FLAGS[flag],
+                    distance,
+                    _rule(flag, len(candidates), tol, snap_m),
+                )
+            )
+        return out
+
     def route(self, row: int) -> Route:
         """Return row ``row`` as a :class:`Route`."""
         g = int(self.grid[row])

@@ -33,7 +33,7 @@ from gis.report_time import report_time_problem
 from gis.routing import FLAGS, UNROUTED, Route
 from gis.store import events as event_store
 from gis.store import workflow as workflow_store
-from gis.store.events import NewEvent, StoredEvent, make_new_event
+from gis.store.events import NewEvent, StoredEvent
 from gis.store.users import User
 from services import deadlines
 from services.workflow import Clock, self_handle
@@ -80,8 +80,8 @@ class Intake:
 
 
 #: ``Report(**values)`` and ``Intake(**values)``, made fast (a batch makes thousands).
-make_report = builder(Report)
-make_intake = builder(Intake)
+make_report = builder(Report, owned=True)
+make_intake = builder(Intake, owned=True)
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ class Outcome:
     replayed: bool = False
 
 
-_make_outcome = builder(Outcome)
+_make_outcome = builder(Outcome, owned=True)
 
 
 def _status_code(event: StoredEvent) -> int:
@@ -429,8 +429,12 @@ def place_intakes(
     # One moment and one roster for the whole list: duty, eligibility and the parent teams
     # are worked out once per grid, not once per report.
     context = _PlaceContext(routing, categories, workers, added, clock.local if intakes else None)
+    # What is the same for every report of the list, written once (see _new_event).
+    common = _common_fields(routing, submitter)
+    # Python values once, not a NumPy scalar per report and column.
+    checks, lons, lats = routed.checks.tolist(), routed.lon.tolist(), routed.lat.tolist()
     for i, it in enumerate(intakes):
-        check = int(routed.checks[i])
+        check = checks[i]
         if check == 1:
             continue  # the caller answered these with a 422 before routing
         route = routed.routes[i]
@@ -450,17 +454,7 @@ def place_intakes(
         due = dues.get(limit)
         if due is None:
             due = dues[limit] = deadlines.due_at(clock.now, limit[0], limit[1], clock.calendar)
-        new = _new_event(
-            it,
-            check,
-            route,
-            routing,
-            placement,
-            submitter,
-            due,
-            float(routed.lon[i]),
-            float(routed.lat[i]),
-        )
+        new = _new_event(it, check, route, routing, placement, common, due, lons[i], lats[i])
         pending.append(Pending(it, new))
     return pending
 
@@ -533,7 +527,7 @@ class _PlaceContext:
         grid = route.grid_code
         parent, team = self._team(routing, grid)
         return place(
-            RouteOutcome(grid, route.flag, route.rule),
+            route,  # a Route is a RouteLike: no copy per report
             self.workers.get(grid, []),
             parent,
             team,
@@ -544,20 +538,37 @@ class _PlaceContext:
         )
 
 
+#: ``NewEvent(**values)`` for the dicts :func:`_new_event` makes (each is handed over).
+_make_new_event = builder(NewEvent, owned=True)
+
+
+def _common_fields(routing: VersionRoutingLike | None, submitter: Submitter) -> dict[str, Any]:
+    """The fields of :class:`NewEvent` that every report of one list shares."""
+    return {
+        "actor": submitter.username,
+        "submitted_by": submitter.username,
+        "actor_role": submitter.role,
+        "actor_worker_no": submitter.worker_no,
+        "reporter_worker_id": submitter.worker_id,
+        "boundary_version_id": routing.version_id if routing else None,
+    }
+
+
 def _new_event(
     it: Intake,
     check: int,
     route: Route | None,
     routing: VersionRoutingLike | None,
     placement: Placement,
-    submitter: Submitter,
+    common: dict[str, Any],
     due: datetime,
     lon: float,
     lat: float,
 ) -> NewEvent:
     report = it.report
-    version_id = routing.version_id if routing else None
-    base: dict[str, Any] = {
+    version_id = common["boundary_version_id"]
+    base = {
+        **common,
         "client_event_id": it.client_event_id,
         "request_hash": it.request_hash,
         "category_code": report.category,
@@ -569,13 +580,7 @@ def _new_event(
         "reported_at": report.reported_at,
         "reporter": report.reporter,
         "media_url": report.media_url,
-        "actor": submitter.username,
-        "submitted_by": submitter.username,
-        "actor_role": submitter.role,
-        "actor_worker_no": submitter.worker_no,
-        "reporter_worker_id": submitter.worker_id,
         "due_at": due,
-        "boundary_version_id": version_id,
         "worker_id": placement.worker_id,
         "worker_no": placement.worker_no,
         "status": placement.status,
@@ -595,7 +600,7 @@ def _new_event(
             transition_note=placement.reason,
             transition_data={"quarantine_reason": reason, "worker": placement.worker_no},
         )
-        return make_new_event(base)
+        return _make_new_event(base)
     if route is None or route.grid_code is None or routing is None:
         flag = route.flag if route is not None else FLAGS[UNROUTED]
         base.update(
@@ -610,7 +615,7 @@ def _new_event(
             transition_note=placement.reason,
             transition_data={"flag": flag, "version": version_id, "worker": placement.worker_no},
         )
-        return make_new_event(base)
+        return _make_new_event(base)
     grid = route.grid_code
     base.update(
         lon=lon,
@@ -630,4 +635,4 @@ def _new_event(
             "tier": placement.tier,
         },
     )
-    return make_new_event(base)
+    return _make_new_event(base)

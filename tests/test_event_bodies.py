@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -33,6 +34,7 @@ from gis.store.events import (
     INSERT_EVENTS_SQL,
     NewEvent,
     StoredEvent,
+    as_stored,
     make_new_event,
     rows_document,
 )
@@ -235,6 +237,46 @@ def test_builder_makes_what_the_constructor_makes() -> None:
     }
     fast, slow = make_stored(stored_values), StoredEvent(**stored_values)
     assert fast == slow and hash(fast) == hash(slow)
+    # Handed over: the dict itself becomes the record's state, defaults filled in.
+    handed = dict(stored_values)
+    adopted = builder(StoredEvent, owned=True)(handed)
+    assert adopted == slow and adopted.__dict__ is handed and handed["rating"] is None
+
+
+def _former_as_stored(e: NewEvent, event_id: int, at: datetime, numbers: dict[int, str]) -> Any:
+    """A created event through ``StoredEvent``'s own constructor (the reference)."""
+    values = {
+        f.name: getattr(e, f.name)
+        for f in dataclasses.fields(StoredEvent)
+        if f.name in NewEvent.__dataclass_fields__
+    }
+    values.update(
+        id=event_id,
+        received_at=at,
+        updated_at=at,
+        worker_no=numbers.get(e.worker_id) if e.worker_id is not None else None,
+        reported_at=e.reported_at.astimezone(UTC) if e.reported_at else None,
+        due_at=e.due_at.astimezone(UTC) if e.due_at else None,
+    )
+    return StoredEvent(**values)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"transition_note": "routed", "worker_no": "W003", "reporter_worker_id": 4},
+        {"transition_note": "q", "worker_id": None, "reported_at": None, "media_url": "http://x"},
+        {"transition_note": "w", "worker_id": 9, "submitted_by": "app", "actor_role": "reporter"},
+    ],
+)
+def test_as_stored_describes_the_new_event(over: dict[str, Any]) -> None:
+    at = datetime(2026, 11, 27, 3, tzinfo=UTC)
+    new = make_new_event(_new_event_values(**over))
+    made = as_stored(new, 41, at, at, {3: "W003", 4: "W004"})
+    reference = _former_as_stored(new, 41, at, {3: "W003", 4: "W004"})
+    assert made == reference
+    assert made.__dict__ == reference.__dict__  # no field of the new event left over
+    assert made.reported_at is None or made.reported_at.tzinfo is UTC
 
 
 def _former_rows_document(events: list[NewEvent]) -> list[dict[str, Any]]:

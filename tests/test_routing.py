@@ -156,6 +156,33 @@ def test_batch_flags_bad_rows_without_raising(index: RoutingIndex) -> None:
     assert batch.grid_codes() == ["g01", None, None, "g01"]
 
 
+def _fields(route: object) -> tuple[object, ...]:
+    """A route's fields, NaN written as None (NaN equals nothing, itself included)."""
+    values = [getattr(route, f) for f in ("grid_code", "candidates", "flag", "distance_m", "rule")]
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in values)
+
+
+def test_routes_of_a_batch_are_its_rows(index: RoutingIndex) -> None:
+    """``routes()`` (shared objects for alike rows) says what ``route(k)`` says for each."""
+    grids = zoo()
+    rng = np.random.default_rng(4)
+    n = 3_000
+    lon = rng.uniform(117.9695, 117.9765, n)
+    lat = rng.uniform(37.3795, 37.3845, n)
+    coords = shapely.get_coordinates(np.array(list(grids.values()), dtype=object))
+    pick = rng.choice(coords.shape[0], 300)  # vertices: on boundaries, several candidates
+    lon[:300], lat[:300] = coords[pick, 0], coords[pick, 1]
+    lon[300], lat[300] = math.nan, 37.38
+    lon[301], lat[301] = 117.98, 37.38  # ~700 m east of every grid: unrouted
+    accuracy = np.where(rng.random(n) < 0.3, rng.uniform(0.0, 40.0, n), np.nan)
+    batch = index.locate_many(lon, lat, accuracy)
+    routes = batch.routes()
+    assert [_fields(r) for r in routes] == [_fields(batch.route(k)) for k in range(n)]
+    flags = {r.flag for r in routes}
+    assert {"inside", "near_boundary", "on_boundary", "snapped", "unrouted", "invalid"} <= flags
+    assert len({id(r) for r in routes}) < n // 2  # alike rows share one object
+
+
 def test_build_rejects_duplicate_codes_and_non_polygons() -> None:
     with pytest.raises(InvalidInput):
         RoutingIndex.build(["a", "a"], [square(0, 0), square(1, 0)])

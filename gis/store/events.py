@@ -120,7 +120,7 @@ class StoredEvent:
 
 #: ``NewEvent(**values)`` and ``StoredEvent(**values)``, made fast (a batch makes thousands).
 make_new_event = builder(NewEvent)
-_make_stored = builder(StoredEvent)
+_make_stored = builder(StoredEvent, owned=True)  # each caller makes the dict for the call
 _STORED_FIELDS = {f.name for f in dataclasses.fields(StoredEvent)}
 
 
@@ -424,6 +424,21 @@ def insert_rows(session: Session, rows: InsertRows) -> list[tuple[int, uuid.UUID
     return [(int(r[0]), r[1], r[2], r[3]) for r in _run(session, rows)]
 
 
+#: Fields a new event carries for its first transition and key only, not kept as stored.
+_NEW_ONLY = tuple(
+    f.name
+    for f in dataclasses.fields(NewEvent)
+    if f.name not in {g.name for g in dataclasses.fields(StoredEvent)}
+)
+#: Stored fields a new event does not carry: their defaults describe a report just stored.
+_STORED_ONLY_DEFAULTS = {
+    f.name: f.default
+    for f in dataclasses.fields(StoredEvent)
+    if f.default is not dataclasses.MISSING
+    and f.name not in {g.name for g in dataclasses.fields(NewEvent)}
+}
+
+
 def as_stored(
     e: NewEvent,
     event_id: int,
@@ -434,45 +449,37 @@ def as_stored(
     """A just-created event as stored, from what was written and what the insert returned.
 
     Times are given in UTC, as a read-back gives them, so a replay answers the same body.
+    The new event's fields are copied in one step (a batch makes a thousand of these); the
+    fields it does not share are dropped or set here.
     """
-    return _make_stored(
-        {
-            "id": event_id,
-            "client_event_id": e.client_event_id,
-            "request_hash": e.request_hash,
-            "category_code": e.category_code,
-            "description": e.description,
-            "lon": e.lon,
-            "lat": e.lat,
-            "reported_lon": e.reported_lon,
-            "reported_lat": e.reported_lat,
-            "reported_crs": e.reported_crs,
-            "accuracy_m": e.accuracy_m,
-            "reported_at": _utc(e.reported_at),
-            "received_at": received_at,
-            "reporter": e.reporter,
-            "grid_code": e.grid_code,
-            "boundary_version_id": e.boundary_version_id,
-            "worker_id": e.worker_id,
-            "worker_no": worker_nos.get(e.worker_id) if e.worker_id is not None else None,
-            "status": e.status,
-            "queue": e.queue,
-            "routing_flag": e.routing_flag,
-            "routing_candidates": e.routing_candidates,
-            "routing_distance_m": e.routing_distance_m,
-            "routing_reason": e.routing_reason,
-            "quarantine_reason": e.quarantine_reason,
-            "due_at": _utc(e.due_at),
-            "updated_at": updated_at,
-            "reporter_worker_id": e.reporter_worker_id,
-        }
-    )
+    data = e.__dict__.copy()
+    for name in _NEW_ONLY:
+        del data[name]
+    data.update(_STORED_ONLY_DEFAULTS)
+    data["id"] = event_id
+    data["received_at"] = received_at
+    data["updated_at"] = updated_at
+    data["worker_no"] = worker_nos.get(e.worker_id) if e.worker_id is not None else None
+    data["reported_at"] = _utc(e.reported_at)
+    data["due_at"] = _utc(e.due_at)
+    return _make_stored(data)
+
+
+#: The last instant :func:`_utc` converted, and its conversion: a batch's events share one
+#: due time (one object), converted once instead of once per event.
+_last_utc: tuple[datetime | None, datetime | None] = (None, None)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
+    global _last_utc
     if moment is None or moment.tzinfo is UTC:
         return moment
-    return moment.astimezone(UTC)
+    last = _last_utc  # one read: threads swap the pair whole
+    if last[0] is moment:
+        return last[1]
+    converted = moment.astimezone(UTC)
+    _last_utc = (moment, converted)
+    return converted
 
 
 def _columns() -> list[Any]:
@@ -760,13 +767,26 @@ def workers_on_grids(
     entries: Mapping[str, list[RosterEntry]], counts: Mapping[int, int]
 ) -> dict[str, list[WorkerOnGrid]]:
     """Grid code → its workers for dispatch, with their open-task counts."""
+    make = _make_worker
     return {
         c: [
-            WorkerOnGrid(wid, no, role, parse_duty(duty), int(counts.get(wid, 0)))
+            make(
+                {
+                    "worker_id": wid,
+                    "worker_no": no,
+                    "role": role,
+                    "duty": parse_duty(duty),
+                    "open_tasks": int(counts.get(wid, 0)),
+                }
+            )
             for wid, no, role, duty in listed
         ]
         for c, listed in entries.items()
     }
+
+
+#: ``WorkerOnGrid(**values)``: a batch's grids and teams hold a few hundred of them.
+_make_worker = builder(WorkerOnGrid, owned=True)
 
 
 def set_statement_timeout(session: Session, ms: int) -> None:
