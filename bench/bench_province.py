@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -56,7 +56,7 @@ from bench.common import ROOT, bench_database_url, libpq_url, print_table
 from bench.suites import describe
 from gis.grids import GridFeature
 from gis.io.roster_files import read_categories
-from gis.store import boundaries, roster
+from gis.store import boundaries, rerouting, roster
 from gis.store import event_stats as stats
 from gis.store.database import make_engine, migrate
 from gis.store.events import FeedCursor, changes_since
@@ -447,13 +447,23 @@ def measure(
         opened = s.scalar(
             text("SELECT count(*) FROM events WHERE status = ANY(:open)"), {"open": list(OPEN)}
         )
-        with _parts_timed(("validate_version", "reroute_open_events")) as parts:
+        with _parts_timed(PUBLISH_PARTS) as parts:
             times, result = _timed(lambda: publishing.publish(s, draft.id, actor="bench"), 1)
         moved = sum(len(a.moves) for a in result.activations)
         s.rollback()  # the database stays as loaded, so --reuse measures the same thing
     rows.append(_row(f"publish, {opened:,} open events", times, moved, "publish"))
-    rows.append(_part("  of which: validation of the draft", parts["validate_version"]))
-    rows.append(_part("  of which: re-routing the open events", parts["reroute_open_events"]))
+    for label, _, _ in PUBLISH_PARTS:
+        rows.append(_part(label, *parts[label]))
+    rerouted, routed, written = (
+        parts[label] for label, _, name in PUBLISH_PARTS if name in _REROUTE_PIECES
+    )
+    rows.append(
+        _part(
+            "    placement and the rest",
+            rerouted[0] - routed[0] - written[0],
+            rerouted[1] - routed[1] - written[1],
+        )
+    )
     s.close()
     with Session(engine) as s, s.begin():
         boundaries.delete_draft(s, draft.id)
@@ -490,34 +500,56 @@ def _plan_ms(notice: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-@contextlib.contextmanager
-def _parts_timed(names: Sequence[str]) -> Iterator[dict[str, float]]:
-    """Wall milliseconds spent in these functions of ``services.publishing`` meanwhile."""
-    spent = dict.fromkeys(names, 0.0)
-    originals = {name: getattr(publishing, name) for name in names}
+#: The re-routing function and its two statements' functions, in PUBLISH_PARTS order.
+_REROUTE_PIECES: Final = ("reroute_open_events", "find_moving", "write_reroutes")
 
-    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+#: The parts of a publish timed on their own: (label, module, function). A part's time
+#: includes the parts listed under it; "placement" is what re-routing spends outside the two
+#: statements' functions (placing each move with ``gis.placement.place``).
+PUBLISH_PARTS: Final = (
+    ("  of which: validation of the draft", publishing, "validate_version"),
+    ("    reading the draft's grids", boundaries, "version_features"),
+    ("    the checks (validate_boundaries)", publishing, "validate_boundaries"),
+    ("  of which: re-routing the open events", publishing, "reroute_open_events"),
+    ("    routing query (find_moving)", rerouting, "find_moving"),
+    ("    writing: COPY, UPDATE, INSERT (write_reroutes)", rerouting, "write_reroutes"),
+)
+
+
+@contextlib.contextmanager
+def _parts_timed(
+    parts: Sequence[tuple[str, Any, str]],
+) -> Iterator[dict[str, tuple[float, float]]]:
+    """Wall and CPU milliseconds (this process) spent in these functions meanwhile."""
+    spent = {label: (0.0, 0.0) for label, _, _ in parts}
+    originals = [(module, name, getattr(module, name)) for _, module, name in parts]
+
+    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent[name] += (time.perf_counter() - t0) * 1000
+                wall, cpu = spent[label]
+                spent[label] = (
+                    wall + (time.perf_counter() - t0) * 1000,
+                    cpu + (time.process_time() - c0) * 1000,
+                )
 
         return run
 
-    for name, fn in originals.items():
-        setattr(publishing, name, timed(name, fn))
+    for (label, module, name), (_, _, fn) in zip(parts, originals, strict=True):
+        setattr(module, name, timed(label, fn))
     try:
         yield spent
     finally:
-        for name, fn in originals.items():
-            setattr(publishing, name, fn)
+        for module, name, fn in originals:
+            setattr(module, name, fn)
 
 
-def _part(name: str, ms: float) -> dict[str, Any]:
+def _part(name: str, ms: float, cpu_ms: float | None = None) -> dict[str, Any]:
     """A row for part of a measurement: its time, no budget of its own."""
-    return {"what": name, "median_ms": ms, "met": ""}
+    return {"what": name, "median_ms": ms, "cpu_ms": cpu_ms, "met": ""}
 
 
 def _row(name: str, times: list[float], rows: int, budget: str) -> dict[str, Any]:

@@ -157,13 +157,19 @@ def _check_shapes(
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     type_ok = np.isin(shapely.get_type_id(geoms), _POLYGONAL_TYPE_IDS)
     has_z = shapely.has_z(geoms)
-    flat = np.where(has_z, shapely.force_2d(geoms), geoms)
+    flat = geoms.copy()
+    flat[has_z] = shapely.force_2d(geoms[has_z])
     # Validity is only meaningful (and only computed) for polygons we can use.
     candidate = ~empty & in_range & type_ok
     valid = np.zeros(len(feats), dtype=bool)
     valid[candidate] = shapely.is_valid(flat[candidate])
 
-    for i, feature in enumerate(feats):
+    # Only the features with something to say go through the per-feature loop below: on a
+    # clean province that is none of its 100,000 grids.
+    clean = candidate & valid & ~has_z
+    shapes[clean] = flat[clean]
+    for i in np.flatnonzero(~clean).tolist():
+        feature = feats[i]
         geom = feature.geometry
         label = (_label(feature),)
         if empty[i]:
@@ -251,7 +257,11 @@ def _check_small(
     min_area_m2: float,
 ) -> list[Problem]:
     areas = np.full(len(feats), np.nan)
-    areas[usable] = geodesic_areas_m2(shapes[usable])
+    # The exact geodesic area (a PROJ call per ring) is only needed where a cheap bound
+    # cannot already tell that the grid is large enough; on a province that is almost none.
+    exact = usable.copy()
+    exact[usable] = ~surely_at_least(shapes[usable], min_area_m2)
+    areas[exact] = geodesic_areas_m2(shapes[exact])
     problems = []
     for i in np.flatnonzero(usable & (areas < min_area_m2)):
         feature = feats[i]
@@ -291,86 +301,162 @@ def _check_codes(feats: list[GridFeature], shapes: NDArray[np.object_]) -> list[
                 )
             )
 
+    ranks: dict[str, int] = {level: rank for rank, level in enumerate(LEVELS)}
     for i, feature in enumerate(feats):
-        anchor = _anchor(shapes[i]) if shapes[i] is not None else None
-        near = f" near {format_lonlat(anchor)}" if anchor is not None else ""
-        label = _label(feature)
-        if not feature.code:
-            problems.append(
-                Problem(
-                    "bad_code",
-                    (label,),
-                    None,
-                    f"feature #{feature.source_index}{near} has no code",
-                    anchor,
-                )
-            )
-        rank = level_rank(feature.level)
-        if rank is None:
-            problems.append(
-                Problem(
-                    "bad_code",
-                    (label,),
-                    None,
-                    f"grid {label}{near} has level {feature.level!r}, which is not one of "
-                    f"{', '.join(LEVELS)}",
-                    anchor,
-                )
-            )
-        parent_code = feature.parent_code
-        if not parent_code:
-            if rank is not None and rank > 0:
-                problems.append(
-                    Problem(
-                        "missing_parent",
-                        (label,),
-                        None,
-                        f"{_describe(feature)}{near} names no parent; a {feature.level} grid "
-                        f"must belong to a {LEVELS[rank - 1]}",
-                        anchor,
-                    )
-                )
-            continue
-        parent = index.get(parent_code)
-        if parent is None:
-            # A subdistrict's parent (the county) is not part of a grid boundary set.
-            if rank != 0:
-                problems.append(
-                    Problem(
-                        "missing_parent",
-                        (label, parent_code),
-                        None,
-                        f"{_describe(feature)}{near} names parent {parent_code}, "
-                        "which is not in the boundary set",
-                        anchor,
-                    )
-                )
-            continue
-        if not feature.code.startswith(parent.code) or feature.code == parent.code:
-            problems.append(
-                Problem(
-                    "bad_code",
-                    (label, parent.code),
-                    None,
-                    f"{_describe(feature)}{near} has a code that does not extend its parent's "
-                    f"code {parent.code}; a child's code is its parent's code plus digits",
-                    anchor,
-                )
-            )
-        expected = child_level(parent.level)
-        if rank is not None and level_rank(parent.level) is not None and expected != feature.level:
-            problems.append(
-                Problem(
-                    "bad_code",
-                    (label, parent.code),
-                    None,
-                    f"{_describe(feature)}{near} sits under {_describe(parent)}; levels must "
-                    f"step {' → '.join(LEVELS)}"
-                    + (f", so its level should be {expected}" if expected else ""),
-                    anchor,
-                )
-            )
+        # Most features are fine: told apart with a few dict lookups, and only the others
+        # have their problems worded (and located: a GEOS call each).
+        code, parent_code, rank = feature.code, feature.parent_code, ranks.get(feature.level)
+        if code and rank is not None:
+            parent = index.get(parent_code) if parent_code else None
+            if parent is None:
+                if rank == 0:
+                    continue
+            elif code.startswith(parent.code) and code != parent.code:
+                parent_rank = ranks.get(parent.level)
+                if parent_rank is None or parent_rank + 1 == rank:
+                    continue
+        problems += _code_problems(feature, _Lazy(shapes[i]), index)
     return problems
+
+
+def _code_problems(feature: GridFeature, at: _Lazy, index: dict[str, GridFeature]) -> list[Problem]:
+    """The code, level and parent problems of one feature."""
+    problems: list[Problem] = []
+    label = _label(feature)
+    if not feature.code:
+        problems.append(
+            Problem(
+                "bad_code",
+                (label,),
+                None,
+                f"feature #{feature.source_index}{at.near} has no code",
+                at.point,
+            )
+        )
+    rank = level_rank(feature.level)
+    if rank is None:
+        problems.append(
+            Problem(
+                "bad_code",
+                (label,),
+                None,
+                f"grid {label}{at.near} has level {feature.level!r}, which is not one of "
+                f"{', '.join(LEVELS)}",
+                at.point,
+            )
+        )
+    parent_code = feature.parent_code
+    if not parent_code:
+        if rank is not None and rank > 0:
+            problems.append(
+                Problem(
+                    "missing_parent",
+                    (label,),
+                    None,
+                    f"{_describe(feature)}{at.near} names no parent; a {feature.level} grid "
+                    f"must belong to a {LEVELS[rank - 1]}",
+                    at.point,
+                )
+            )
+        return problems
+    parent = index.get(parent_code)
+    if parent is None:
+        # A subdistrict's parent (the county) is not part of a grid boundary set.
+        if rank != 0:
+            problems.append(
+                Problem(
+                    "missing_parent",
+                    (label, parent_code),
+                    None,
+                    f"{_describe(feature)}{at.near} names parent {parent_code}, "
+                    "which is not in the boundary set",
+                    at.point,
+                )
+            )
+        return problems
+    if not feature.code.startswith(parent.code) or feature.code == parent.code:
+        problems.append(
+            Problem(
+                "bad_code",
+                (label, parent.code),
+                None,
+                f"{_describe(feature)}{at.near} has a code that does not extend its parent's "
+                f"code {parent.code}; a child's code is its parent's code plus digits",
+                at.point,
+            )
+        )
+    expected = child_level(parent.level)
+    if rank is not None and level_rank(parent.level) is not None and expected != feature.level:
+        problems.append(
+            Problem(
+                "bad_code",
+                (label, parent.code),
+                None,
+                f"{_describe(feature)}{at.near} sits under {_describe(parent)}; levels must "
+                f"step {' → '.join(LEVELS)}"
+                + (f", so its level should be {expected}" if expected else ""),
+                at.point,
+            )
+        )
+    return problems
+
+
+#: Below this tolerance (m²) every gap is computed, however sure it is to be empty: an
+#: overlay of a parent with a union that covers it can leave slivers of rounding (about
+#: 1e-9 m wide), which only a tolerance near zero would report.
+_SHORTCUT_MIN_TOLERANCE_M2: Final = 0.01
+
+_EMPTY: Final = shapely.Polygon()
+
+
+@dataclass(frozen=True)
+class _Families:
+    """Each parent (position), the union of its usable children, and their relation."""
+
+    parents: NDArray[np.intp]
+    unions: NDArray[np.object_]
+    #: The union is a coverage union: exactly the children's point set.
+    exact: NDArray[np.bool_]
+    #: The parent covers the union (so, when ``exact``, each child).
+    parent_covers: NDArray[np.bool_]
+    #: The union covers the parent (no gap); only worked out when shortcuts are allowed.
+    union_covers: NDArray[np.bool_]
+
+    @classmethod
+    def compare(
+        cls,
+        parents: NDArray[np.intp],
+        unions: NDArray[np.object_],
+        exact: NDArray[np.bool_],
+        shapes: NDArray[np.object_],
+        *,
+        shortcuts: bool,
+    ) -> _Families:
+        """Relate each parent to its children's union: one DE-9IM matrix answers both ways.
+
+        A parent drawn as the dissolve of its children has the same vertices as their
+        coverage union; comparing the normalised coordinates settles those without GEOS's
+        relate.
+        """
+        parent_covers = np.zeros(parents.size, dtype=bool)
+        union_covers = np.zeros(parents.size, dtype=bool)
+        if not shortcuts or parents.size == 0:
+            return cls(parents, unions, exact, parent_covers, union_covers)
+        own = shapes[parents]
+        present = ~shapely.is_empty(unions)
+        same = np.zeros(parents.size, dtype=bool)
+        same[present] = shapely.equals_exact(
+            shapely.normalize(own[present]), shapely.normalize(unions[present]), tolerance=0.0
+        )
+        parent_covers[same] = union_covers[same] = True
+        rest = present & ~same
+        if rest.any():
+            # DE-9IM of (parent, union): the union's interior and boundary outside the
+            # parent (EI, EB), the parent's interior and boundary outside the union (IE, BE).
+            matrices = shapely.relate(own[rest], unions[rest])
+            parent_covers[rest] = [m[6] == "F" and m[7] == "F" for m in matrices]
+            union_covers[rest] = [m[2] == "F" and m[5] == "F" for m in matrices]
+        return cls(parents, unions, exact, parent_covers, union_covers)
 
 
 @dataclass(frozen=True)
@@ -413,11 +499,31 @@ class _Hierarchy:
 
     def problems(self) -> tuple[list[Problem], list[Problem]]:
         """Return the problems (overlaps, parts outside parents, gaps) and the warnings."""
-        coverage_ok = self._coverage_groups()
-        overlaps, warnings = self._overlaps(coverage_ok)
-        return overlaps + self._outside_parent() + self._gaps(coverage_ok), warnings
+        leaf = self._leaves()
+        leaves_ok = self._leaves_form_coverage(leaf)
+        coverage_ok = self._coverage_groups(leaf, leaves_ok)
+        overlaps, warnings = self._overlaps(coverage_ok, leaf, leaves_ok)
+        families = self._families(coverage_ok)
+        return overlaps + self._outside_parent(families) + self._gaps(families), warnings
 
-    def _coverage_groups(self) -> dict[int, bool]:
+    def _leaves(self) -> NDArray[np.bool_]:
+        """Return which features no feature names as its parent."""
+        leaf = np.ones(len(self.feats), dtype=bool)
+        leaf[self.parent_of[self.parent_of >= 0]] = False
+        return leaf
+
+    def _leaves_form_coverage(self, leaf: NDArray[np.bool_]) -> bool:
+        """Tell whether GEOS sees all the usable leaves together as one valid coverage.
+
+        Validity is pairwise (no two polygons share interior, and where they touch their
+        edges match), so then every subset of the leaves is a valid coverage too: each sibling
+        group of leaves, without a check of its own, and no two leaves of different parents
+        overlap, without the STRtree query over every pair of neighbours.
+        """
+        members = self.usable_idx[leaf[self.usable_idx]]
+        return members.size >= 2 and bool(shapely.coverage_is_valid(self.shapes[members]))
+
+    def _coverage_groups(self, leaf: NDArray[np.bool_], leaves_ok: bool) -> dict[int, bool]:
         """Return, per sibling group, whether GEOS sees an exact valid coverage."""
         ok: dict[int, bool] = {}
         groups = self.group_of[self.usable_idx]
@@ -426,21 +532,25 @@ class _Hierarchy:
         bounds = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1], True])
         for start, end in itertools.pairwise(bounds):
             members = self.usable_idx[order[start:end]]
+            if leaves_ok and leaf[members].all():
+                ok[int(sorted_groups[start])] = True
+                continue
             ok[int(sorted_groups[start])] = bool(shapely.coverage_is_valid(self.shapes[members]))
         return ok
 
-    def _overlaps(self, coverage_ok: dict[int, bool]) -> tuple[list[Problem], list[Problem]]:
+    def _overlaps(
+        self, coverage_ok: dict[int, bool], leaf: NDArray[np.bool_], leaves_ok: bool
+    ) -> tuple[list[Problem], list[Problem]]:
         """Return overlaps at or above the tolerance (problems) and below it (warnings).
 
         Siblings are compared within sibling groups GEOS could not confirm as a coverage;
-        leaves of different parents are always compared, since no per-group check sees them.
+        leaves of different parents are compared unless all leaves form a valid coverage,
+        since no per-group check sees them.
         """
-        is_parent = self.parent_of[self.parent_of >= 0]
-        leaf = np.ones(len(self.feats), dtype=bool)
-        leaf[is_parent] = False
         suspect = np.zeros(len(self.feats), dtype=bool)
         suspect[self.usable_idx] = [not coverage_ok[int(self.group_of[i])] for i in self.usable_idx]
-        candidates = np.flatnonzero(suspect | leaf)
+        across = leaf & (not leaves_ok)
+        candidates = np.flatnonzero(suspect | across)
         candidates = candidates[np.isin(candidates, self.usable_idx)]
         if candidates.size < 2:
             return [], []
@@ -449,7 +559,7 @@ class _Hierarchy:
         a, b = candidates[left], candidates[right]
         same_group = self.group_of[a] == self.group_of[b]
         keep = (a < b) & (
-            (same_group & suspect[a] & suspect[b]) | (~same_group & leaf[a] & leaf[b])
+            (same_group & suspect[a] & suspect[b]) | (~same_group & across[a] & across[b])
         )
         a, b = a[keep], b[keep]
         # Interiors meeting in an area (not just a shared edge or corner) means an overlap.
@@ -496,12 +606,41 @@ class _Hierarchy:
             part,
         )
 
-    def _outside_parent(self) -> list[Problem]:
+    def _families(self, coverage_ok: dict[int, bool]) -> _Families:
+        """Return each parent with the union of its children and how the two compare."""
+        children: dict[int, list[int]] = {}
+        for i in np.flatnonzero(self.parent_of >= 0).tolist():
+            children.setdefault(int(self.parent_of[i]), []).append(i)
+        parents = [p for p in children if self.shapes[p] is not None]
+        unions = np.empty(len(parents), dtype=object)
+        exact = np.zeros(len(parents), dtype=bool)
+        for k, p in enumerate(parents):
+            members = [i for i in children[p] if self.shapes[i] is not None]
+            shapes = self.shapes[members]
+            # coverage_union is fast but only correct for a valid coverage; on one, the
+            # union is the children's own edges (no new vertex), so it holds what they hold.
+            exact[k] = bool(members) and coverage_ok.get(int(self.group_of[members[0]]), False)
+            union = shapely.coverage_union_all if exact[k] else shapely.union_all
+            unions[k] = union(shapes)
+        return _Families.compare(
+            np.array(parents, dtype=np.intp),
+            unions,
+            exact,
+            self.shapes,
+            shortcuts=self.tolerance_m2 >= _SHORTCUT_MIN_TOLERANCE_M2,
+        )
+
+    def _outside_parent(self, families: _Families) -> list[Problem]:
+        # The children of a parent that holds their exact union all stay inside it.
+        inside_family = np.zeros(len(self.feats), dtype=bool)
+        inside_family[families.parents[families.exact & families.parent_covers]] = True
         child = np.array(
             [
                 i
                 for i in self.usable_idx
-                if self.parent_of[i] >= 0 and self.shapes[self.parent_of[i]] is not None
+                if self.parent_of[i] >= 0
+                and self.shapes[self.parent_of[i]] is not None
+                and not inside_family[self.parent_of[i]]
             ],
             dtype=np.intp,
         )
@@ -531,29 +670,19 @@ class _Hierarchy:
             )
         return problems
 
-    def _gaps(self, coverage_ok: dict[int, bool]) -> list[Problem]:
-        children: dict[int, list[int]] = {}
-        for i in range(len(self.feats)):
-            if self.parent_of[i] >= 0:
-                children.setdefault(int(self.parent_of[i]), []).append(i)
-        parents = [p for p in children if self.shapes[p] is not None]
-        if not parents:
+    def _gaps(self, families: _Families) -> list[Problem]:
+        if families.parents.size == 0:
             return []
-        unions = []
-        for p in parents:
-            members = [i for i in children[p] if self.shapes[i] is not None]
-            shapes = self.shapes[members]
-            # coverage_union is fast but only correct for a valid coverage.
-            group_ok = bool(members) and coverage_ok.get(int(self.group_of[members[0]]), False)
-            union = shapely.coverage_union_all(shapes) if group_ok else shapely.union_all(shapes)
-            unions.append(union)
-        holes = _overlay(
-            shapely.difference,
-            self.shapes[np.array(parents, dtype=np.intp)],
-            np.array(unions, dtype=object),
+        holes = np.empty(families.parents.size, dtype=object)
+        holes[:] = [_EMPTY] * families.parents.size
+        # Where the children's union covers the parent, the difference is empty up to
+        # rounding (pieces far below the tolerance), so it is not computed.
+        open_ = ~families.union_covers
+        holes[open_] = _overlay(
+            shapely.difference, self.shapes[families.parents[open_]], families.unions[open_]
         )
         problems = []
-        for p, hole in zip(parents, holes, strict=True):
+        for p, hole in zip(families.parents.tolist(), holes, strict=True):
             if shapely.is_empty(hole):
                 continue
             pieces = shapely.get_parts(hole)
@@ -625,6 +754,85 @@ def _type_name(geom: shapely.Geometry) -> str:
 def _anchor(geom: shapely.Geometry) -> shapely.Geometry:
     """Return a point on ``geom`` to name in messages (inside it when it has an area)."""
     return shapely.point_on_surface(geom)
+
+
+class _Lazy:
+    """A feature's anchor point and its ``near (lon, lat)`` text, worked out when first asked."""
+
+    __slots__ = ("_geom", "_point")
+
+    def __init__(self, geom: shapely.Geometry | None) -> None:
+        self._geom = geom
+        self._point: shapely.Geometry | None = None
+
+    @property
+    def point(self) -> shapely.Geometry | None:
+        """The anchor (None for a feature without a usable shape)."""
+        if self._point is None and self._geom is not None:
+            self._point = _anchor(self._geom)
+        return self._point
+
+    @property
+    def near(self) -> str:
+        """`` near (lon, lat)``, or nothing for a feature without a usable shape."""
+        point = self.point
+        return f" near {format_lonlat(point)}" if point is not None else ""
+
+
+#: Bounds of the WGS84 ellipsoid's radii of curvature (metres): the meridional radius at
+#: the equator, a(1 - e²), is the smallest of M and N anywhere; N at the poles the largest.
+_RADIUS_MIN_M: Final = 6_335_000.0
+_RADIUS_MAX_M: Final = 6_400_000.0
+#: The cheap area bound is only used on polygons this small (degrees) and this far from
+#: the poles; anything else is measured exactly.
+_BOUND_MAX_SPAN_DEG: Final = 1.0
+_BOUND_MAX_LAT_DEG: Final = 80.0
+#: Allowance (m² per vertex) for the rounding of :func:`gis.geodesy.geodesic_areas_m2`,
+#: ten times the largest seen (the same polygon moved in longitude: up to 1e-4 m² for 40
+#: vertices).
+_AREA_ROUNDING_M2: Final = 1e-4
+
+
+def surely_at_least(geoms: NDArray[np.object_], min_area_m2: float) -> NDArray[np.bool_]:
+    """Tell, without measuring exactly, which polygons' geodesic area is ``>= min_area_m2``.
+
+    A lower bound of the geodesic area (:func:`gis.geodesy.geodesic_areas_m2`) from the
+    lon/lat area: over the polygon's band of latitudes one square radian holds at least
+    ``R_min² cos(max |lat|)`` m² (``M N cos φ`` with ``M, N >= R_min``). That is the area
+    of the polygon with lon/lat-straight edges; each geodesic edge of length ``L`` bulges
+    from it by under ``L² (|tan φ| + 1) / R_min`` and so shifts the area by under
+    ``L³ (|tan φ| + 1) / R_min``, and ``Σ L³ <= D² P`` (``D`` the box's diagonal, ``P`` the
+    perimeter); less an allowance for the rounding of the exact measure. False means
+    "measure it", never "too small"; polygons larger than
+    :data:`_BOUND_MAX_SPAN_DEG` or beyond :data:`_BOUND_MAX_LAT_DEG` are always measured.
+
+    Examples
+    --------
+    >>> cell = shapely.box(117.0, 37.0, 117.001, 37.001)  # about 9,900 m²
+    >>> surely_at_least(np.array([cell]), 100.0), surely_at_least(np.array([cell]), 1e4)
+    (array([ True]), array([False]))
+    """
+    arr = np.asarray(geoms, dtype=object)
+    if arr.size == 0:
+        return np.zeros(0, dtype=bool)
+    bounds = shapely.bounds(arr)
+    with np.errstate(invalid="ignore"):
+        span = np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+        max_lat = np.maximum(np.abs(bounds[:, 1]), np.abs(bounds[:, 3]))
+        small = (span <= _BOUND_MAX_SPAN_DEG) & (max_lat <= _BOUND_MAX_LAT_DEG)
+    rad = np.pi / 180.0
+    phi = np.where(small, max_lat, 0.0) * rad
+    area_rad2 = shapely.area(arr) * rad * rad
+    lower = _RADIUS_MIN_M**2 * np.cos(phi) * area_rad2
+    diagonal = np.hypot(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+    diagonal_m = np.where(small, diagonal, 0.0) * rad * _RADIUS_MAX_M
+    perimeter_m = shapely.length(arr) * rad * _RADIUS_MAX_M
+    bulge = diagonal_m**2 * perimeter_m * (np.abs(np.tan(phi)) + 1.0) / _RADIUS_MIN_M
+    # The exact measure is exact to about 1e-5 m² per vertex (float sums of large terms);
+    # a grid within that of the minimum is measured, so both answers are the same.
+    rounding = _AREA_ROUNDING_M2 * (1.0 + shapely.get_num_coordinates(arr))
+    result: NDArray[np.bool_] = small & (lower - bulge - rounding >= min_area_m2)
+    return result
 
 
 def overlapping_pairs(

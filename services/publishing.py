@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from gis.dispatch import WorkerOnGrid
+from gis.dispatch import EligibleMemo, WorkerOnGrid
 from gis.errors import Conflict, InvalidBoundaries, InvalidInput
 from gis.io.boundary_files import read_boundary_file
 from gis.placement import RouteOutcome, place, team_of
@@ -387,6 +387,9 @@ def reroute_open_events(
     }
     moment = now.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
     teams: dict[str, list[WorkerOnGrid]] = {}
+    # Who is on duty with which role, per grid and per parent team: the same for every
+    # event of the batch (one moment, one roster), so each is read once, as intake does.
+    memo: EligibleMemo = {}
     rules: dict[tuple[str, int, float], str] = {}
     how = "routed late by" if unversioned_only else "re-routed on publish of"
     out = rerouting.Rerouted()
@@ -422,6 +425,7 @@ def reroute_open_events(
                 required_role=roles.get(m.category),
                 moment=moment,
                 extra_load=extra,
+                memo=memo,
             )
             note = f"{note}; {placement.reason.split('; ', 1)[-1]}"
         if placement.worker_id is not None:

@@ -26,7 +26,18 @@ import numpy as np
 import shapely
 from geoalchemy2.shape import from_shape, to_shape
 from numpy.typing import NDArray
-from sqlalchemy import and_, delete, func, insert, literal, select, text, update
+from sqlalchemy import (
+    LargeBinary,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy import or_ as sql_or
 from sqlalchemy.orm import Session
 
@@ -662,23 +673,39 @@ def list_grids(
 def version_features(session: Session, version_id: int) -> list[GridFeature]:
     """All grids of a version as :class:`GridFeature`, in the order they were stored.
 
-    ``population`` goes back into the attributes, so an export round-trips the import.
+    ``population`` goes back into the attributes, so an export round-trips the import. The
+    rows are read as plain columns and the polygons parsed in one vectorised call: a
+    province's 110,000 grids as ORM objects with one WKB parse each took seconds of a publish.
     """
-    rows = session.scalars(
-        select(GridRow).where(GridRow.version_id == version_id).order_by(GridRow.id)
+    rows = session.execute(
+        select(
+            GridRow.code,
+            GridRow.parent_code,
+            GridRow.level,
+            GridRow.name,
+            GridRow.population,
+            GridRow.attributes,
+            type_coerce(func.ST_AsEWKB(GridRow.geom), LargeBinary),
+        )
+        .where(GridRow.version_id == version_id)
+        .order_by(GridRow.id)
     ).all()
+    geometries: NDArray[np.object_] = shapely.from_wkb(
+        np.array([bytes(r[6]) for r in rows], dtype=object)
+    )
     features = []
-    for i, row in enumerate(rows):
-        attributes = dict(row.attributes or {})
-        if row.population is not None:
-            attributes["population"] = row.population
+    for i, (row, geometry) in enumerate(zip(rows, geometries.tolist(), strict=True)):
+        code, parent_code, level, name, population, attrs, _ = row
+        attributes = dict(attrs or {})
+        if population is not None:
+            attributes["population"] = population
         features.append(
             GridFeature(
-                code=row.code,
-                parent_code=row.parent_code,
-                level=row.level,
-                name=row.name,
-                geometry=to_shape(row.geom),
+                code=code,
+                parent_code=parent_code,
+                level=level,
+                name=name,
+                geometry=geometry,
                 attributes=attributes,
                 source_index=i,
             )
