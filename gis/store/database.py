@@ -103,6 +103,22 @@ def tolerate_any_time(dbapi_connection: Any, _record: Any = None) -> None:
     adapters.register_loader("timestamptz", TolerantTimestamptzBinaryLoader)
 
 
+#: How often (ms) a backend running a statement checks that its client is still connected.
+#: A server killed in the middle of a long statement (a re-route, an export) otherwise
+#: leaves its backend computing for as long as the statement takes, holding its row locks
+#: and, when it has written, the change feed's horizon for every screen (README, "What a
+#: long write transaction does to the feed"). PostgreSQL 14 and later.
+CLIENT_CHECK_MS = 10_000
+
+
+def check_client_while_running(dbapi_connection: Any, _record: Any = None) -> None:
+    """Have the server notice, while a statement runs, that this connection's client died."""
+    conn = getattr(dbapi_connection, "driver_connection", None) or dbapi_connection
+    if conn.info.server_version >= 140000:
+        conn.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+        conn.commit()
+
+
 def make_engine(url: str | URL, *, pool_size: int = 10, connect_timeout: int = 5) -> Engine:
     """Build the engine gridmap uses everywhere: pre-ping, so a restarted server is survived.
 
@@ -125,6 +141,7 @@ def make_engine(url: str | URL, *, pool_size: int = 10, connect_timeout: int = 5
         },
     )
     event.listen(engine, "connect", tolerate_any_time)
+    event.listen(engine, "connect", check_client_while_running)
     return engine
 
 
