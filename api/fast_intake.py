@@ -55,7 +55,6 @@ from services.intake import (
     place_intakes,
     route_intakes,
     screen,
-    worker_numbers,
 )
 from services.workflow import Clock
 
@@ -354,7 +353,7 @@ async def process_fast(
     screened = screen(intakes, snap.categories, submitter, clock, routing)
     todo = screened.todo
     routed = route_intakes(todo, routing, None)
-    entries, ids = _TEAMS.of(routing, snap.roster, routed.routes)
+    entries, ids, team_numbers = _TEAMS.of(routing, snap.roster, routed.routes)
     async with gate:
         try:
             async with database.connection() as conn:
@@ -376,7 +375,10 @@ async def process_fast(
             else:
                 log.exception("intake hot path failed; the general path takes over")
             raise NotHere from exc
-    numbers = worker_numbers(workers, submitter)
+    # worker_numbers(workers, submitter): the team's numbers, and the submitter's.
+    numbers = team_numbers
+    if submitter.worker_id is not None and submitter.worker_no is not None:
+        numbers = {**team_numbers, submitter.worker_id: submitter.worker_no}
     by_key = {p.new.client_event_id: p.new for p in pending}
     stored: dict[uuid.UUID, tuple[StoredEvent, bool]] = {}
     for event_id, cid, received_at, updated_at in created:
@@ -398,6 +400,8 @@ async def process_fast(
 
 
 Entries = dict[str, list[RosterEntry]]
+#: A report's candidate grids' roster entries, their workers' ids (sorted) and numbers.
+Team = tuple[Entries, list[int], dict[int, str]]
 
 
 class _Teams:
@@ -412,15 +416,15 @@ class _Teams:
     def __init__(self) -> None:
         self._version: ref[Any] | None = None
         self._roster: Mapping[str, list[RosterEntry]] | None = None
-        self._by_code: dict[str | None, tuple[Entries, list[int]]] = {}
+        self._by_code: dict[str | None, Team] = {}
 
     def of(
         self,
         routing: Any,
         roster: Mapping[str, list[RosterEntry]],
         routes: Sequence[Route | None],
-    ) -> tuple[Entries, list[int]]:
-        """(grid code → roster entries, the workers' ids sorted) for these routes."""
+    ) -> Team:
+        """(grid code → roster entries, the workers' ids sorted, id → number) for these."""
         if len(routes) != 1 or routing is None:
             return _team(routing, roster, routes)
         version = self._version() if self._version is not None else None
@@ -436,9 +440,10 @@ class _Teams:
 
 def _team(
     routing: Any, roster: Mapping[str, list[RosterEntry]], routes: Sequence[Route | None]
-) -> tuple[Entries, list[int]]:
+) -> Team:
     entries = {c: roster.get(c, []) for c in candidate_codes(routing, routes)}
-    return entries, event_store.roster_worker_ids(entries)
+    numbers = {e[0]: e[1] for listed in entries.values() for e in listed}
+    return entries, event_store.roster_worker_ids(entries), numbers
 
 
 class _WorkerViews:
