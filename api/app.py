@@ -170,17 +170,20 @@ def create_app(
     )
     app.openapi = lambda: complete_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
-    # Plain single reports skip FastAPI's routing and dependencies (api/intake_lane.py).
-    app.add_middleware(IntakeLane, owner=app)
+    # Outer to inner: the door, the single-report lane, OPTIONS and Allow, the replica retry.
+    # The door sheds past the count, or while the database gate's queue is slower than the
+    # target; OPTIONS passes it without waiting for a slot.
     app.add_middleware(ReplicaRetry)
-    # Sheds past the count, or while the database gate's queue is slower than the target.
+    # Every 405 names all methods of its path; OPTIONS is answered with them.
+    app.add_middleware(AllowMethods, routes=lambda: app.routes)
+    # Plain single reports skip FastAPI's routing and dependencies (api/intake_lane.py), and
+    # the two layers above, which they never need.
+    app.add_middleware(IntakeLane, owner=app)
     app.add_middleware(
         InFlightLimit,
         limit=lambda: settings.max_in_flight,
         gate=lambda: getattr(app.state, "db_limiter", None),
     )
-    # Outermost: OPTIONS never waits for a slot, and every 405 names all methods of its path.
-    app.add_middleware(AllowMethods, routes=lambda: app.routes)
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(auth.router, prefix=API_PREFIX)

@@ -25,21 +25,27 @@ included). Nothing was stored by a statement that failed, so that retry is safe.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
+from weakref import ref
 
 import anyio
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.routing_state import IntakeSnapshot, RoutingState
+from gis.dispatch import WorkerOnGrid
 from gis.errors import GridmapError
+from gis.routing import Route
 from gis.store import events as event_store
-from gis.store.events import StoredEvent
+from gis.store.events import RosterEntry, StoredEvent
 from gis.store.users import User
 from services.intake import (
     Intake,
@@ -50,7 +56,6 @@ from services.intake import (
     place_intakes,
     route_intakes,
     screen,
-    worker_numbers,
 )
 from services.workflow import Clock
 
@@ -102,47 +107,171 @@ async def _prepare_statements(conn: Any) -> None:
         await conn.fetch(rows.sql, *rows.args)
 
 
-async def _keep(conn: Any) -> None:
-    """A pooled connection is given back as it is."""
-
-
 class PoolDatabase:
-    """The server's asyncpg pool (prepared statements are cached per connection)."""
+    """The hot path's own connections, ``size`` of them (prepared statements cached on each).
 
-    def __init__(self, pool: Any, counts: OpenTaskCounts | None = None) -> None:
-        self.pool = pool
+    Not an ``asyncpg`` pool: every report is admitted by the database gate first, whose
+    tokens are as many as these connections, so one is always free and a lease is a pop
+    from a list. asyncpg's pool did the same in some 30 µs a report (a proxy object and a
+    future per acquisition, a task and a timer per release), the largest fixed cost of the
+    hot path after the statement itself. A connection found closed (the server restarted)
+    is opened again when next leased; one left in the middle of a statement (cancelled,
+    lost) is closed and replaced the same way. Its report went the general way.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        connections: list[Any],
+        counts: OpenTaskCounts | None = None,
+    ) -> None:
+        self._connect = connect
+        self._free = [_Slot(c) for c in connections]
+        self._size = len(self._free)
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
         self.handled = 0
         self.counts = counts
 
     @classmethod
     async def open(cls, dsn: str, size: int, counts_ttl_s: float = 0.0) -> PoolDatabase:
-        """A pool of ``size`` connections; open-task counts kept ``counts_ttl_s`` seconds."""
+        """``size`` connections; open-task counts kept ``counts_ttl_s`` seconds."""
         import asyncpg
 
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=max(1, size),
-            max_size=max(1, size),
-            # Prepared once per connection up front, not on a request's time.
-            init=_prepare_statements,
-            # Statements here leave no session state behind: no reset round trip per use.
-            reset=_keep,
-            server_settings={
-                "application_name": "gridmap-intake",
-                "idle_in_transaction_session_timeout": "60000",
-            },
-        )
-        return cls(pool, OpenTaskCounts(counts_ttl_s) if counts_ttl_s > 0 else None)
+        async def connect() -> Any:
+            conn = await asyncpg.connect(
+                dsn,
+                server_settings={
+                    "application_name": "gridmap-intake",
+                    "idle_in_transaction_session_timeout": "60000",
+                },
+            )
+            try:
+                # Prepared once per connection up front, not on a request's time.
+                await _prepare_statements(conn)
+            except BaseException:
+                conn.terminate()
+                raise
+            return conn
+
+        connections: list[Any] = []
+        try:
+            for _ in range(max(1, size)):
+                connections.append(await connect())
+        except BaseException:
+            for conn in connections:
+                conn.terminate()
+            raise
+        counts = OpenTaskCounts(counts_ttl_s) if counts_ttl_s > 0 else None
+        return cls(connect, connections, counts)
 
     async def close(self) -> None:
-        """Close the pool."""
-        await self.pool.close()
+        """Close the connections; those leased now are closed when given back."""
+        self._closed = True
+        free, self._free = self._free, []
+        for slot in free:
+            if slot.conn is not None:
+                await slot.conn.close()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[IntakeConnection]:
-        """One pooled connection for both statements."""
-        async with self.pool.acquire() as conn:
-            yield _PoolConnection(conn)
+    def connection(self) -> _Lease:
+        """One connection for both statements (an async context manager)."""
+        return _Lease(self)
+
+    async def _take(self) -> _Slot:
+        while not self._free:
+            if self._closed:
+                raise _pool_closed()
+            # Only when leases outnumber the connections (a gate with more tokens).
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        slot = self._free.pop()
+        if slot.conn is None or slot.conn.is_closed():
+            try:
+                slot.use(await self._connect())
+            except BaseException:
+                slot.use(None)
+                self._give(slot)  # the slot stays: the next lease tries again
+                raise
+        return slot
+
+    def _give(self, slot: _Slot) -> None:
+        self._free.append(slot)
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    async def _back(self, slot: _Slot, failed: BaseException | None) -> None:
+        conn = slot.conn
+        if self._closed:
+            if conn is not None:
+                await conn.close()
+            return
+        if conn is not None and failed is not None and not _clean_failure(failed):
+            # Left in the middle of a statement: what the server still does is unknown.
+            conn.terminate()
+            slot.use(None)
+        self._give(slot)
+
+
+class _Slot:
+    """One connection of :class:`PoolDatabase` and its statements' view."""
+
+    __slots__ = ("conn", "view")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn: Any = None
+        self.view: _PoolConnection | None = None
+        self.use(conn)
+
+    def use(self, conn: Any) -> None:
+        self.conn = conn
+        self.view = _PoolConnection(conn) if conn is not None else None
+
+
+class _Lease:
+    """``async with database.connection() as conn``: a connection, given back after."""
+
+    __slots__ = ("_pool", "_slot")
+
+    def __init__(self, pool: PoolDatabase) -> None:
+        self._pool = pool
+        self._slot: _Slot | None = None
+
+    async def __aenter__(self) -> _PoolConnection:
+        slot = self._slot = await self._pool._take()
+        assert slot.view is not None
+        return slot.view
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        assert self._slot is not None
+        await self._pool._back(self._slot, exc)
+
+
+def _pool_closed() -> Exception:
+    import asyncpg
+
+    return asyncpg.InterfaceError("the intake's connections are closed")
+
+
+def _clean_failure(exc: BaseException) -> bool:
+    """Whether the connection is ready for the next statement after ``exc``.
+
+    A domain error is raised between statements; after an error the server reported, the
+    statement's implicit transaction is over.
+    """
+    import asyncpg
+
+    return isinstance(exc, GridmapError | asyncpg.PostgresError)
 
 
 class _SessionConnection:
@@ -226,13 +355,12 @@ async def process_fast(
     screened = screen(intakes, snap.categories, submitter, clock, routing)
     todo = screened.todo
     routed = route_intakes(todo, routing, None)
-    entries = {c: snap.roster.get(c, []) for c in candidate_codes(routing, routed.routes)}
-    ids = event_store.roster_worker_ids(entries)
+    entries, ids, team_numbers = _TEAMS.of(routing, snap.roster, routed.routes)
     async with gate:
         try:
             async with database.connection() as conn:
                 counts = await _open_tasks(database.counts, conn, ids)
-                workers = event_store.workers_on_grids(entries, counts)
+                workers = _VIEWS.on_grids(entries, counts)
                 pending = place_intakes(
                     todo, routed, routing, snap.categories, snap.limits, workers, submitter, clock
                 )
@@ -249,7 +377,10 @@ async def process_fast(
             else:
                 log.exception("intake hot path failed; the general path takes over")
             raise NotHere from exc
-    numbers = worker_numbers(workers, submitter)
+    # worker_numbers(workers, submitter): the team's numbers, and the submitter's.
+    numbers = team_numbers
+    if submitter.worker_id is not None and submitter.worker_no is not None:
+        numbers = {**team_numbers, submitter.worker_id: submitter.worker_no}
     by_key = {p.new.client_event_id: p.new for p in pending}
     stored: dict[uuid.UUID, tuple[StoredEvent, bool]] = {}
     for event_id, cid, received_at, updated_at in created:
@@ -270,42 +401,147 @@ async def process_fast(
     return finish(intakes, screened, pending, stored, None)
 
 
+Entries = dict[str, list[RosterEntry]]
+#: A report's candidate grids' roster entries, their workers' ids (sorted) and numbers.
+Team = tuple[Entries, list[int], dict[int, str]]
+
+
+class _Teams:
+    """The grids whose workers may take a single report, by the grid it is routed to.
+
+    :func:`~services.intake.candidate_codes` and the roster entries of those grids depend
+    only on that grid, the boundary version and the roster; a process sees the same few
+    hundred grids over and over. Kept for the version and roster in force (a weak
+    reference to the version, so a replaced one is not kept alive); batches are computed.
+    """
+
+    def __init__(self) -> None:
+        self._version: ref[Any] | None = None
+        self._roster: Mapping[str, list[RosterEntry]] | None = None
+        self._by_code: dict[str | None, Team] = {}
+
+    def of(
+        self,
+        routing: Any,
+        roster: Mapping[str, list[RosterEntry]],
+        routes: Sequence[Route | None],
+    ) -> Team:
+        """(grid code → roster entries, the workers' ids sorted, id → number) for these."""
+        if len(routes) != 1 or routing is None:
+            return _team(routing, roster, routes)
+        version = self._version() if self._version is not None else None
+        if version is not routing or self._roster is not roster:
+            self._version, self._roster, self._by_code = ref(routing), roster, {}
+        route = routes[0]
+        code = route.grid_code if route is not None else None
+        team = self._by_code.get(code)
+        if team is None:
+            team = self._by_code[code] = _team(routing, roster, routes)
+        return team
+
+
+def _team(
+    routing: Any, roster: Mapping[str, list[RosterEntry]], routes: Sequence[Route | None]
+) -> Team:
+    entries = {c: roster.get(c, []) for c in candidate_codes(routing, routes)}
+    numbers = {e[0]: e[1] for listed in entries.values() for e in listed}
+    return entries, event_store.roster_worker_ids(entries), numbers
+
+
+class _WorkerViews:
+    """:func:`~gis.store.events.workers_on_grids`, each worker made once per open-task count.
+
+    A single report's team is a dozen grids and some twenty workers; making a frozen
+    :class:`~gis.dispatch.WorkerOnGrid` for each, per report, was a tenth of the hot path's
+    Python. They are immutable, so reports with the same count share one.
+    """
+
+    #: Past this many, all are forgotten (bounded memory; they are remade on demand).
+    MAX: Final = 50_000
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[RosterEntry, int], WorkerOnGrid] = {}
+
+    def on_grids(
+        self, entries: Entries, counts: Mapping[int, int]
+    ) -> dict[str, list[WorkerOnGrid]]:
+        """Grid code → its workers for dispatch, with their open-task counts."""
+        made = self._made
+        if len(made) > self.MAX:
+            made.clear()
+        out: dict[str, list[WorkerOnGrid]] = {}
+        for code, listed in entries.items():
+            views = []
+            for entry in listed:
+                n = counts.get(entry[0], 0)
+                view = made.get((entry, n))
+                if view is None:
+                    one = event_store.workers_on_grids({code: [entry]}, {entry[0]: n})
+                    view = made[(entry, n)] = one[code][0]
+                views.append(view)
+            out[code] = views
+        return out
+
+
+_TEAMS = _Teams()
+_VIEWS = _WorkerViews()
+
+
 class OpenTaskCounts:
-    """Open-task counts of workers, read at most every ``ttl_s`` seconds per worker.
+    """Open-task counts of workers, read at most every ``ttl_s`` seconds.
 
     Between reads, the tasks this process hands out are added, so its own reports in a
     row are spread as with fresh counts; what other processes and workflow actions change
     is seen at the next read (at most ``ttl_s`` later, ``GRIDMAP_OPEN_TASKS_CACHE_S``).
-    ``clock`` is injected for tests.
+
+    A read due for one report's workers reads every worker this process knows (up to
+    :attr:`MAX_KNOWN`), so the reports for other grids in the next ``ttl_s`` find theirs
+    fresh: one read a second per process, where one per grid came due about as often and
+    a sixth of the single reports paid a second round trip. ``clock`` is injected for tests.
     """
+
+    #: The most workers one read covers; past it the process forgets all but the report's.
+    MAX_KNOWN: Final = 2000
 
     def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s = ttl_s
         self._clock = clock
-        self._counts: dict[int, tuple[int, float]] = {}
+        self._counts: dict[int, int] = {}
+        #: When every worker in ``_counts`` was last read (each at this time or later).
+        self._read_at = -math.inf
 
     def fresh(self, worker_ids: list[int]) -> dict[int, int] | None:
         """The counts of these workers, or None when any is due for a read."""
-        now = self._clock()
-        out: dict[int, int] = {}
-        for wid in worker_ids:
-            hit = self._counts.get(wid)
-            if hit is None or now - hit[1] > self.ttl_s:
-                return None
-            out[wid] = hit[0]
-        return out
+        if self._clock() - self._read_at > self.ttl_s:
+            return None
+        counts = self._counts
+        try:
+            return {wid: counts[wid] for wid in worker_ids}
+        except KeyError:
+            return None  # a worker not read yet
+
+    def to_read(self, worker_ids: list[int]) -> list[int]:
+        """The workers to read for these: when a read is due, every known one as well."""
+        if self._clock() - self._read_at <= self.ttl_s:
+            return worker_ids
+        known = self._counts.keys() | worker_ids
+        if len(known) > self.MAX_KNOWN:
+            self._counts.clear()
+            return worker_ids
+        return sorted(known)
 
     def store(self, worker_ids: list[int], counts: dict[int, int]) -> None:
         """Remember counts just read (absent: no open task)."""
-        now = self._clock()
+        complete = self._counts.keys() <= set(worker_ids)
         for wid in worker_ids:
-            self._counts[wid] = (counts.get(wid, 0), now)
+            self._counts[wid] = counts.get(wid, 0)
+        if complete:
+            self._read_at = self._clock()
 
     def add(self, worker_id: int) -> None:
         """One more task handed to this worker by this process."""
-        hit = self._counts.get(worker_id)
-        if hit is not None:
-            self._counts[worker_id] = (hit[0] + 1, hit[1])
+        if worker_id in self._counts:
+            self._counts[worker_id] += 1
 
 
 async def _open_tasks(
@@ -313,12 +549,14 @@ async def _open_tasks(
 ) -> dict[int, int]:
     if not ids:
         return {}
-    known = cache.fresh(ids) if cache is not None else None
+    if cache is None:
+        return await conn.open_tasks(ids)
+    known = cache.fresh(ids)
     if known is not None:
         return known
-    counts = await conn.open_tasks(ids)
-    if cache is not None:
-        cache.store(ids, counts)
+    read = cache.to_read(ids)
+    counts = await conn.open_tasks(read)
+    cache.store(read, counts)
     return counts
 
 

@@ -285,10 +285,15 @@ def _small_id(text: str, limit: int = 2**31) -> bool:
 
 
 def _presented_api_key(request: Request) -> str | None:
-    api_key = request.headers.get("x-api-key")
-    if api_key:
-        return api_key.strip()
-    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    headers = request.headers
+    return presented_api_key(headers.get("x-api-key"), headers.get("authorization", ""))
+
+
+def presented_api_key(x_api_key: str | None, authorization: str) -> str | None:
+    """The API key of an ``X-API-Key`` header, or of ``Authorization: Bearer gm_…``."""
+    if x_api_key:
+        return x_api_key.strip()
+    scheme, _, credential = authorization.partition(" ")
     credential = credential.strip()
     if scheme.lower() == "bearer" and credential.startswith(API_KEY_PREFIX):
         return credential
@@ -297,11 +302,15 @@ def _presented_api_key(request: Request) -> str | None:
 
 def _cached_key_owner(request: Request) -> User | None:
     """The owner of the presented API key if it was verified moments ago, else None."""
-    cache: ApiKeyCache | None = getattr(request.app.state, "api_keys", None)
     key = _presented_api_key(request)
-    if cache is None or key is None:
+    return cached_api_key_owner(request, key, hash_api_key(key)) if key is not None else None
+
+
+def cached_api_key_owner(request: Request, key: str, digest: str) -> User | None:
+    """The active owner of ``key`` (``digest``: its hash) if verified moments ago, else None."""
+    cache: ApiKeyCache | None = getattr(request.app.state, "api_keys", None)
+    if cache is None:
         return None
-    digest = hash_api_key(key)
     user = cache.get(digest)
     if user is not None and cache.due(digest):
         _verify_in_background(request, cache, key, digest)

@@ -112,3 +112,25 @@ def test_classify_coordinates_vectorised() -> None:
         [117.97, np.nan, 0.0, 37.38, 117.97], [37.38, 1.0, 0.0, 117.97, 95.0], BOUNDS
     )
     assert codes.tolist() == [0, 1, 2, 3, 1]
+
+
+def test_one_pair_is_classified_as_in_an_array() -> None:
+    """A single pair takes a scalar path; it must agree with the array path everywhere."""
+    rng = np.random.default_rng(7)
+    edges = [BOUNDS[0], BOUNDS[1], BOUNDS[2], BOUNDS[3], 0.0, 1e-6, -1e-6, 90.0, 180.0]
+    special = [np.nan, np.inf, -np.inf, -90.0, -180.0, 180.0000001, *edges]
+    lons = np.concatenate(
+        [rng.uniform(-200, 200, 400), special, edges, rng.uniform(-1e-5, 1e-5, 50)]
+    )
+    lats = np.concatenate(
+        [rng.uniform(-100, 100, 400), special[::-1], edges[::-1], rng.uniform(-1e-5, 1e-5, 50)]
+    )
+    lons = np.concatenate([lons, lats, rng.uniform(BOUNDS[1], BOUNDS[3], 100)])
+    lats = np.concatenate([lats, lons[: len(lats)], rng.uniform(BOUNDS[0], BOUNDS[2], 100)])
+    for bounds in (BOUNDS, None, (30.0, 60.0, 40.0, 70.0)):
+        together = classify_coordinates(lons, lats, bounds).tolist()
+        assert 3 in together or bounds is None
+        one_by_one = [
+            int(classify_coordinates([x], [y], bounds)[0]) for x, y in zip(lons, lats, strict=True)
+        ]
+        assert one_by_one == together

@@ -321,3 +321,24 @@ def test_open_task_counts_expire_and_count_own_placements() -> None:
     assert counts.fresh([1, 7]) is None
     now[0] = 101.5  # past the time to live: read again
     assert counts.fresh([1]) is None
+
+
+def test_a_due_read_of_open_tasks_covers_every_known_worker() -> None:
+    """One read a second per process: a due read takes every worker the process knows."""
+    from api.fast_intake import OpenTaskCounts
+
+    now = [100.0]
+    counts = OpenTaskCounts(1.0, clock=lambda: now[0])
+    assert counts.to_read([3, 1]) == [1, 3]
+    counts.store([1, 3], {1: 2})
+    counts.add(1)
+    assert counts.fresh([1, 3]) == {1: 3, 3: 0}
+    # A worker not read yet: only its report's workers are read, the others stay fresh.
+    assert counts.fresh([5]) is None and counts.to_read([5]) == [5]
+    counts.store([5], {5: 4})
+    assert counts.fresh([1, 5]) == {1: 3, 5: 4}
+    now[0] = 101.5  # due: the next read covers all known workers, the report's among them
+    assert counts.fresh([5]) is None
+    assert counts.to_read([7]) == [1, 3, 5, 7]
+    counts.store([1, 3, 5, 7], {3: 1})
+    assert counts.fresh([1, 3, 5, 7]) == {1: 0, 3: 1, 5: 0, 7: 0}

@@ -247,7 +247,7 @@ def test_the_door_sheds_while_the_database_queue_is_too_slow(live: tuple) -> Non
         )
         app.state.db_limiter = gate
         door = _door(app)
-        client.portal.call(gate._limiter.acquire_on_behalf_of, "test")
+        assert client.portal.call(gate.take_nowait)
         answers: list[httpx.Response] = []
 
         def post() -> None:
@@ -275,10 +275,48 @@ def test_the_door_sheds_while_the_database_queue_is_too_slow(live: tuple) -> Non
             assert door.shed_queue == 1  # type: ignore[attr-defined]
             assert client.get("/healthz").status_code == 200  # never shed
         finally:
-            client.portal.call(gate._limiter.release_on_behalf_of, "test")
+            client.portal.call(gate.give_back)
         slow.join(timeout=30)
         assert not slow.is_alive() and answers[0].status_code in (201, 202), answers
         # The queue is empty again: reports are admitted.
         again = client.post("/api/v1/events", json=report_body(*INSIDE), headers=headers)
         assert again.status_code in (201, 202), again.text
         assert door.shed_queue == 1  # type: ignore[attr-defined]
+
+
+def test_the_gate_hands_tokens_over_in_order_and_survives_cancelled_waiters() -> None:
+    """A freed token goes to the oldest waiter; a cancelled waiter neither keeps nor loses one."""
+    from api.overload import DatabaseGate
+
+    gate = DatabaseGate(1, max_wait_s=0)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        assert gate.take_nowait() and not gate.take_nowait()
+
+        async def job(name: str) -> None:
+            async with gate:
+                order.append(name)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(job, "first")
+            with anyio.fail_after(5):
+                while gate.waiting < 1:
+                    await anyio.sleep(0)
+            async with anyio.create_task_group() as inner:
+                inner.start_soon(job, "cancelled")
+                with anyio.fail_after(5):
+                    while gate.waiting < 2:
+                        await anyio.sleep(0)
+                inner.cancel_scope.cancel()
+            assert gate.waiting == 1
+            tg.start_soon(job, "second")
+            with anyio.fail_after(5):
+                while gate.waiting < 2:
+                    await anyio.sleep(0)
+            gate.give_back()
+        assert order == ["first", "second"]
+        assert gate.borrowed == 0 and gate.take_nowait()  # every token came back
+        gate.give_back()
+
+    anyio.run(scenario)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, TypeVar
+from weakref import ref
 
 import anyio
+import orjson
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
@@ -92,14 +94,19 @@ class EventBodies:
     is worked out once per instance.
     """
 
-    def __init__(self, state: RoutingState | None) -> None:
+    def __init__(self, state: RoutingState | None, *, keep_times: bool = True) -> None:
         self._current = state.latest if state is not None else None
         self._chains: dict[str, list[dict[str, str]]] = {}
         self._times: dict[datetime, str] = {}
+        #: False for an instance shared by many requests (single reports), whose instants
+        #: never repeat: only the grid chains are kept.
+        self._keep_times = keep_times
 
     def _time(self, moment: datetime | None) -> str | None:
         if moment is None:
             return None
+        if not self._keep_times:
+            return iso_utc(moment)
         text = self._times.get(moment)
         if text is None:
             # Equal instants hash alike whatever their offset, and iso_utc writes them alike.
@@ -263,19 +270,81 @@ async def post_event(
 async def store_one(
     request: Request, settings: Settings, user: User, idempotency_key: str | None
 ) -> Response:
-    """``POST /events`` once the caller is known: also called by :mod:`api.intake_lane`."""
+    """``POST /events`` once the caller is known (:mod:`api.intake_lane` answers it itself)."""
+    status, content, event_id, replayed = await stored_one(request, settings, user, idempotency_key)
+    headers = {"Location": f"/api/v1/events/{event_id}"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(content, status, headers, media_type="application/json")
+
+
+async def stored_one(
+    request: Request, settings: Settings, user: User, idempotency_key: str | None
+) -> tuple[int, bytes, int, bool]:
+    """Store one report: (status, the answer's JSON, the event's id, whether a replay)."""
     raw = await read_json(request, max_bytes=settings.max_event_bytes)
     intake = prepare(0, raw, idempotency_key)
     outcome = (await _in_db_thread(request, settings, user, [intake]))[0]
     if outcome.problem is not None:
         raise outcome.problem
-    assert outcome.event is not None
-    allowed = workflow_service.allowed_for(user, outcome.event)
-    body = EventBodies(request.app.state.routing).body(outcome.event, allowed)
-    headers = {"Location": f"/api/v1/events/{outcome.event.id}"}
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return json_response(body, outcome.status, headers)
+    event = outcome.event
+    assert event is not None
+    body = _single_bodies(request.app.state.routing).body(event, allowed_actions(user, event))
+    return (
+        outcome.status,
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        event.id,
+        (outcome.replayed),
+    )
+
+
+#: The caller's actions on a new event by what decides them (see :func:`allowed_actions`).
+_ALLOWED: dict[tuple[object, ...], list[str]] = {}
+#: The grid chains of single reports' answers, kept per boundary version while it lives:
+#: id of its routing → (a weak reference to it, its chains by grid code).
+_CHAINS: dict[int, tuple[ref[object], dict[str, list[dict[str, str]]]]] = {}
+
+
+def allowed_actions(user: User, event: StoredEvent) -> list[str]:
+    """:func:`services.workflow.allowed_for`, remembered by everything it reads.
+
+    The transition table is fixed, and a new event's answer asks it the same question
+    thousands of times a second (13 rules, each building the caller's capacities).
+    """
+    worker = user.worker_id if user.role == "worker" else None
+    key = (
+        user.role,
+        worker,
+        event.status,
+        event.postponement_until is not None,
+        # Which of the event's workers the caller is (only a worker's account is any).
+        None
+        if worker is None
+        else (
+            event.worker_id == worker,
+            event.reporter_worker_id == worker,
+            event.handler_worker_id == worker,
+        ),
+    )
+    allowed = _ALLOWED.get(key)
+    if allowed is None:
+        if len(_ALLOWED) > 4096:
+            _ALLOWED.clear()
+        allowed = _ALLOWED[key] = workflow_service.allowed_for(user, event)
+    return allowed
+
+
+def _single_bodies(state: RoutingState | None) -> EventBodies:
+    """Bodies for one report, with the grid chains of earlier reports of its version."""
+    bodies = EventBodies(state, keep_times=False)
+    current = bodies._current
+    if current is not None:
+        key = id(current)
+        kept = _CHAINS.get(key)
+        if kept is None or kept[0]() is not current:
+            kept = _CHAINS[key] = (ref(current, lambda _: _CHAINS.pop(key, None)), {})
+        bodies._chains = kept[1]
+    return bodies
 
 
 @router.post(
