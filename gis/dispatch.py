@@ -54,18 +54,39 @@ class WorkerChoice:
 EligibleMemo = dict[tuple[str, str, str | None], tuple[list[WorkerOnGrid], str]]
 
 
+#: Whether each duty schedule (by ``id``, kept alive by the entry) is on at the batch's moment:
+#: a worker sits in several grids and teams, and schedules are shared (parsed once each).
+DutyMemo = dict[int, tuple[DutySchedule, bool]]
+
+
+def _on_duty(
+    workers: Sequence[WorkerOnGrid], moment: datetime, duty: DutyMemo | None
+) -> list[WorkerOnGrid]:
+    if duty is None:
+        return [w for w in workers if w.duty.on_duty(moment)]
+    out = []
+    for w in workers:
+        hit = duty.get(id(w.duty))
+        if hit is None:
+            hit = duty[id(w.duty)] = (w.duty, w.duty.on_duty(moment))
+        if hit[1]:
+            out.append(w)
+    return out
+
+
 def _eligible(
     workers: Sequence[WorkerOnGrid],
     required_role: str | None,
     moment: datetime,
     memo: EligibleMemo | None,
     key: tuple[str, str, str | None],
+    duty: DutyMemo | None = None,
 ) -> tuple[list[WorkerOnGrid], str]:
     if memo is not None:
         hit = memo.get(key)
         if hit is not None:
             return hit
-    on_duty = [w for w in workers if w.duty.on_duty(moment)]
+    on_duty = _on_duty(workers, moment, duty)
     fit = [w for w in on_duty if required_role is None or w.role == required_role]
     if not workers:
         why = "no workers assigned"
@@ -130,15 +151,17 @@ def shortlist(
     required_role: str | None,
     moment: datetime,
     memo: EligibleMemo | None = None,
+    duty: DutyMemo | None = None,
 ) -> Shortlist:
     """Who may take an event in ``grid_code`` at local time ``moment`` (see :func:`choose_worker`).
 
     ``parent_workers`` may be a function returning them: it is called only when nobody in
-    the grid is eligible.
+    the grid is eligible. ``memo`` and ``duty`` keep who is eligible and who is on duty
+    between the calls of one batch (same moment, same workers).
     """
     role_text = f" with role {required_role}" if required_role else ""
     fit, why_not_grid = _eligible(
-        grid_workers, required_role, moment, memo, ("grid", grid_code, required_role)
+        grid_workers, required_role, moment, memo, ("grid", grid_code, required_role), duty
     )
     tail = f" among {len(fit)} on-duty worker(s){role_text}"
     if fit:
@@ -146,7 +169,7 @@ def shortlist(
     if parent_code is not None:
         team = parent_workers() if callable(parent_workers) else parent_workers
         fit, why_not_parent = _eligible(
-            team, required_role, moment, memo, ("parent", parent_code, required_role)
+            team, required_role, moment, memo, ("parent", parent_code, required_role), duty
         )
         if fit:
             return Shortlist(

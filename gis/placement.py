@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from gis.dispatch import EligibleMemo, Shortlist, Tier, WorkerOnGrid, pick, shortlist
+from gis.dispatch import DutyMemo, EligibleMemo, Shortlist, Tier, WorkerOnGrid, pick, shortlist
 
 #: Queues an event waits in for a dispatcher, by the reason it waits.
 QUARANTINE: Final = "quarantine"
@@ -164,6 +164,7 @@ class BatchPlacer:
         self.team_codes = team_codes
         self.extra_load = extra_load
         self.memo: EligibleMemo = {}
+        self.duty: DutyMemo = {}
         self.shortlists: dict[tuple[str, str | None], Shortlist] = {}
         self.teams: dict[str, list[WorkerOnGrid]] = {}
 
@@ -194,6 +195,7 @@ class BatchPlacer:
             required_role=required_role,
             moment=self.moment,
             memo=self.memo,
+            duty=self.duty,
         )
         return made
 

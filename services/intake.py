@@ -433,7 +433,7 @@ def place_intakes(
     if not intakes:
         return pending
     context = _PlaceContext(routing, categories, limits, workers, submitter, clock)
-    placer, roles, added = context.placer, context.roles, context.added
+    placer, added = context.placer, context.added
     templates = context.templates
     # Python values once, not a NumPy scalar per report and column.
     checks, lons, lats = routed.checks.tolist(), routed.lon.tolist(), routed.lat.tolist()
@@ -457,7 +457,8 @@ def place_intakes(
         template = templates.get(category)
         if template is None:
             template = context.template(category)
-        status, queue, worker_id, worker_no, tier, reason = placer.place(route, roles[category])
+        role = categories[category][0]
+        status, queue, worker_id, worker_no, tier, reason = placer.place(route, role)
         if worker_id is not None:
             added[worker_id] = added.get(worker_id, 0) + 1
         grid = route.grid_code
@@ -554,9 +555,9 @@ class _PlaceContext:
         self._by_limit: dict[tuple[float, str], datetime] = {}
         #: By category: a routed report's event fields that are the same for the whole list.
         self.templates: dict[str, dict[str, Any]] = {}
-        #: The role each category needs.
-        self.roles = {code: c[0] for code, c in categories.items()}
         self.placer: BatchPlacer | None = None
+        #: An unrouted report's placement, by its route's rule (None: no route).
+        self.unrouted: dict[str | None, Placement] = {}
         if routing is not None:
             grids = routing.grids
             # One moment and one roster for the whole list: duty, eligibility and the parent
@@ -606,9 +607,15 @@ class _PlaceContext:
         if check in QUARANTINE_REASONS:
             return quarantine(QUARANTINE_REASONS[check])
         if route is None or route.grid_code is None or self.placer is None:
-            outcome = None if route is None else RouteOutcome(None, route.flag, route.rule)
-            return place(outcome, [], None, [], required_role=None, moment=None)
-        return Placement(*self.placer.place(route, self.roles[it.report.category]))
+            # The same for every unrouted report with the same rule (route.rule is the why).
+            rule = None if route is None else route.rule
+            hit = self.unrouted.get(rule)
+            if hit is None:
+                outcome = None if route is None else RouteOutcome(None, route.flag, route.rule)
+                hit = place(outcome, [], None, [], required_role=None, moment=None)
+                self.unrouted[rule] = hit
+            return hit
+        return Placement(*self.placer.place(route, self.categories[it.report.category][0]))
 
     def other(
         self, it: Intake, check: int, route: Route | None, lon: float, lat: float
