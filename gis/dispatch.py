@@ -108,7 +108,7 @@ def pick(fit: Sequence[WorkerOnGrid], extra: Mapping[int, int]) -> tuple[WorkerO
     """
     best = fit[0]
     best_load = best.open_tasks + extra.get(best.worker_id, 0)
-    for w in fit[1:] if len(fit) > 1 else ():
+    for w in fit[1:]:
         load = w.open_tasks + extra.get(w.worker_id, 0)
         if load < best_load or (load == best_load and w.worker_id < best.worker_id):
             best, best_load = w, load
@@ -130,9 +130,9 @@ class Shortlist:
     head: str
     tail: str
 
-    def reason(self, worker_no: str, load: int) -> str:
-        """Why the worker ``worker_no`` with ``load`` open tasks was chosen."""
-        return f"{self.head}{worker_no} has the fewest open tasks ({load}){self.tail}"
+    def reason(self, worker_no: str, load: int, before: str = "") -> str:
+        """Why the worker ``worker_no`` with ``load`` open tasks was chosen (after ``before``)."""
+        return f"{before}{self.head}{worker_no} has the fewest open tasks ({load}){self.tail}"
 
     def choose(self, extra_load: Mapping[int, int]) -> WorkerChoice:
         """The choice for one event, with ``extra_load`` tasks handed out before it."""

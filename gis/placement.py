@@ -119,24 +119,23 @@ Decision = tuple[str, str | None, int | None, str | None, Tier, str]
 
 def _decide(route: RouteLike, chosen: Shortlist, extra: Mapping[int, int]) -> Decision:
     """Where a routed event goes, given who may take it: the rule :func:`place` applies."""
-    if chosen.fit:
-        w, load = pick(chosen.fit, extra)
+    routed = f"{route.flag}: {route.rule}; "
+    fit = chosen.fit
+    if fit:
+        if len(fit) == 1:  # most grids: one eligible worker, nobody to compare with
+            w = fit[0]
+            load = w.open_tasks + extra.get(w.worker_id, 0)
+        else:
+            w, load = pick(fit, extra)
         return (
             "dispatched",
             None,
             w.worker_id,
             w.worker_no,
             chosen.tier,
-            f"{route.flag}: {route.rule}; {chosen.reason(w.worker_no, load)}",
+            chosen.reason(w.worker_no, load, routed),
         )
-    return (
-        "registered",
-        DISPATCHER_QUEUE,
-        None,
-        None,
-        chosen.tier,
-        f"{route.flag}: {route.rule}; {chosen.head}",
-    )
+    return ("registered", DISPATCHER_QUEUE, None, None, chosen.tier, routed + chosen.head)
 
 
 class BatchPlacer:
