@@ -2,8 +2,9 @@
 
 Intake, re-routing on publish and the dispatcher's ``dispatch``/``register`` actions all
 place events with :func:`place`, so the rules (quarantine, unrouted queue, grid worker,
-parent team, dispatcher queue) cannot drift apart. Pure: the callers read the workers and
-the route; this module only decides.
+parent team, dispatcher queue) cannot drift apart; intake's lists go through
+:class:`BatchPlacer`, which applies the same rule with its per-grid work done once. Pure:
+the callers read the workers and the route; this module only decides.
 
 >>> p = place(None, [], None, [], required_role=None, moment=None)
 >>> (p.status, p.queue, p.worker_id)
