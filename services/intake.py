@@ -25,9 +25,9 @@ from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from gis.coords import classify_coordinates, to_wgs84
-from gis.dispatch import EligibleMemo, WorkerOnGrid
+from gis.dispatch import WorkerOnGrid
 from gis.errors import GridmapError, IdempotencyConflict, InvalidInput
-from gis.placement import Placement, RouteOutcome, place, quarantine, team_of
+from gis.placement import BatchPlacer, Placement, RouteOutcome, place, quarantine
 from gis.records import builder
 from gis.report_time import report_time_problem
 from gis.routing import FLAGS, UNROUTED, Route
@@ -422,39 +422,84 @@ def place_intakes(
     submitter: Submitter,
     clock: Clock,
 ) -> list[Pending]:
-    """Place each routed report (:func:`gis.placement.place`) and describe its rows."""
-    pending = []
-    added: dict[int, int] = {}
-    dues: dict[tuple[float, str], datetime] = {}  # one clock for the whole list
-    # One moment and one roster for the whole list: duty, eligibility and the parent teams
-    # are worked out once per grid, not once per report.
-    context = _PlaceContext(routing, categories, workers, added, clock.local if intakes else None)
-    # What is the same for every report of the list, written once (see _new_event).
-    common = _common_fields(routing, submitter)
+    """Place each routed report (:func:`gis.placement.place`) and describe its rows.
+
+    A routed report (the commonest) is placed by the list's :class:`~gis.placement.BatchPlacer`
+    (place()'s decision; duty, roles and escalation worked out once per grid and role) and
+    its event written as one dict here; quarantined, unrouted and self-handled reports take
+    :meth:`_PlaceContext.other`. Both give the fields :func:`_new_event` describes.
+    """
+    pending: list[Pending] = []
+    if not intakes:
+        return pending
+    context = _PlaceContext(routing, categories, limits, workers, submitter, clock)
+    placer, added = context.placer, context.added
+    templates = context.templates
     # Python values once, not a NumPy scalar per report and column.
     checks, lons, lats = routed.checks.tolist(), routed.lon.tolist(), routed.lat.tolist()
+    routes = routed.routes
+    new_object, set_state = object.__new__, object.__setattr__
     for i, it in enumerate(intakes):
         check = checks[i]
-        if check == 1:
-            continue  # the caller answered these with a 422 before routing
-        route = routed.routes[i]
-        placement = context.place(it, check, route)
-        if it.report.self_handled is not None and submitter.worker_id is not None:
-            placement = Placement(
-                "dispatched",
-                None,
-                submitter.worker_id,
-                submitter.worker_no,
-                None,
-                f"self-handled by {submitter.worker_no}, who reported it; {placement.reason}",
-            )
-        if placement.worker_id is not None:
-            added[placement.worker_id] = added.get(placement.worker_id, 0) + 1
-        limit = limits.get(it.report.category, (categories[it.report.category][1], "working"))
-        due = dues.get(limit)
-        if due is None:
-            due = dues[limit] = deadlines.due_at(clock.now, limit[0], limit[1], clock.calendar)
-        new = _new_event(it, check, route, routing, placement, common, due, lons[i], lats[i])
+        route = routes[i]
+        report = it.report
+        if (
+            check
+            or placer is None
+            or route is None
+            or route.grid_code is None
+            or report.self_handled is not None
+        ):
+            if check != 1:  # the caller answered those with a 422 before routing
+                pending.append(Pending(it, context.other(it, check, route, lons[i], lats[i])))
+            continue
+        category = report.category
+        template = templates.get(category)
+        if template is None:
+            template = context.template(category)
+        role = categories[category][0]
+        status, queue, worker_id, worker_no, tier, reason = placer.place(route, role)
+        if worker_id is not None:
+            added[worker_id] = added.get(worker_id, 0) + 1
+        grid = route.grid_code
+        flag = route.flag
+        candidates = route.candidates
+        distance = route.distance_m
+        # The category's copy of the list's fields, the rest set in place: copying a dict
+        # and setting 25 keys costs half of writing 32 in a literal (keys keep their order).
+        values = template.copy()
+        values["client_event_id"] = it.client_event_id
+        values["request_hash"] = it.request_hash
+        values["description"] = report.description
+        values["reported_lon"] = report.lon
+        values["reported_lat"] = report.lat
+        values["reported_crs"] = report.crs
+        values["accuracy_m"] = report.accuracy_m
+        values["reported_at"] = report.reported_at
+        values["reporter"] = report.reporter
+        values["media_url"] = report.media_url
+        values["worker_id"] = worker_id
+        values["worker_no"] = worker_no
+        values["status"] = status
+        values["queue"] = queue
+        values["lon"] = lons[i]
+        values["lat"] = lats[i]
+        values["grid_code"] = grid
+        values["routing_flag"] = flag
+        values["routing_candidates"] = candidates
+        values["routing_distance_m"] = None if distance != distance else distance  # NaN: None
+        values["routing_reason"] = reason
+        values["transition_note"] = f"routed to {grid}: {reason}"
+        values["transition_data"] = {
+            "flag": flag,
+            "candidates": list(candidates),
+            "version": values["boundary_version_id"],
+            "worker": worker_no,
+            "tier": tier,
+        }
+        # _make_new_event(values), inlined: every field is set, the dict becomes __dict__.
+        new = new_object(NewEvent)
+        set_state(new, "__dict__", values)
         pending.append(Pending(it, new))
     return pending
 
@@ -487,71 +532,150 @@ def candidate_codes(
 
 
 class _PlaceContext:
-    """What placing the reports of one list shares: the moment, the teams, who is eligible."""
+    """What placing the reports of one list shares: the moment, the placer, the due times."""
 
     def __init__(
         self,
         routing: VersionRoutingLike | None,
         categories: Mapping[str, tuple[str | None, float, bool]],
+        limits: Mapping[str, tuple[float, str]],
         workers: Mapping[str, list[WorkerOnGrid]],
-        added: dict[int, int],
-        moment: datetime | None,
+        submitter: Submitter,
+        clock: Clock,
     ) -> None:
         self.routing = routing
         self.categories = categories
-        self.workers = workers
-        self.added = added
-        self.moment = moment
-        self.teams: dict[str, tuple[str | None, list[WorkerOnGrid]]] = {}
-        self.memo: EligibleMemo = {}
+        self.limits = limits
+        self.submitter = submitter
+        self.clock = clock
+        #: Tasks handed out earlier in the list, by worker id.
+        self.added: dict[int, int] = {}
+        #: Due time by category (one clock for the whole list), and by time limit.
+        self.dues: dict[str, datetime] = {}
+        self._by_limit: dict[tuple[float, str], datetime] = {}
+        #: By category: a routed report's event fields that are the same for the whole list.
+        self.templates: dict[str, dict[str, Any]] = {}
+        self.placer: BatchPlacer | None = None
+        #: An unrouted report's placement, by its route's rule (None: no route).
+        self.unrouted: dict[str | None, Placement] = {}
+        if routing is not None:
+            grids = routing.grids
+            # One moment and one roster for the whole list: duty, eligibility and the parent
+            # teams are worked out once per grid, not once per report.
+            self.placer = BatchPlacer(
+                clock.local,
+                workers,
+                lambda code: grids[code].parent_code,
+                routing.team_codes,
+                self.added,
+            )
 
-    def _team(
-        self, routing: VersionRoutingLike, grid: str
-    ) -> tuple[str | None, list[WorkerOnGrid]]:
-        """A grid's parent and the parent's team."""
-        hit = self.teams.get(grid)
-        if hit is None:
-            parent = routing.grids[grid].parent_code
-            team_codes = routing.team_codes(parent) if parent else ()
-            hit = self.teams[grid] = (parent, team_of(parent, team_codes, self.workers))
-        return hit
+    def due(self, category: str) -> datetime:
+        """The due time of a report of ``category`` made now."""
+        limit = self.limits.get(category, (self.categories[category][1], "working"))
+        due = self._by_limit.get(limit)
+        if due is None:
+            clock = self.clock
+            due = self._by_limit[limit] = deadlines.due_at(
+                clock.now, limit[0], limit[1], clock.calendar
+            )
+        self.dues[category] = due
+        return due
 
-    def place(self, it: Intake, check: int, route: Route | None) -> Placement:
-        """Where one report goes (:func:`gis.placement.place`)."""
+    def template(self, category: str) -> dict[str, Any]:
+        """The fields of a routed report's event that all reports of ``category`` share.
+
+        All of :class:`NewEvent`'s fields, in :func:`_new_event`'s order; those of one report
+        are None until :func:`place_intakes` sets them in a copy.
+        """
+        submitter = self.submitter
+        template = self.templates[category] = dict.fromkeys(_EVENT_KEYS)
+        template.update(
+            actor=submitter.username,
+            submitted_by=submitter.username,
+            actor_role=submitter.role,
+            actor_worker_no=submitter.worker_no,
+            reporter_worker_id=submitter.worker_id,
+            boundary_version_id=self.routing.version_id if self.routing else None,
+            category_code=category,
+            due_at=self.dues.get(category) or self.due(category),
+        )
+        return template
+
+    def placement(self, it: Intake, check: int, route: Route | None) -> Placement:
+        """Where one report goes (:func:`gis.placement.place`), self-handling aside."""
         if check in QUARANTINE_REASONS:
             return quarantine(QUARANTINE_REASONS[check])
-        routing = self.routing
-        if route is None or route.grid_code is None or routing is None:
-            outcome = None if route is None else RouteOutcome(None, route.flag, route.rule)
-            return place(outcome, [], None, [], required_role=None, moment=None)
-        grid = route.grid_code
-        parent, team = self._team(routing, grid)
-        return place(
-            route,  # a Route is a RouteLike: no copy per report
-            self.workers.get(grid, []),
-            parent,
-            team,
-            required_role=self.categories[it.report.category][0],
-            moment=self.moment,
-            extra_load=self.added,
-            memo=self.memo,
-        )
+        if route is None or route.grid_code is None or self.placer is None:
+            # The same for every unrouted report with the same rule (route.rule is the why).
+            rule = None if route is None else route.rule
+            hit = self.unrouted.get(rule)
+            if hit is None:
+                outcome = None if route is None else RouteOutcome(None, route.flag, route.rule)
+                hit = place(outcome, [], None, [], required_role=None, moment=None)
+                self.unrouted[rule] = hit
+            return hit
+        return Placement(*self.placer.place(route, self.categories[it.report.category][0]))
 
+    def other(
+        self, it: Intake, check: int, route: Route | None, lon: float, lat: float
+    ) -> NewEvent:
+        """The event of a quarantined, unrouted or self-handled report."""
+        placement = self.placement(it, check, route)
+        submitter = self.submitter
+        if it.report.self_handled is not None and submitter.worker_id is not None:
+            placement = Placement(
+                "dispatched",
+                None,
+                submitter.worker_id,
+                submitter.worker_no,
+                None,
+                f"self-handled by {submitter.worker_no}, who reported it; {placement.reason}",
+            )
+        if placement.worker_id is not None:
+            self.added[placement.worker_id] = self.added.get(placement.worker_id, 0) + 1
+        due = self.dues.get(it.report.category) or self.due(it.report.category)
+        return _new_event(it, check, route, self.routing, placement, submitter, due, lon, lat)
+
+
+#: The keys of the dicts :func:`_new_event` makes, in their order.
+_EVENT_KEYS = (
+    "actor",
+    "submitted_by",
+    "actor_role",
+    "actor_worker_no",
+    "reporter_worker_id",
+    "boundary_version_id",
+    "client_event_id",
+    "request_hash",
+    "category_code",
+    "description",
+    "reported_lon",
+    "reported_lat",
+    "reported_crs",
+    "accuracy_m",
+    "reported_at",
+    "reporter",
+    "media_url",
+    "due_at",
+    "worker_id",
+    "worker_no",
+    "status",
+    "queue",
+    "lon",
+    "lat",
+    "grid_code",
+    "routing_flag",
+    "routing_candidates",
+    "routing_distance_m",
+    "routing_reason",
+    "quarantine_reason",
+    "transition_note",
+    "transition_data",
+)
 
 #: ``NewEvent(**values)`` for the dicts :func:`_new_event` makes (each is handed over).
 _make_new_event = builder(NewEvent, owned=True)
-
-
-def _common_fields(routing: VersionRoutingLike | None, submitter: Submitter) -> dict[str, Any]:
-    """The fields of :class:`NewEvent` that every report of one list shares."""
-    return {
-        "actor": submitter.username,
-        "submitted_by": submitter.username,
-        "actor_role": submitter.role,
-        "actor_worker_no": submitter.worker_no,
-        "reporter_worker_id": submitter.worker_id,
-        "boundary_version_id": routing.version_id if routing else None,
-    }
 
 
 def _new_event(
@@ -560,79 +684,89 @@ def _new_event(
     route: Route | None,
     routing: VersionRoutingLike | None,
     placement: Placement,
-    common: dict[str, Any],
+    submitter: Submitter,
     due: datetime,
     lon: float,
     lat: float,
 ) -> NewEvent:
+    """The event of a placed report: what :func:`place_intakes` writes for routed ones too."""
     report = it.report
-    version_id = common["boundary_version_id"]
-    base = {
-        **common,
-        "client_event_id": it.client_event_id,
-        "request_hash": it.request_hash,
-        "category_code": report.category,
-        "description": report.description,
-        "reported_lon": report.lon,
-        "reported_lat": report.lat,
-        "reported_crs": report.crs,
-        "accuracy_m": report.accuracy_m,
-        "reported_at": report.reported_at,
-        "reporter": report.reporter,
-        "media_url": report.media_url,
-        "due_at": due,
-        "worker_id": placement.worker_id,
-        "worker_no": placement.worker_no,
-        "status": placement.status,
-        "queue": placement.queue,
-    }
+    version_id = routing.version_id if routing else None
     if check in QUARANTINE_REASONS:
-        reason = QUARANTINE_REASONS[check]
-        base.update(
-            lon=None,
-            lat=None,
-            grid_code=None,
-            routing_flag=None,
-            routing_candidates=(),
-            routing_distance_m=None,
-            routing_reason=placement.reason,
-            quarantine_reason=reason,
-            transition_note=placement.reason,
-            transition_data={"quarantine_reason": reason, "worker": placement.worker_no},
-        )
-        return _make_new_event(base)
-    if route is None or route.grid_code is None or routing is None:
+        quarantine_reason: str | None = QUARANTINE_REASONS[check]
+        where: dict[str, Any] = {
+            "lon": None,
+            "lat": None,
+            "grid_code": None,
+            "routing_flag": None,
+            "routing_candidates": (),
+            "routing_distance_m": None,
+        }
+        note = placement.reason
+        data: dict[str, Any] = {
+            "quarantine_reason": quarantine_reason,
+            "worker": placement.worker_no,
+        }
+    elif route is None or route.grid_code is None or routing is None:
         flag = route.flag if route is not None else FLAGS[UNROUTED]
-        base.update(
-            lon=lon,
-            lat=lat,
-            grid_code=None,
-            routing_flag=flag,
-            routing_candidates=(),
-            routing_distance_m=None,
-            routing_reason=placement.reason,
-            quarantine_reason=None,
-            transition_note=placement.reason,
-            transition_data={"flag": flag, "version": version_id, "worker": placement.worker_no},
-        )
-        return _make_new_event(base)
-    grid = route.grid_code
-    base.update(
-        lon=lon,
-        lat=lat,
-        grid_code=grid,
-        routing_flag=route.flag,
-        routing_candidates=route.candidates,
-        routing_distance_m=None if math.isnan(route.distance_m) else route.distance_m,
-        routing_reason=placement.reason,
-        quarantine_reason=None,
-        transition_note=f"routed to {grid}: {placement.reason}",
-        transition_data={
+        quarantine_reason = None
+        where = {
+            "lon": lon,
+            "lat": lat,
+            "grid_code": None,
+            "routing_flag": flag,
+            "routing_candidates": (),
+            "routing_distance_m": None,
+        }
+        note = placement.reason
+        data = {"flag": flag, "version": version_id, "worker": placement.worker_no}
+    else:
+        grid = route.grid_code
+        quarantine_reason = None
+        where = {
+            "lon": lon,
+            "lat": lat,
+            "grid_code": grid,
+            "routing_flag": route.flag,
+            "routing_candidates": route.candidates,
+            "routing_distance_m": None if math.isnan(route.distance_m) else route.distance_m,
+        }
+        note = f"routed to {grid}: {placement.reason}"
+        data = {
             "flag": route.flag,
             "candidates": list(route.candidates),
-            "version": routing.version_id,
+            "version": version_id,
             "worker": placement.worker_no,
             "tier": placement.tier,
-        },
+        }
+    return _make_new_event(
+        {
+            "actor": submitter.username,
+            "submitted_by": submitter.username,
+            "actor_role": submitter.role,
+            "actor_worker_no": submitter.worker_no,
+            "reporter_worker_id": submitter.worker_id,
+            "boundary_version_id": version_id,
+            "client_event_id": it.client_event_id,
+            "request_hash": it.request_hash,
+            "category_code": report.category,
+            "description": report.description,
+            "reported_lon": report.lon,
+            "reported_lat": report.lat,
+            "reported_crs": report.crs,
+            "accuracy_m": report.accuracy_m,
+            "reported_at": report.reported_at,
+            "reporter": report.reporter,
+            "media_url": report.media_url,
+            "due_at": due,
+            "worker_id": placement.worker_id,
+            "worker_no": placement.worker_no,
+            "status": placement.status,
+            "queue": placement.queue,
+            **where,
+            "routing_reason": placement.reason,
+            "quarantine_reason": quarantine_reason,
+            "transition_note": note,
+            "transition_data": data,
+        }
     )
-    return _make_new_event(base)
