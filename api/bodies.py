@@ -74,6 +74,10 @@ LONE_SURROGATE_MESSAGE = (
 )
 
 
+def _loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+
+
 #: How much of an over-limit body is read and discarded before answering 413, and for how
 #: long. A client that sent its whole body without waiting for an answer can only read the
 #: 413 if the server read what it sent: closing a socket with unread data resets it.
@@ -112,17 +116,25 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
             await _drain(stream, size)
             raise too_large
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return parse_json(b"".join(chunks))
+
+
+def parse_json(raw: bytes, *, pause_gc: bool = True) -> Any:
+    """Parse a whole body by :func:`read_json`'s rules (strict UTF-8 and JSON, no duplicates).
+
+    ``pause_gc=False`` for a body too small to set off a collection (a single report).
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedBody(f"The body is not valid UTF-8 (byte {exc.start}).") from exc
     try:
-        # A batch's thousands of objects would set off collections that find no cycles.
-        with gc_paused():
-            parsed = json.loads(
-                text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
-            )
+        if pause_gc:
+            # A batch's thousands of objects would set off collections that find no cycles.
+            with gc_paused():
+                parsed = _loads(text)
+        else:
+            parsed = _loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedBody(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."

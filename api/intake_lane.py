@@ -8,7 +8,11 @@ and the rate limit as :class:`api.security.RoleCheck` does and runs the route's 
 answered by the app's own exception handlers. Every other request (a token, a key not in
 the cache, anything unusual) goes through the app as usual. It sits right inside the
 in-flight bound (:class:`api.overload.InFlightLimit`), which sheds as before, and outside
-the layers a report does not need (``OPTIONS`` and ``Allow``, the replica retry of GETs).
+the layers a report does not need: FastAPI's server-error, exception-telemetry and body-limit
+layers (every error of a report is answered here by the app's handlers, the ``Exception``
+one included) and ``OPTIONS`` and ``Allow``, the replica retry of GETs. The body of a plain
+report (one ``application/json`` message of a declared length within the limit) is parsed
+straight from its message by :func:`api.bodies.read_json`'s rules (:func:`read_report`).
 
 The request's headers are read once, from the ASGI scope, and the answer is sent as two
 ASGI messages with its headers already encoded: the same bytes as the route's
@@ -20,10 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access_matrix import MATRIX
-from api.routes.events import stored_one
+from api.bodies import parse_json, read_json
+from api.routes.events import stored_report
 from api.security import cached_api_key_owner, hash_api_key, presented_api_key
 
 PATH = "/api/v1/events"
@@ -32,6 +37,11 @@ REPORTERS = MATRIX[("POST", PATH)]
 #: The longest ``Idempotency-Key`` the route accepts (its ``Header(max_length=64)``).
 MAX_KEY_CHARS = 64
 JSON = (b"content-type", b"application/json")
+MEDIA = b"application/json"
+#: The request headers the lane reads.
+READ = frozenset(
+    (b"content-type", b"content-length", b"x-api-key", b"authorization", b"idempotency-key")
+)
 REPLAYED = (b"idempotent-replayed", b"true")
 
 
@@ -54,19 +64,18 @@ class IntakeLane:
             await self.app(scope, receive, send)
             return
         state = self.owner.state
-        x_api_key = authorization = None
+        found: dict[bytes, bytes] = {}
         keys: list[bytes] = []
         # ASGI header names are lower case; the first of a repeated header counts, as in
-        # Starlette's ``Headers.get``.
+        # Starlette's ``Headers.get``; every ``Idempotency-Key`` is kept (two: not plain).
         for name, value in scope["headers"]:
-            if name == b"x-api-key":
-                if x_api_key is None:
-                    x_api_key = value
-            elif name == b"authorization":
-                if authorization is None:
-                    authorization = value
-            elif name == b"idempotency-key":
-                keys.append(value)
+            if name in READ:
+                if name == b"idempotency-key":
+                    keys.append(value)
+                elif name not in found:
+                    found[name] = value
+        x_api_key = found.get(b"x-api-key")
+        authorization = found.get(b"authorization")
         key = presented_api_key(
             x_api_key.decode("latin-1") if x_api_key is not None else None,
             authorization.decode("latin-1") if authorization is not None else "",
@@ -90,8 +99,16 @@ class IntakeLane:
             if limits is not None:
                 limits.check(digest, user.id)
             scope.setdefault("state", {})["user"] = user  # as request.state.user
-            status, content, event_id, replayed = await stored_one(
-                request, state.settings, user, idempotency_key
+            settings = state.settings
+            raw = await read_report(
+                request,
+                receive,
+                found.get(b"content-type"),
+                found.get(b"content-length"),
+                settings.max_event_bytes,
+            )
+            status, content, event_id, replayed = await stored_report(
+                request, settings, user, idempotency_key, raw
             )
         except Exception as exc:
             response = await self._answer(request, exc)
@@ -115,3 +132,49 @@ class IntakeLane:
             if handler is not None:
                 return await handler(request, exc)
         raise exc
+
+
+async def read_report(
+    request: Request,
+    receive: Receive,
+    content_type: bytes | None,
+    content_length: bytes | None,
+    max_bytes: int,
+) -> Any:
+    """The parsed body, by :func:`api.bodies.read_json`'s rules; the usual case made short.
+
+    A report is one ``application/json`` message of a declared length within the limit:
+    parsed straight from it (no header object, no body stream, no collector pause for a
+    few hundred bytes). Anything else (another media type or none, no or a large length,
+    a body in several messages, a client gone) is read by :func:`~api.bodies.read_json`
+    itself, with the message already received handed back first, so every answer is its.
+    """
+    if (
+        content_type is None
+        or content_type.split(b";")[0].strip().lower() != MEDIA
+        or content_length is None
+        or not content_length.isdigit()
+        or int(content_length) > max_bytes
+    ):
+        return await read_json(request, max_bytes=max_bytes)
+    message = await receive()
+    body = message.get("body", b"")
+    if (
+        message["type"] != "http.request"
+        or message.get("more_body", False)
+        or len(body) > max_bytes
+    ):
+        return await read_json(
+            Request(request.scope, _replay(message, receive)), max_bytes=max_bytes
+        )
+    return parse_json(body, pause_gc=False)
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """``receive`` with ``first`` (received already) handed out once more, first."""
+    pending = [first]
+
+    async def again() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return again

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 from weakref import ref
 
 import anyio
@@ -283,6 +283,16 @@ async def stored_one(
 ) -> tuple[int, bytes, int, bool]:
     """Store one report: (status, the answer's JSON, the event's id, whether a replay)."""
     raw = await read_json(request, max_bytes=settings.max_event_bytes)
+    return await stored_report(request, settings, user, idempotency_key, raw)
+
+
+async def stored_report(
+    request: Request, settings: Settings, user: User, idempotency_key: str | None, raw: Any
+) -> tuple[int, bytes, int, bool]:
+    """:func:`stored_one` of a body already read and parsed by ``read_json``'s rules.
+
+    :mod:`api.intake_lane` reads a plain report's body straight from its ASGI message.
+    """
     intake = prepare(0, raw, idempotency_key)
     outcome = (await _in_db_thread(request, settings, user, [intake]))[0]
     if outcome.problem is not None:
