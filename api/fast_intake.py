@@ -33,6 +33,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 from weakref import ref
@@ -50,6 +51,8 @@ from gis.store.users import User
 from services.intake import (
     Intake,
     Outcome,
+    Pending,
+    Screened,
     Submitter,
     candidate_codes,
     finish,
@@ -338,7 +341,7 @@ async def process_fast(
     clock: Clock,
     prepare: Prepare,
     read_back: ReadBack,
-) -> list[Outcome]:
+) -> Stored:
     """Route, place and store reports on the event loop; raise :class:`NotHere` to hand over.
 
     ``gate`` bounds the database work in flight (:class:`api.overload.DatabaseGate`).
@@ -381,24 +384,54 @@ async def process_fast(
     numbers = team_numbers
     if submitter.worker_id is not None and submitter.worker_no is not None:
         numbers = {**team_numbers, submitter.worker_id: submitter.worker_no}
-    by_key = {p.new.client_event_id: p.new for p in pending}
-    stored: dict[uuid.UUID, tuple[StoredEvent, bool]] = {}
-    for event_id, cid, received_at, updated_at in created:
-        new = by_key[cid]
-        stored[cid] = (
-            event_store.as_stored(new, event_id, received_at, updated_at, numbers),
-            True,
-        )
-    missing = [cid for cid in by_key if cid not in stored]
-    if missing:
-        for cid, event in (await read_back(submitter.username, missing)).items():
-            stored[cid] = (event, False)
+    read: dict[uuid.UUID, StoredEvent] = {}
+    if len(created) == len(pending):
+        inserted = news  # every key was new (each inserts at most once)
+    else:
+        keys = {row[1] for row in created}
+        inserted = [new for new in news if new.client_event_id in keys]
+        missing = [new.client_event_id for new in news if new.client_event_id not in keys]
+        read = await read_back(submitter.username, missing)
     if database.counts is not None:
-        for _, cid, _, _ in created:
-            if by_key[cid].worker_id is not None:
-                database.counts.add(by_key[cid].worker_id)
+        for new in inserted:
+            if new.worker_id is not None:
+                database.counts.add(new.worker_id)
     database.handled += len(intakes)
-    return finish(intakes, screened, pending, stored, None)
+    return Stored(intakes, screened, pending, created, read, numbers)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the hot path did with a list of reports, before any outcome is made of it.
+
+    A batch's answer is built from this directly (``api/routes/events.py``): a created
+    event's body comes from its :class:`~gis.store.events.NewEvent` and its inserted row,
+    without a :class:`StoredEvent` and an :class:`Outcome` per report.
+    :meth:`outcomes` gives what the general path gives (single reports, Open311).
+    """
+
+    intakes: list[Intake]
+    screened: Screened
+    #: The reports to insert, in ``intakes``' order, and the rows the insert created.
+    pending: list[Pending]
+    created: list[Inserted]
+    #: The events read back for the keys that inserted nothing (used before).
+    read: dict[uuid.UUID, StoredEvent]
+    #: Worker id → number, for the workers the events may be placed with.
+    numbers: dict[int, str]
+
+    def outcomes(self) -> list[Outcome]:
+        """Each report's outcome in input order, as :func:`services.intake.process` gives it."""
+        by_key = {p.new.client_event_id: p.new for p in self.pending}
+        stored: dict[uuid.UUID, tuple[StoredEvent, bool]] = {}
+        for event_id, cid, received_at, updated_at in self.created:
+            stored[cid] = (
+                event_store.as_stored(by_key[cid], event_id, received_at, updated_at, self.numbers),
+                True,
+            )
+        for cid, event in self.read.items():
+            stored[cid] = (event, False)
+        return finish(self.intakes, self.screened, self.pending, stored, None)
 
 
 Entries = dict[str, list[RosterEntry]]

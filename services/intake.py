@@ -178,7 +178,8 @@ class Outcome:
 _make_outcome = builder(Outcome, owned=True)
 
 
-def _status_code(event: StoredEvent) -> int:
+def status_code(event: StoredEvent) -> int:
+    """201 for an event routed to a grid, 202 for one quarantined or unrouted."""
     return 202 if event.queue in ("quarantine", "unrouted") else 201
 
 
@@ -326,7 +327,7 @@ def finish(
     for p in pending:
         event, created = stored[p.intake.client_event_id]
         if not created and event.request_hash != p.intake.request_hash:
-            outcomes[p.intake.index] = Outcome(p.intake.index, 422, problem=_reused_key())
+            outcomes[p.intake.index] = Outcome(p.intake.index, 422, problem=reused_key())
             continue
         done = p.intake.report.self_handled
         if created and done is not None:
@@ -335,7 +336,7 @@ def finish(
         outcomes[p.intake.index] = _make_outcome(
             {
                 "index": p.intake.index,
-                "status": _status_code(event),
+                "status": status_code(event),
                 "event": event,
                 "replayed": not created,
             }
@@ -346,13 +347,14 @@ def finish(
             continue
         first = screened.first_of_key[it.client_event_id]
         if first.request_hash != it.request_hash:
-            outcomes[it.index] = Outcome(it.index, 422, problem=_reused_key())
+            outcomes[it.index] = Outcome(it.index, 422, problem=reused_key())
         else:
             outcomes[it.index] = replace(outcomes[first.index], index=it.index, replayed=True)
     return [outcomes[it.index] for it in intakes]
 
 
-def _reused_key() -> IdempotencyConflict:
+def reused_key() -> IdempotencyConflict:
+    """The 422 for a key already used with another body."""
     return IdempotencyConflict(
         "This client_event_id / Idempotency-Key was already used for a different report; "
         "mint a new UUID for a new report."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from api.bodies import read_json
 from api.deps import SessionDep, SettingsDep, open_session
 from api.errors import status_for
-from api.fast_intake import NotHere, process_fast
+from api.fast_intake import NotHere, Stored, process_fast
 from api.intake import MAX_BATCH, prepare
 from api.responses import gc_paused, json_response
 from api.routing_state import RoutingState
@@ -25,11 +26,11 @@ from api.security import allow
 from api.settings import Settings
 from gis.errors import GridmapError, InvalidInput, LimitExceeded
 from gis.store import events as event_store
-from gis.store.events import StoredEvent
+from gis.store.events import NewEvent, StoredEvent
 from gis.store.users import User
 from gis.timefmt import iso_utc
 from services import workflow as workflow_service
-from services.intake import Intake, Outcome, Submitter, process
+from services.intake import Intake, Outcome, Submitter, process, reused_key, status_code
 from services.workflow import Clock
 
 router = APIRouter(tags=["events"])
@@ -87,16 +88,18 @@ class EventBodies:
 
     The intake answers with thousands of events a second; building and dumping an
     :class:`EventOut` for each was a third of a batch's CPU. The dicts made here, encoded by
-    :func:`api.responses.json_response` (orjson), give the same JSON fields and values
+    orjson (:func:`api.responses.json_response`), give the same JSON fields and values
     (``tests/test_event_bodies.py`` checks them against the model's dump on generated
     events); :class:`EventOut` stays the reference and the documented schema.
     Grid chains and instants repeat within a batch (one grid, one ``received_at``), so each
-    is worked out once per instance.
+    is worked out once per instance: a chain as its JSON text (an ``orjson.Fragment``).
+    :meth:`created` answers for a just-inserted event straight from what was written.
     """
 
     def __init__(self, state: RoutingState | None, *, keep_times: bool = True) -> None:
         self._current = state.latest if state is not None else None
-        self._chains: dict[str, list[dict[str, str]]] = {}
+        self._version = self._current.version_id if self._current is not None else None
+        self._chains: dict[str, orjson.Fragment] = {}
         self._times: dict[datetime, str] = {}
         #: False for an instance shared by many requests (single reports), whose instants
         #: never repeat: only the grid chains are kept.
@@ -113,17 +116,22 @@ class EventBodies:
             text = self._times[moment] = iso_utc(moment)
         return text
 
-    def _grids(self, event: StoredEvent) -> list[dict[str, str]]:
-        current = self._current
-        code = event.grid_code
-        if current is None or not code or current.version_id != event.boundary_version_id:
-            return []
+    def _grids(self, code: str | None, version_id: int | None) -> orjson.Fragment:
+        """The grid chain of ``code`` in the version in force (none for another version)."""
+        if not code or version_id is None or version_id != self._version:
+            return _NO_GRIDS
         chain = self._chains.get(code)
         if chain is None:
-            chain = self._chains[code] = [
-                {"code": g.code, "name": g.name, "level": g.level} for g in current.chain(code)
-            ]
-        return list(chain)
+            assert self._current is not None
+            chain = self._chains[code] = orjson.Fragment(
+                orjson.dumps(
+                    [
+                        {"code": g.code, "name": g.name, "level": g.level}
+                        for g in self._current.chain(code)
+                    ]
+                )
+            )
+        return chain
 
     def body(self, event: StoredEvent, allowed: list[str] | None = None) -> dict[str, object]:
         """The body of one event for orjson (``allowed``: the caller's actions now)."""
@@ -144,12 +152,12 @@ class EventBodies:
             "received_at": self._time(e.received_at),
             "reporter": e.reporter,
             "grid_code": e.grid_code,
-            "grids": self._grids(e),
+            "grids": self._grids(e.grid_code, e.boundary_version_id),
             "boundary_version_id": e.boundary_version_id,
             "worker_no": e.worker_no,
             "queue": e.queue,
             "routing_flag": e.routing_flag,
-            "candidates": list(e.routing_candidates),
+            "candidates": e.routing_candidates,  # a tuple: orjson writes it as a list
             "distance_m": _float(e.routing_distance_m),
             "routing_reason": e.routing_reason,
             "quarantine_reason": e.quarantine_reason,
@@ -160,6 +168,65 @@ class EventBodies:
             "rating": e.rating,
             "allowed_actions": list(allowed) if allowed else [],
         }
+
+    def created(
+        self, e: NewEvent, event_id: int, received_at: datetime, worker_no: str | None
+    ) -> dict[str, object]:
+        """:meth:`body` of ``as_stored(e, event_id, received_at, …)``, with no action allowed.
+
+        A just-created event's workflow fields are the stored defaults (row version 0, not
+        overdue, not postponed, no rating); ``worker_no`` is its worker's number. Written
+        out in full (no helper calls per field): a batch makes a thousand of these.
+        """
+        times = self._times
+        at = e.reported_at
+        reported = None if at is None else (times.get(at) or self._time(at))
+        received = times.get(received_at) or self._time(received_at)
+        at = e.due_at
+        due = None if at is None else (times.get(at) or self._time(at))
+        code, version = e.grid_code, e.boundary_version_id
+        grids = self._chains.get(code) if code and version == self._version else _NO_GRIDS
+        if grids is None:
+            grids = self._grids(code, version)
+        lon, lat, distance = e.lon, e.lat, e.routing_distance_m
+        sent_lon, sent_lat, accuracy = e.reported_lon, e.reported_lat, e.accuracy_m
+        return {
+            "id": event_id,
+            "client_event_id": e.client_event_id,
+            "status": e.status,
+            "category": e.category_code,
+            "description": e.description,
+            "lon": None if lon is None else float(lon),
+            "lat": None if lat is None else float(lat),
+            "reported_lon": None if sent_lon is None else float(sent_lon),
+            "reported_lat": None if sent_lat is None else float(sent_lat),
+            "reported_crs": e.reported_crs,
+            "accuracy_m": None if accuracy is None else float(accuracy),
+            "reported_at": reported,
+            "received_at": received,
+            "reporter": e.reporter,
+            "grid_code": code,
+            "grids": grids,
+            "boundary_version_id": version,
+            "worker_no": worker_no,
+            "queue": e.queue,
+            "routing_flag": e.routing_flag,
+            "candidates": e.routing_candidates,
+            "distance_m": None if distance is None else float(distance),
+            "routing_reason": e.routing_reason,
+            "quarantine_reason": e.quarantine_reason,
+            "due_at": due,
+            "overdue": False,
+            "row_version": 0,
+            "postponement_until": None,
+            "rating": None,
+            "allowed_actions": _NO_ACTIONS,
+        }
+
+
+#: An empty list, as orjson writes it (an event's grids or actions when there are none).
+_NO_GRIDS = orjson.Fragment(b"[]")
+_NO_ACTIONS = _NO_GRIDS
 
 
 def _float(value: float | None) -> float | None:
@@ -194,6 +261,14 @@ def _run(request: Request, settings: Settings, user: User, intakes: list[Intake]
 async def _in_db_thread(
     request: Request, settings: Settings, user: User, intakes: list[Intake]
 ) -> list[Outcome]:
+    """Run the intake (:func:`_intake`): each report's outcome in input order."""
+    done = await _intake(request, settings, user, intakes)
+    return done.outcomes() if isinstance(done, Stored) else done
+
+
+async def _intake(
+    request: Request, settings: Settings, user: User, intakes: list[Intake]
+) -> Stored | list[Outcome]:
     """Run the intake: the hot path on the event loop, else the general path in a thread.
 
     The general path runs in a worker thread, at most as many at once as the pool has
@@ -312,7 +387,7 @@ async def stored_report(
 _ALLOWED: dict[tuple[object, ...], list[str]] = {}
 #: The grid chains of single reports' answers, kept per boundary version while it lives:
 #: id of its routing → (a weak reference to it, its chains by grid code).
-_CHAINS: dict[int, tuple[ref[object], dict[str, list[dict[str, str]]]]] = {}
+_CHAINS: dict[int, tuple[ref[object], dict[str, orjson.Fragment]]] = {}
 
 
 def allowed_actions(user: User, event: StoredEvent) -> list[str]:
@@ -422,20 +497,86 @@ async def _store_batch(
             intakes.append(prepare(i, item))
         except GridmapError as exc:
             results[i] = _item(i, status_for(exc), None, _problem_dict(exc))
-    bodies = EventBodies(request.app.state.routing)
-    for o in await _in_db_thread(request, settings, user, intakes):
-        results[o.index] = _item(
-            o.index,
-            o.status,
-            bodies.body(o.event) if o.event is not None else None,
-            _problem_dict(o.problem) if o.problem is not None else None,
-        )
-    tally: dict[str, int] = {}
-    for r in results:
-        assert r is not None, "every report has an outcome"
-        key = str(r["status"])
-        tally[key] = tally.get(key, 0) + 1
+    done = await _intake(request, settings, user, intakes)
+    return _batch_response(results, EventBodies(request.app.state.routing), done)
+
+
+def _batch_response(
+    results: list[dict[str, object] | None], bodies: EventBodies, done: Stored | list[Outcome]
+) -> Response:
+    """The batch's answer: ``results`` (the 422s of unreadable items filled in) and the tally.
+
+    From the hot path, a created event's item comes straight from what was inserted
+    (:meth:`EventBodies.created`); replays, repeated keys and the general path's outcomes
+    are answered as :func:`services.intake.finish` decides.
+    """
+    if isinstance(done, Stored):
+        _stored_items(results, bodies, done)
+    else:
+        for o in done:
+            results[o.index] = _outcome_item(o, bodies)
+    statuses = [r["status"] for r in results]  # type: ignore[index]
+    tally = {str(status): n for status, n in Counter(statuses).items()}
     return json_response({"results": results, "counts": tally})
+
+
+def _outcome_item(o: Outcome, bodies: EventBodies) -> dict[str, object]:
+    return _item(
+        o.index,
+        o.status,
+        bodies.body(o.event) if o.event is not None else None,
+        _problem_dict(o.problem) if o.problem is not None else None,
+    )
+
+
+def _stored_items(
+    results: list[dict[str, object] | None], bodies: EventBodies, done: Stored
+) -> None:
+    """Each report's item as ``finish(…)``'s outcomes give it (see its docstring)."""
+    for outcome in done.screened.outcomes.values():
+        results[outcome.index] = _outcome_item(outcome, bodies)
+    rows = {row[1]: row for row in done.created}
+    numbers = done.numbers
+    created = bodies.created
+    for p in done.pending:
+        it = p.intake
+        index = it.index
+        row = rows.get(it.client_event_id)
+        if row is not None:
+            e = p.new
+            worker = e.worker_id
+            results[index] = {
+                "index": index,
+                "status": 202 if e.queue in _QUEUED else 201,
+                "event": created(
+                    e, row[0], row[2], None if worker is None else numbers.get(worker)
+                ),
+                "problem": None,
+            }
+            continue
+        event = done.read[it.client_event_id]  # the key was used before
+        if event.request_hash != it.request_hash:
+            results[index] = _item(index, 422, None, _problem_dict(reused_key()))
+        else:
+            results[index] = _item(index, status_code(event), bodies.body(event), None)
+    if len(done.pending) + len(done.screened.outcomes) == len(done.intakes):
+        return
+    # Later reports of the batch that repeat a key: a retry inside the batch, or a misuse.
+    first_of_key = done.screened.first_of_key
+    for it in done.intakes:
+        if results[it.index] is not None:
+            continue
+        first = first_of_key[it.client_event_id]
+        if first.request_hash != it.request_hash:
+            results[it.index] = _item(it.index, 422, None, _problem_dict(reused_key()))
+        else:
+            answered = results[first.index]
+            assert answered is not None
+            results[it.index] = {**answered, "index": it.index}
+
+
+#: The queues of events stored but not routed (answered 202).
+_QUEUED = ("quarantine", "unrouted")
 
 
 def _item(
