@@ -121,6 +121,24 @@ def as_report(report: ReportIn) -> Report:
     )
 
 
+def idempotency_key(key: uuid.UUID | None, header_key: str | None) -> uuid.UUID:
+    """The report's key: its ``client_event_id`` or the header (which must agree)."""
+    if header_key is not None:
+        try:
+            from_header = uuid.UUID(header_key.strip())
+        except ValueError:
+            raise InvalidInput("The Idempotency-Key header must be a UUID.") from None
+        if key is not None and key != from_header:
+            raise InvalidInput("client_event_id and the Idempotency-Key header differ.")
+        key = from_header
+    if key is None:
+        raise InvalidInput(
+            "Each report needs a client_event_id (a UUID minted by the client) or an "
+            "Idempotency-Key header, so a retry is never stored twice."
+        )
+    return key
+
+
 def prepare(index: int, raw: Any, header_key: str | None = None) -> Intake:
     """Validate one raw report; raise InvalidInput naming the fields (never their values)."""
     fast = _fast_fields(raw)
@@ -136,19 +154,7 @@ def prepare(index: int, raw: Any, header_key: str | None = None) -> Intake:
     else:
         values, key, alike = fast
         report = make_report(values)
-    if header_key is not None:
-        try:
-            from_header = uuid.UUID(header_key.strip())
-        except ValueError:
-            raise InvalidInput("The Idempotency-Key header must be a UUID.") from None
-        if key is not None and key != from_header:
-            raise InvalidInput("client_event_id and the Idempotency-Key header differ.")
-        key = from_header
-    if key is None:
-        raise InvalidInput(
-            "Each report needs a client_event_id (a UUID minted by the client) or an "
-            "Idempotency-Key header, so a retry is never stored twice."
-        )
+    key = idempotency_key(key, header_key)
     if fast is None:
         request_hash = body_hash(raw)
     else:  # body_hash, with what _fast_fields found about the floats
