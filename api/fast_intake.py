@@ -357,7 +357,7 @@ async def process_fast(
     submitter = _submitter(user, snap)
     screened = screen(intakes, snap.categories, submitter, clock, routing)
     todo = screened.todo
-    routed = route_intakes(todo, routing, None)
+    routed = route_intakes(todo, routing, None, screened.checks)
     entries, ids, team_numbers = _TEAMS.of(routing, snap.roster, routed.routes)
     async with gate:
         try:

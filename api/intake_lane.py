@@ -167,7 +167,7 @@ async def read_report(
         return await read_json(
             Request(request.scope, _replay(message, receive)), max_bytes=max_bytes
         )
-    return parse_json(body, pause_gc=False)
+    return parse_json(body)
 
 
 def _replay(first: Message, receive: Receive) -> Receive:

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
-from gis.coords import classify_coordinates, to_wgs84
+from gis.coords import classify_pairs, to_wgs84
 from gis.dispatch import WorkerOnGrid
 from gis.errors import GridmapError, IdempotencyConflict, InvalidInput
 from gis.placement import BatchPlacer, Placement, RouteOutcome, place, quarantine
@@ -214,7 +214,7 @@ def process(
     screened = screen(intakes, categories, submitter, clock, routing)
     todo = screened.todo
     limits = state.limits(session) if todo else {}
-    routed = route_intakes(todo, routing, session)
+    routed = route_intakes(todo, routing, session, screened.checks)
     codes = candidate_codes(routing, routed.routes)
     workers = (
         event_store.workers_for_grids(session, codes, assignments=state.roster(session))
@@ -247,6 +247,9 @@ class Screened:
     todo: list[Intake]
     outcomes: dict[int, Outcome]
     first_of_key: dict[uuid.UUID, Intake]
+    #: The coordinate checks of ``todo`` (codes of :data:`gis.coords.CHECKS`), for
+    #: :func:`route_intakes`: None when not worked out.
+    checks: list[int] | None = None
 
 
 def screen(
@@ -258,13 +261,18 @@ def screen(
 ) -> Screened:
     """Answer what is wrong without the database (category, self-handled, time, range).
 
-    Later reports of a batch repeating a key are left for :func:`finish`.
+    Later reports of a batch repeating a key are left for :func:`finish`. The coordinate
+    checks of the reports left to route are kept (``Screened.checks``) for
+    :func:`route_intakes`.
     """
     outcomes: dict[int, Outcome] = {}
     first_of_key: dict[uuid.UUID, Intake] = {}
     todo: list[Intake] = []
+    may_self_handle = submitter.worker_id is not None
+    now = clock.now
     for it in intakes:
-        if it.report.category not in categories:
+        report = it.report
+        if report.category not in categories:
             outcomes[it.index] = Outcome(
                 it.index,
                 422,
@@ -273,7 +281,7 @@ def screen(
                 ),
             )
             continue
-        if it.report.self_handled is not None and submitter.worker_id is None:
+        if report.self_handled is not None and not may_self_handle:
             outcomes[it.index] = Outcome(
                 it.index,
                 422,
@@ -282,24 +290,32 @@ def screen(
                 ),
             )
             continue
-        time_problem = report_time_problem(it.report.reported_at, clock.now)
-        if time_problem is not None:
-            outcomes[it.index] = Outcome(it.index, 422, problem=InvalidInput(time_problem))
-            continue
-        first = first_of_key.get(it.client_event_id)
-        if first is None:
-            first_of_key[it.client_event_id] = it
+        if report.reported_at is not None:
+            time_problem = report_time_problem(report.reported_at, now)
+            if time_problem is not None:
+                outcomes[it.index] = Outcome(it.index, 422, problem=InvalidInput(time_problem))
+                continue
+        # One hash of the key (a UUID hashes in Python), not a get and a set.
+        if first_of_key.setdefault(it.client_event_id, it) is it:
             todo.append(it)
-    bad = invalid_rows(todo, routing)
-    for index in bad:
-        outcomes[index] = Outcome(
-            index,
-            422,
-            problem=InvalidInput(
-                "location: longitude must be within ±180 and latitude within ±90 degrees."
-            ),
-        )
-    return Screened([it for it in todo if it.index not in bad], outcomes, first_of_key)
+    checks = coordinate_checks(todo, routing)
+    if 1 not in checks:
+        return Screened(todo, outcomes, first_of_key, checks)
+    kept: list[Intake] = []
+    kept_checks: list[int] = []
+    for it, check in zip(todo, checks, strict=True):
+        if check == 1:
+            outcomes[it.index] = Outcome(
+                it.index,
+                422,
+                problem=InvalidInput(
+                    "location: longitude must be within ±180 and latitude within ±90 degrees."
+                ),
+            )
+        else:
+            kept.append(it)
+            kept_checks.append(check)
+    return Screened(kept, outcomes, first_of_key, kept_checks)
 
 
 def worker_numbers(
@@ -376,42 +392,54 @@ class Routed:
 
 
 def route_intakes(
-    intakes: list[Intake], routing: VersionRoutingLike | None, session: Session | None
+    intakes: list[Intake],
+    routing: VersionRoutingLike | None,
+    session: Session | None,
+    checks: Sequence[int] | None = None,
 ) -> Routed:
     """Check and convert the coordinates, and route the good ones (as arrays).
 
     ``session`` is only used while the in-memory index is not ready (PostGIS routes then);
-    None is allowed when the caller made sure it is.
+    None is allowed when the caller made sure it is. ``checks``: the coordinate checks of
+    ``intakes`` already worked out with this routing (``Screened.checks``), or None.
     """
     n = len(intakes)
-    raw_lon = np.array([it.report.lon for it in intakes], dtype=np.float64)
-    raw_lat = np.array([it.report.lat for it in intakes], dtype=np.float64)
-    bounds = routing.service_bounds if routing else None
-    checks = classify_coordinates(raw_lon, raw_lat, bounds)
-    lon = raw_lon.copy()
-    lat = raw_lat.copy()
-    crs = [it.report.crs for it in intakes]
-    for system in set(crs) & set(_CONVERTED):
-        rows = (np.array(crs) == system) & (checks == 0)
-        if rows.any():
-            lon[rows], lat[rows] = to_wgs84(lon[rows], lat[rows], system)
-    accuracy = np.array(
-        [it.report.accuracy_m if it.report.accuracy_m is not None else math.nan for it in intakes],
-        dtype=np.float64,
-    )
+    reports = [it.report for it in intakes]
+    raw_lon = [r.lon for r in reports]
+    raw_lat = [r.lat for r in reports]
+    if checks is None:
+        checks = classify_pairs(raw_lon, raw_lat, routing.service_bounds if routing else None)
+    codes = np.array(checks, dtype=np.int8)
+    lon = np.array(raw_lon, dtype=np.float64)
+    lat = np.array(raw_lat, dtype=np.float64)
+    systems = {r.crs for r in reports}
+    if not systems.isdisjoint(_CONVERTED):
+        crs = np.array([r.crs for r in reports])
+        for system in sorted(systems.intersection(_CONVERTED)):
+            rows = (crs == system) & (codes == 0)
+            if rows.any():
+                lon[rows], lat[rows] = to_wgs84(lon[rows], lat[rows], system)
     routes: list[Route | None] = [None] * n
-    ok_rows = np.flatnonzero(checks == 0)
-    if routing is not None and ok_rows.size:
+    ok_rows = [i for i, check in enumerate(checks) if check == 0]
+    if routing is not None and ok_rows:
         db: Any = session
-        if ok_rows.size == 1:
-            r = int(ok_rows[0])
-            acc = None if math.isnan(accuracy[r]) else float(accuracy[r])
-            routes[r] = routing.route(db, float(lon[r]), float(lat[r]), acc)
+        if len(ok_rows) == 1:
+            r = ok_rows[0]
+            acc = reports[r].accuracy_m
+            routes[r] = routing.route(
+                db, float(lon[r]), float(lat[r]), None if acc is None else float(acc)
+            )
         else:
-            many = routing.route_many(db, lon[ok_rows], lat[ok_rows], accuracy[ok_rows])
-            for r, route in zip(ok_rows.tolist(), many, strict=True):
+            accuracy = [reports[i].accuracy_m for i in ok_rows]
+            many = routing.route_many(
+                db,
+                lon[ok_rows],
+                lat[ok_rows],
+                np.array([math.nan if a is None else a for a in accuracy], dtype=np.float64),
+            )
+            for r, route in zip(ok_rows, many, strict=True):
                 routes[r] = route
-    return Routed(checks, lon, lat, routes)
+    return Routed(codes, lon, lat, routes)
 
 
 def place_intakes(
@@ -508,12 +536,17 @@ def place_intakes(
 
 def invalid_rows(intakes: list[Intake], routing: VersionRoutingLike | None) -> set[int]:
     """Indices of reports whose coordinates are out of range and not a plausible swap."""
-    if not intakes:
-        return set()
-    lon = np.array([it.report.lon for it in intakes], dtype=np.float64)
-    lat = np.array([it.report.lat for it in intakes], dtype=np.float64)
-    checks = classify_coordinates(lon, lat, routing.service_bounds if routing else None)
-    return {it.index for it, c in zip(intakes, checks.tolist(), strict=True) if c == 1}
+    checks = coordinate_checks(intakes, routing)
+    return {it.index for it, c in zip(intakes, checks, strict=True) if c == 1}
+
+
+def coordinate_checks(intakes: list[Intake], routing: VersionRoutingLike | None) -> list[int]:
+    """Each report's coordinate check (:func:`gis.coords.classify_pairs`) with this routing."""
+    return classify_pairs(
+        [it.report.lon for it in intakes],
+        [it.report.lat for it in intakes],
+        routing.service_bounds if routing else None,
+    )
 
 
 def candidate_codes(
