@@ -269,3 +269,25 @@ def test_the_hash_of_floats_orjson_writes_otherwise_is_json_dumps_text() -> None
         '"location":{"coordinates":[117.97,2.5e-05,1e+16],"type":"Point"}}'
     )
     assert prepare(0, raw).request_hash == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_short_way_s_limits_are_report_in_s() -> None:
+    """The constants ``_fast_fields`` checks against are ReportIn's constraints.
+
+    A limit changed in ReportIn and not here would let the short way accept what ReportIn
+    refuses (or the reverse) for values the generated bodies may never reach.
+    """
+    from api import intake
+
+    fields = ReportIn.model_json_schema()["properties"]
+    category = fields["category"]
+    assert intake._CATEGORY.pattern == (
+        f"{category['pattern'][1:-2]}{{{category['minLength']},{category['maxLength']}}}"
+    )
+    (reporter, _) = fields["reporter"]["anyOf"]
+    assert reporter["maxLength"] == intake._MAX_REPORTER
+    (description, _) = fields["description"]["anyOf"]
+    assert description["maxLength"] == intake.MAX_DESCRIPTION
+    (accuracy, _) = fields["accuracy_m"]["anyOf"]
+    assert (accuracy["minimum"], accuracy["maximum"]) == (0, 100_000)
+    assert set(fields) == intake._KNOWN
