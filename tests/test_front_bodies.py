@@ -133,7 +133,7 @@ def documents(draw: st.DrawFn, depth: int = 0) -> str:
     return "{" + draw(spaces) + ("," + draw(spaces)).join(members) + draw(spaces) + "}"
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=documents(), encoding=st.sampled_from(["utf-8", "surrogatepass"]))
 def test_whatever_orjson_reads_is_read_alike(doc: str, encoding: str) -> None:
     if encoding == "utf-8":
@@ -146,7 +146,7 @@ def test_whatever_orjson_reads_is_read_alike(doc: str, encoding: str) -> None:
     check(raw)
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=documents(), data=st.data())
 def test_mutated_bodies_are_read_alike_or_given_up(doc: str, data: st.DataObject) -> None:
     raw = bytearray(doc.encode("utf-8", "surrogatepass"))
@@ -166,7 +166,7 @@ def test_mutated_bodies_are_read_alike_or_given_up(doc: str, data: st.DataObject
     check(bytes(raw))
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     value=st.recursive(
         st.none()

@@ -180,7 +180,7 @@ def bodies(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     raw=bodies(),
     header=st.none() | st.sampled_from([KEY, " " + KEY.upper(), "nope"]) | st.uuids().map(str),
@@ -220,7 +220,7 @@ valid = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(raw=valid)
 def test_valid_reports_take_the_short_way_with_reportins_values(raw: dict[str, Any]) -> None:
     """So the comparison above compares something: valid reports are read without ReportIn."""

@@ -185,7 +185,7 @@ def same_routes(a: list[Any], b: list[Any]) -> bool:
     return [plain(r) for r in a] == [plain(r) for r in b]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(intakes=intake_lists(), worker=st.booleans(), routed=st.booleans())
 def test_screen_and_route_intakes_are_their_former_selves(
     intakes: list[Intake], worker: bool, routed: bool
@@ -217,7 +217,7 @@ floats = st.one_of(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     pairs=st.lists(st.tuples(floats, floats), max_size=2 * PYTHON_PAIRS),
     bounds=st.none()
