@@ -17,6 +17,8 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI
 
+from api.settings import KEEP_ALIVE_S
+
 
 class BackgroundServer:
     """uvicorn serving ``app`` on 127.0.0.1 from a daemon thread; a context manager."""
@@ -26,7 +28,13 @@ class BackgroundServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
@@ -80,12 +88,13 @@ class ServerProcess:
 
         self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **env}
+        keep_alive = self._env.get("GRIDMAP_KEEP_ALIVE_S", str(KEEP_ALIVE_S))
         self._cmd = [
             sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
             "--port", str(self.port), "--workers", str(workers),
-            "--log-level", "warning", "--no-access-log",
+            "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", keep_alive,
         ]  # fmt: skip
-        self._env = {**os.environ, **env}
         self._cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -20,6 +20,14 @@ from gis.store.embedded import EmbeddedCluster
 PROJECT_DATA = Path(__file__).resolve().parents[1] / "data"
 
 
+#: Seconds an idle keep-alive connection stays open. Longer than clients' and proxies' own
+#: idle timeouts (httpx and uvicorn both use 5 s, most load balancers 60 s), so the client
+#: is always the side that drops an idle connection. With equal timeouts a client reuses a
+#: connection at the moment the server closes it, and its request dies unanswered ("server
+#: disconnected"), which a tablet cannot tell from a lost report.
+KEEP_ALIVE_S = 75
+
+
 class Settings(BaseSettings):
     """Configuration; every field is ``GRIDMAP_<NAME>`` in the environment."""
 
@@ -43,6 +51,12 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    keep_alive_s: int = Field(
+        default=KEEP_ALIVE_S,
+        ge=1,
+        le=3600,
+        description="How long an idle HTTP connection stays open (see KEEP_ALIVE_S).",
+    )
     secret_key: str | None = Field(default=None, description="Signs bearer tokens (HS256).")
     token_ttl_minutes: int = Field(default=12 * 60, ge=1, le=7 * 24 * 60)
     refresh_ttl_days: int = Field(
@@ -174,3 +188,8 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+
+def server_options(settings: Settings) -> dict[str, int]:
+    """Uvicorn's options that come from the settings (one place for serve, demo and tests)."""
+    return {"timeout_keep_alive": settings.keep_alive_s}

@@ -28,7 +28,7 @@ from api.database import prepare_database
 from api.sample_history import replay_month
 from api.security import issue_token
 from api.seed import DEMO_USERS, create_demo_users, create_worker_accounts, load_sample
-from api.settings import Settings
+from api.settings import Settings, server_options
 from gis.errors import GridmapError
 from gis.store import users
 from gis.store.database import make_engine
@@ -262,7 +262,13 @@ def _serve(settings: Settings, access_log: Path | None) -> None:
     from api.app import create_app
 
     app = create_app(settings.model_copy(update={"migrate_on_start": False}))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=log_config(access_log))
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=log_config(access_log),
+        **server_options(settings),
+    )
 
 
 def log_config(access_log: Path | None) -> dict[str, Any]:

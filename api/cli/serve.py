@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from api.settings import Settings
+from api.settings import Settings, server_options
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,5 +39,12 @@ def run(args: argparse.Namespace) -> int:
         os.environ["GRIDMAP_MIGRATE_ON_START"] = "false"
         os.environ["GRIDMAP_DATA_DIR"] = str(settings.data_dir.resolve())
     # A factory, so each worker process builds its own app (and engine) from the environment.
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=args.workers)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        **server_options(settings),
+    )
     return 0
