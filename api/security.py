@@ -517,8 +517,12 @@ class StreamCheck(RoleCheck):
 class PublicAccess:
     """A dependency that marks a route as deliberately open to everyone."""
 
-    def __call__(self) -> None:
-        """Nothing to check."""
+    async def __call__(self) -> None:
+        """Nothing to check; async, or FastAPI would run it in the shared thread pool.
+
+        A plain function here took a pool thread for every public request: health probes
+        waited seconds behind a burst of sign-ins for a thread that had nothing to do.
+        """
         return None
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -89,6 +91,28 @@ def test_an_unknown_user_costs_one_hash_like_a_wrong_password(
     assert _sign_in(client, "guarded", "wrong").status_code == 401
     assert len(calls) == 2
     assert calls[0].startswith("$argon2") and calls[1].startswith("$argon2")
+
+
+def test_public_routes_need_no_thread_from_the_shared_pool(client: TestClient) -> None:
+    """Health answers while every thread of the shared pool is taken (as by a sign-in burst).
+
+    Public routes were marked by a plain-function dependency, which FastAPI runs in that
+    pool: under 200 sign-ins a liveness probe waited seconds for a thread.
+    """
+    limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)
+    holders = [f"busy-{i}" for i in range(int(limiter.total_tokens))]
+    for holder in holders:
+        client.portal.call(limiter.acquire_on_behalf_of, holder)
+    answers: list[int] = []
+    probe = threading.Thread(target=lambda: answers.append(client.get("/healthz").status_code))
+    try:
+        probe.start()
+        probe.join(timeout=5)
+        assert answers == [200], "the health check waited for a pool thread"
+    finally:
+        for holder in holders:
+            client.portal.call(limiter.release_on_behalf_of, holder)
+        probe.join(timeout=30)
 
 
 @pytest.mark.slow
