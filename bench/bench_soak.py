@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from api.devserver import ServerProcess
 from api.security import issue_token, new_api_key
 from api.seed import load_sample
+from api.settings import KEEP_ALIVE_S
 from bench import suites
 from bench.bench_intake import _points
 from bench.common import (
@@ -62,8 +63,9 @@ DATABASE = "gridmap_soak_bench"
 SECRET = "s" * 40
 POOL_SIZE = 8
 WORKERS = 2
-#: A kept-alive connection idle longer is not reused (uvicorn closes it at 5 s).
-KEEP_ALIVE_REUSE_S = 4.0
+#: A kept-alive connection idle longer is not reused: the server closes one idle for
+#: ``KEEP_ALIVE_S``, and the client must always be the side that drops it first.
+KEEP_ALIVE_REUSE_S = KEEP_ALIVE_S - 5.0
 #: How long the screens keep reading after the last post was answered.
 GRACE_S = 8.0
 
@@ -91,8 +93,7 @@ def _poster(base: str, key: str, rate: float, seconds: float, out: str) -> None:
     points = _points(500, seed=5)
 
     host, port = base.removeprefix("http://").split(":")
-    # Kept-alive connections with when each was last answered: uvicorn closes a connection
-    # idle for 5 s (its keep-alive timeout), so one idle longer is not reused.
+    # Kept-alive connections with when each was last answered (see KEEP_ALIVE_REUSE_S).
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
 
     async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
