@@ -167,7 +167,7 @@ def _reference(results: list[dict[str, object] | None], done: Stored, state: Any
     return {"results": out, "counts": tally}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(batch=batches(), state=st.sampled_from([STATE, _State(None), None]))
 def test_a_stored_batch_answers_as_finish_and_event_out(
     batch: tuple[list[dict[str, object] | None], Stored], state: Any

@@ -393,7 +393,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(material=st.dictionaries(st.text(max_size=8), json_values, max_size=6))
 def test_canonical_text_is_json_dumps_text(material: dict[str, Any]) -> None:
     """Stored request hashes depend on this text: orjson may only write what json wrote."""

@@ -40,6 +40,23 @@ def million(database_url: URL) -> Iterator[URL]:
 
     with Session(engine) as session, session.begin():
         load_sample(session, echo=lambda m: None)
+        # Maintaining ten indexes row by row is most of the setup's time; building them once
+        # over the loaded rows is several times faster. The plain indexes are dropped and
+        # created again with their own definitions after the insert, so the export runs
+        # against the schema the migrations made (keys and constraints stay throughout).
+        indexes = session.execute(
+            text(
+                """
+                SELECT c.relname, pg_get_indexdef(i.indexrelid)
+                FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                WHERE i.indrelid = 'events'::regclass
+                  AND NOT EXISTS (SELECT FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+                """
+            )
+        ).all()
+        assert indexes  # the migrations' secondary indexes, found by the catalogue
+        for name, _ in indexes:
+            session.execute(text(f'DROP INDEX "{name}"'))
         session.execute(
             text(
                 """
@@ -58,6 +75,11 @@ def million(database_url: URL) -> Iterator[URL]:
             ),
             {"n": N},
         )
+        session.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+        for _, definition in indexes:
+            # A partitioned table's index reads "ON ONLY events"; without ONLY it is made on
+            # every partition too, as the migration made it.
+            session.execute(text(definition.replace(" ON ONLY ", " ON ", 1)))
     engine.dispose()
     yield url
 

@@ -42,22 +42,39 @@ def test_make_help_lists_every_target() -> None:
     assert listed == defined
 
 
+#: Runs each module as ``python -m MODULE --help`` does (``runpy``, as ``__main__``), one
+#: after another in one interpreter, so the suites' shared imports load once, not ten times.
+#: Each answer is framed by the module's name, then its exit code.
+HELP_SCRIPT = """
+import contextlib, io, runpy, sys
+for module in sys.argv[1:]:
+    out = io.StringIO()
+    sys.argv = [module, "--help"]
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+    print("=== " + module + "\\n" + out.getvalue() + "\\n=== exit " + str(code), flush=True)
+"""
+
+
 @pytest.mark.slow
 def test_every_bench_help_names_sizes_and_run_time() -> None:
     modules = ["bench", *(s.module for s in SUITES.values())]
-    runs = {
-        m: subprocess.Popen(
-            [sys.executable, "-m", m, "--help"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for m in modules
-    }
-    for module, proc in runs.items():
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, f"{module} --help:\n{out}"
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_SCRIPT, *modules],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    answers = re.findall(r"^=== (\S+)\n(.*?)\n=== exit (-?\d+)$", done.stdout, re.S | re.M)
+    assert [m for m, _, _ in answers] == modules, done.stdout + done.stderr
+    for module, out, code in answers:
+        assert code == "0", f"{module} --help:\n{out}"
         assert "usage: python -m " + module in out, out
         if module == "bench":
             for name, suite in SUITES.items():
