@@ -213,8 +213,12 @@ def create_app(
         await anyio.to_thread.run_sync(app.state.routing.start, app.state.sessions, url)
         try:
             async with (
-                activation_task(engine, timezone=settings.timezone),
-                overdue_task(engine, app.state.clock),
+                activation_task(
+                    engine,
+                    timezone=settings.timezone,
+                    interval_s=settings.activation_interval_s,
+                ),
+                overdue_task(engine, app.state.clock, interval_s=settings.overdue_interval_s),
                 partitions_task(engine, app.state.clock),
             ):
                 yield

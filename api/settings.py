@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     login_window_s: float = Field(
         default=300.0, gt=0, le=86_400, description="The window failed sign-ins are counted in."
     )
+    activation_interval_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How often the leading process puts scheduled boundary versions in force.",
+    )
+    overdue_interval_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How often the leading process flags events past their due time.",
+    )
     timezone: str = Field(default="Asia/Shanghai", description="Local time of duty schedules.")
     due_soon_hours: float = Field(
         default=2.0, gt=0, le=240, description="The due_soon queue's window, in working hours."
