@@ -91,7 +91,7 @@ def test_a_report_through_one_process_reaches_the_others_stream(
             with httpx.stream(
                 "GET",
                 f"{b}/api/v1/events/stream",
-                params={"max_seconds": 20},
+                params={"max_seconds": 8},  # ends the test; the report comes within 1 s
                 headers={"X-API-Key": dispatcher},
                 timeout=30,
             ) as resp:
