@@ -203,5 +203,8 @@ class Settings(BaseSettings):
 
 
 def server_options(settings: Settings) -> dict[str, int]:
-    """Uvicorn's options that come from the settings (one place for serve, demo and tests)."""
+    """Uvicorn's options that come from the settings, for ``gridmap serve`` and ``demo``.
+
+    The test and bench servers (:mod:`api.devserver`) pass the same ``KEEP_ALIVE_S``.
+    """
     return {"timeout_keep_alive": settings.keep_alive_s}
