@@ -25,10 +25,17 @@ demo: venv
 	$(BIN)/gridmap demo $(ARGS)
 
 ## test: quality gates, then the whole test suite against a real PostGIS, Chromium and GDAL
+## (TEST_WORKERS=0: in one process; default: one per core, at most 4)
+TEST_WORKERS ?= auto
 test: lint
 	bash maps/install_browser.sh $(BIN)/python
 	bash tests/install_gdal.sh
-	$(BIN)/pytest
+	@# Two passes, both always run: most tests in parallel processes, a whole file each
+	@# (module fixtures are made once, tests run in file order), each worker on a PostgreSQL
+	@# of its own (tests/conftest.py); then the tests holding a time budget, alone.
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile -m "not serial"; parallel=$$?; \
+	$(BIN)/pytest -m serial; serial=$$?; \
+	test $$parallel -eq 0 -a $$serial -eq 0
 
 ## lint: ruff, formatting, mypy on gis/, and the layering contract
 lint: venv

@@ -8,10 +8,16 @@ sessions joined through savepoints so the code under test may commit.
 
 With ``CI=true`` a database that cannot be prepared fails the run, and any skipped test
 fails it too: a green CI must mean the database tests ran.
+
+Run in parallel (``make test``: pytest-xdist, one worker per core), the first worker uses
+that server and every other worker an embedded cluster of its own, so no worker's open
+transaction holds back the change feed another worker's tests watch (see
+:func:`_server_url`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -29,20 +35,47 @@ from api.security import issue_token
 from api.settings import Settings
 from gis.store import users
 from gis.store.database import ensure_database, make_engine, migrate, normalise_url
+from gis.store.embedded import EmbeddedCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: Per run, so two checkouts (or a developer and CI) can test against one server at once.
 RUN_TAG = f"{os.getpid()}"
 TEST_DATABASE = f"gridmap_test_{RUN_TAG}"
+#: The pytest-xdist worker this process is ("gw0", "gw1", …); None when not in parallel.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 
 
 def _server_url() -> URL:
+    """The PostgreSQL server this process's test databases live on.
+
+    Transaction ids belong to a cluster, not a database, and the change feed serves rows
+    only up to the oldest write transaction still open anywhere in the cluster (README,
+    "What a long write transaction does to the feed"). Two workers on one server would
+    hold back each other's feeds: a test waiting for a new marker would wait for the
+    other worker's million-row insert. So only the first worker uses the configured
+    server; the others get clusters of their own.
+    """
+    if WORKER not in (None, "gw0"):
+        return _worker_cluster_url()
     configured = os.environ.get("GRIDMAP_TEST_DATABASE_URL")
     if configured:
         return normalise_url(configured)
     settings = Settings(database_url=None, data_dir=ROOT / ".gridmap")
     return normalise_url(settings.embedded.start(echo=lambda m: None))
+
+
+def _worker_cluster() -> EmbeddedCluster:
+    base = ROOT / ".gridmap" / "test-workers"
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)  # as root the server runs as 'postgres', which must enter it
+    return EmbeddedCluster(base / str(WORKER))
+
+
+@functools.cache
+def _worker_cluster_url() -> URL:
+    """Start this worker's cluster (kept between runs, stopped at the end of each)."""
+    return normalise_url(_worker_cluster().start(echo=lambda m: None))
 
 
 def _fresh_database(server: URL, name: str = TEST_DATABASE) -> URL:
@@ -61,6 +94,9 @@ def _drop_created_databases() -> Iterator[None]:
     yield
     import psycopg
 
+    own_cluster = WORKER not in (None, "gw0")
+    if own_cluster and not _worker_cluster_url.cache_info().currsize:
+        return  # this worker never started its cluster
     server = _server_url()
     kwargs = {
         "host": server.host,
@@ -75,6 +111,8 @@ def _drop_created_databases() -> Iterator[None]:
         ).fetchall()
         for (name,) in names:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if own_cluster:
+        _worker_cluster().stop()
 
 
 def seeded_database(prefix: str) -> URL:
@@ -123,8 +161,6 @@ def cluster_dir() -> Iterator[Path]:
     """
     import shutil
     import uuid
-
-    from gis.store.embedded import EmbeddedCluster
 
     base = ROOT / ".gridmap" / "test-clusters"
     base.mkdir(parents=True, exist_ok=True)

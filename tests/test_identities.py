@@ -125,6 +125,7 @@ def test_users_add_shows_the_password_once_and_stores_a_hash(
         sys.stdin = old
 
 
+@pytest.mark.serial
 def test_keys_create_list_revoke_and_revocation_is_immediate_with_the_cache_on(
     cli_env, capsys, live_sessions, client
 ) -> None:
@@ -235,6 +236,7 @@ def test_logout_ends_access_and_refresh_tokens_at_once(client, account) -> None:
     assert client.post("/api/v1/auth/logout").status_code == 401
 
 
+@pytest.mark.serial
 def test_disable_ends_tokens_and_keys_at_once(client, account, capsys) -> None:
     user, password = account
     pair = sign_in(client, user, password)

@@ -54,6 +54,7 @@ def test_the_server_keeps_idle_connections_longer_than_clients_and_proxies_do() 
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_the_keep_alive_setting_reaches_the_server(tmp_path: Path) -> None:
     url = live_database_url()
     env = {

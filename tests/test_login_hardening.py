@@ -116,6 +116,7 @@ def test_public_routes_need_no_thread_from_the_shared_pool(client: TestClient) -
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_burst_of_wrong_passwords_gets_only_401_429_and_health_stays_fast(
     tmp_path: Path,
 ) -> None:

@@ -125,6 +125,7 @@ def _lookup(client: httpx.Client, lon: float, lat: float) -> tuple[int, str | No
     return int(body["version_id"]), body["grid_code"]
 
 
+@pytest.mark.serial
 def test_four_processes_share_one_index_and_switch_within_a_second(cluster: Cluster) -> None:
     sessions = cluster.sessions
     v1, features = _in_force(sessions)
@@ -264,6 +265,7 @@ def _leaders(sessions: sessionmaker[Session], name: str) -> int:
         )
 
 
+@pytest.mark.serial
 def test_periodic_jobs_run_once_across_the_processes(cluster: Cluster) -> None:
     sessions = cluster.sessions
     for name in (activation.JOB_NAME, overdue.JOB_NAME, partitions.JOB_NAME):

@@ -236,6 +236,7 @@ def test_dispatcher_signs_in_and_sees_grids_and_events(browser: Any, live: Live)
     watch.assert_clean()
 
 
+@pytest.mark.serial
 def test_new_event_and_status_change_show_live(browser: Any, live: Live) -> None:
     page, watch = _open(browser, live, "/map", user="dispatcher")
     _ready(page)

@@ -48,6 +48,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     return live_database_url(), tmp_path_factory.mktemp("overload-state")
 
 
+@pytest.mark.serial
 def test_requests_past_the_bound_get_503_within_milliseconds(live: tuple) -> None:
     url, state = live
     app = create_app(live_settings(url, state, max_in_flight=2, rate_limit_per_user=0))
@@ -110,6 +111,7 @@ def test_a_user_over_the_rate_gets_429_with_retry_after(live: tuple) -> None:
         assert client.get("/api/v1/auth/me", headers=other).status_code == 200
 
 
+@pytest.mark.serial
 def test_the_database_gate_refuses_a_job_that_would_wait_too_long() -> None:
     from api.errors import Overloaded
     from api.overload import DatabaseGate
@@ -231,6 +233,7 @@ def _door(app: object) -> object:
     return layer
 
 
+@pytest.mark.serial
 def test_the_door_sheds_while_the_database_queue_is_too_slow(live: tuple) -> None:
     """Under the count bound, a request is still shed at once when the queue is slow."""
     from api.overload import DatabaseGate

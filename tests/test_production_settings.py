@@ -77,6 +77,7 @@ def servers(prod_url: URL, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             server.stop()
 
 
+@pytest.mark.serial
 def test_a_report_through_one_process_reaches_the_others_stream(
     servers: list[str], prod_sessions: sessionmaker[Session]
 ) -> None:
@@ -133,6 +134,7 @@ def test_a_report_through_one_process_reaches_the_others_stream(
     assert not follower.is_alive(), "the stream did not end"
 
 
+@pytest.mark.serial
 def test_a_publish_through_one_process_routes_the_others_lookups_within_a_second(
     servers: list[str], prod_sessions: sessionmaker[Session]
 ) -> None:

@@ -36,6 +36,7 @@ def cluster(cluster_dir: Path) -> EmbeddedCluster:
     return EmbeddedCluster(cluster_dir, port=free_loopback_port())
 
 
+@pytest.mark.serial
 def test_restart_loses_nothing_acknowledged(cluster: EmbeddedCluster, tmp_path: Path) -> None:
     url = ensure_database(cluster.start(echo=lambda m: None), echo=lambda m: None)
     migrate(url)

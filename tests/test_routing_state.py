@@ -238,6 +238,7 @@ def test_processes_build_one_index_and_share_its_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_publish_is_seen_within_a_second(
     scratch: sessionmaker[Session], scratch_url: URL, tmp_path: Path
 ) -> None:
@@ -262,6 +263,7 @@ def test_a_publish_is_seen_within_a_second(
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_notify_reaches_the_other_processes_at_once(
     scratch: sessionmaker[Session], scratch_url: URL, tmp_path: Path
 ) -> None:
@@ -287,6 +289,7 @@ def test_notify_reaches_the_other_processes_at_once(
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_periodic_job_runs_in_one_process_and_another_takes_over(
     scratch_url: URL, tmp_path: Path
 ) -> None:

@@ -42,6 +42,7 @@ def test_tiny_set_is_valid() -> None:
     assert validate_boundaries(zoo.tiny_set()).valid
 
 
+@pytest.mark.serial
 def test_sample_sized_set_validates_fast() -> None:
     features = list(zoo.BASE_SETS["sample"]())
     start = time.perf_counter()
