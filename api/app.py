@@ -28,6 +28,7 @@ from api.database import prepare_database
 from api.errors import install_error_handlers
 from api.fast_intake import PoolDatabase, SessionDatabase
 from api.feed_hub import FeedHub
+from api.heap import heap_trim_task
 from api.intake_lane import IntakeLane
 from api.login_guard import LoginGuard
 from api.openapi import complete_openapi
@@ -220,6 +221,7 @@ def create_app(
                 ),
                 overdue_task(engine, app.state.clock, interval_s=settings.overdue_interval_s),
                 partitions_task(engine, app.state.clock),
+                heap_trim_task(settings.heap_trim_s),
             ):
                 yield
         finally:

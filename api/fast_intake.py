@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.routing_state import IntakeSnapshot, RoutingState
 from gis.dispatch import WorkerOnGrid
-from gis.errors import GridmapError
+from gis.errors import DatabaseUnavailable, GridmapError
 from gis.routing import Route
 from gis.store import events as event_store
 from gis.store.events import RosterEntry, StoredEvent
@@ -63,6 +63,9 @@ from services.intake import (
 from services.workflow import Clock
 
 log = logging.getLogger("gridmap.intake")
+#: What the readiness probe asks (PostGIS is there), and how long it waits for an answer.
+READY_SQL: Final = "SELECT postgis_lib_version()"
+READY_TIMEOUT_S: Final = 3.0
 
 #: (id, client_event_id, received_at, updated_at) of each inserted event.
 Inserted = tuple[int, uuid.UUID, datetime, datetime]
@@ -101,6 +104,9 @@ class _PoolConnection:
     async def insert(self, document: event_store.InsertRows) -> list[Inserted]:
         rows = await self._conn.fetch(document.sql, *document.args)
         return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    async def postgis_version(self) -> str:
+        return str(await self._conn.fetchval(READY_SQL))
 
 
 async def _prepare_statements(conn: Any) -> None:
@@ -183,6 +189,21 @@ class PoolDatabase:
         """One connection for both statements (an async context manager)."""
         return _Lease(self)
 
+    async def check_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Raise :class:`DatabaseUnavailable` unless one of these connections answers.
+
+        The readiness probe asks here, not on the sync pool: under a burst of sign-ins or
+        exports every sync connection may be taken for seconds, which says nothing about
+        the database, while a lease here waits at most for one report's statements.
+        """
+        import asyncpg
+
+        try:
+            async with asyncio.timeout(timeout_s), self.connection() as conn:
+                await conn.postgis_version()
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnavailable("The database is not answering.") from exc
+
     async def _take(self) -> _Slot:
         while not self._free:
             if self._closed:
@@ -197,6 +218,8 @@ class PoolDatabase:
                     self._waiters.remove(waiter)
         slot = self._free.pop()
         if slot.conn is None or slot.conn.is_closed():
+            if slot.conn is not None:
+                log.warning("intake connection found closed by the server; opening another")
             try:
                 slot.use(await self._connect())
             except BaseException:
@@ -221,6 +244,12 @@ class PoolDatabase:
             return
         if conn is not None and failed is not None and not _clean_failure(failed):
             # Left in the middle of a statement: what the server still does is unknown.
+            log.warning(
+                "intake connection closed in the middle of a statement (%s: %s); "
+                "a new one is opened when next leased",
+                type(failed).__name__,
+                failed,
+            )
             conn.terminate()
             slot.use(None)
         self._give(slot)

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         le=3600,
         description="How often the leading process flags events past their due time.",
     )
+    heap_trim_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How often each process gives malloc's free pages back (0: never).",
+    )
     timezone: str = Field(default="Asia/Shanghai", description="Local time of duty schedules.")
     due_soon_hours: float = Field(
         default=2.0, gt=0, le=240, description="The due_soon queue's window, in working hours."

@@ -333,35 +333,107 @@ JOBS = 3
 LISTENERS = 3
 
 
+#: A statement running or waiting this long is written into the timeline's slow column.
+SLOW_S = 1.0
+
+
 def _sampler(
     url: Any, server_pid: int, stop: threading.Event, samples: list[dict[str, Any]]
 ) -> None:
+    """Every 2 s: the bench database's connections by kind, slow statements, RSS."""
     backends: set[int] = set()
     with psycopg.connect(libpq_url(url.set(database="postgres")), autocommit=True) as conn:
         while not stop.wait(2.0):
             rows = conn.execute(
-                "SELECT pid, application_name, state, left(query, 60) FROM pg_stat_activity"
-                " WHERE datname = %s AND application_name LIKE 'gridmap%%'",
+                "SELECT pid, application_name, backend_type, state, wait_event_type,"
+                " wait_event, extract(epoch FROM now() - query_start), left(query, 80)"
+                " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 (DATABASE,),
             ).fetchall()
             kinds: dict[str, int] = {}
             queries: dict[str, int] = {}
-            for pid, name, state, query in rows:
+            slow: list[tuple[str, float]] = []
+            intake: list[int] = []
+            apps = 0
+            for pid, name, backend, state, wait_type, wait, running, query in rows:
+                text = " ".join((query or "").split())
+                if backend == "autovacuum worker":
+                    slow.append((f"autovacuum: {text[:60]}", running or 0.0))
+                if not (name or "").startswith("gridmap"):
+                    continue
+                apps += 1
                 backends.add(pid)
                 kinds[name] = kinds.get(name, 0) + 1
+                if name == "gridmap-intake":
+                    intake.append(pid)
                 if name == "gridmap":
-                    what = f"{state}: {' '.join((query or '').split())[:50]}"
+                    what = f"{state}: {text[:50]}"
                     queries[what] = queries.get(what, 0) + 1
+                listening = text.startswith("LISTEN") or state != "active" or running is None
+                if not listening and (running >= SLOW_S or wait_type == "Lock"):
+                    label = f"{name} {wait_type or 'CPU'}/{wait or '-'}: {text[:60]}"
+                    slow.append((label, running))
             samples.append(
                 {
                     "t": time.monotonic(),
-                    "connections": len(rows),
+                    "wall": time.time(),
+                    "connections": apps,
                     "kinds": kinds,
                     "queries": queries,
                     "backends": len(backends),
+                    "intake_pids": intake,
+                    "slow": slow,
                     "rss_mb": _rss_mb(child_pids(server_pid)),
                 }
             )
+
+
+def _warnings(lines: list[str]) -> list[tuple[str, int]]:
+    """The server's warnings and errors, digits blurred so that repeats count as one."""
+    counted: dict[str, int] = {}
+    for line in lines:
+        if any(word in line for word in ("WARNING", "ERROR", "Traceback", "CRITICAL")):
+            key = re.sub(r"\d+", "#", line)[:160]
+            counted[key] = counted.get(key, 0) + 1
+    return sorted(counted.items(), key=lambda kv: -kv[1])[:15]
+
+
+def timeline(
+    posts: list[Any], samples: list[dict[str, Any]], epoch: float, seconds: float
+) -> list[dict[str, Any]]:
+    """The run in windows of a minute or more (at most 15): what degraded, and when."""
+    import numpy as np
+
+    width = max(60.0, seconds / 15)
+    rows: list[dict[str, Any]] = []
+    start = 0.0
+    while start < seconds:
+        end = start + width
+        window = [p for p in posts if start <= p[1] - epoch < end]
+        inside = [s for s in samples if start <= s["wall"] - epoch < end]
+        latencies = np.array([p[2] * 1000 for p in window])
+        slow: dict[str, int] = {}
+        for s in inside:
+            for label, _ in s["slow"]:
+                kind = label.split(":")[0]
+                slow[kind] = slow.get(kind, 0) + 1
+        first_seen = set().union(*(set(s["intake_pids"]) for s in inside)) if inside else set()
+        rows.append(
+            {
+                "from_s": int(start),
+                "posted": len(window),
+                "503": sum(1 for p in window if p[3] == 503),
+                "post_p99_ms": _pct(latencies, 0.99),
+                "connections_max": max((s["connections"] for s in inside), default=None),
+                "intake_max": max((len(s["intake_pids"]) for s in inside), default=None),
+                "intake_backends": len(first_seen),
+                "backends_seen": inside[-1]["backends"] if inside else None,
+                "rss_mb": round(inside[-1]["rss_mb"]) if inside else None,
+                "slow": ", ".join(f"{k} ×{n}" for k, n in sorted(slow.items())[:3]) or "-",
+            }
+        )
+        start = end
+    return rows
 
 
 def _pct(values: Any, q: float) -> float | None:
@@ -438,7 +510,7 @@ def run(
             "GRIDMAP_RATE_LIMIT_PER_KEY": "0",
         }
         server = ServerProcess(env, workers=WORKERS, cwd=str(ROOT)).start(timeout_s=240)
-        drain_stderr(server.process)
+        server_log = drain_stderr(server.process, keep=20_000)
         assert server.process is not None
         samples: list[dict[str, Any]] = []
         stop = threading.Event()
@@ -544,6 +616,17 @@ def run(
         result["error_kinds"] = sorted(set(errors))
     step = max(1, len(warm) // 10)
     result["rss_mb_over_time"] = [round(s["rss_mb"]) for s in warm[::step]]
+    result["timeline"] = timeline(posts, samples, epoch, seconds)
+    slow_lines: dict[str, tuple[int, float]] = {}
+    for sample in samples:
+        for label, running in sample["slow"]:
+            seen, longest = slow_lines.get(label, (0, 0.0))
+            slow_lines[label] = (seen + 1, max(longest, running))
+    result["slow_statements"] = [
+        (f"{label} (up to {longest:.1f} s)", seen)
+        for label, (seen, longest) in sorted(slow_lines.items(), key=lambda kv: -kv[1][0])[:15]
+    ]
+    result["server_warnings"] = _warnings(server_log)
     busiest = max(samples, key=lambda s: s["kinds"].get("gridmap", 0), default=None)
     if busiest is not None:
         result["sync_pool_at_most"] = busiest["queries"]
@@ -595,9 +678,19 @@ def main(argv: list[str] | None = None) -> int:
         [(k, k) for k in r if k not in SKIP and not isinstance(r[k], dict | list)],
         [r],
     )
+    rows = r["timeline"]
+    print_table(
+        "Over time (posts by when they were sent; slow: statements active ≥ 1 s or waiting "
+        "on a lock, and autovacuum, counted in 2 s samples)",
+        [(k, k) for k in rows[0]] if rows else [],
+        rows,
+    )
     for k in r:
-        if k not in SKIP and isinstance(r[k], dict | list):
-            print(f"{k}: {r[k]}")
+        if k not in SKIP and k != "timeline" and isinstance(r[k], dict | list):
+            if k in ("slow_statements", "server_warnings"):
+                print(f"{k}:" + "".join(f"\n  {n:6d}  {line}" for line, n in r[k]))
+            else:
+                print(f"{k}: {r[k]}")
     if args.profile and os.path.exists(os.path.join(args.profile, "soak.folded")):
         print("\nServer profile (py-spy, both processes): own % / total % of samples")
         for name, own, total in profile_top(os.path.join(args.profile, "soak.folded")):

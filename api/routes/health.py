@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio
 from fastapi import APIRouter, Request
 
+from api.fast_intake import PoolDatabase
 from api.security import public
 from gis.errors import DatabaseUnavailable
 from gis.store.database import check_ready
@@ -25,8 +26,14 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> dict[str, str]:
     """The database answers and has PostGIS: the service can do its work.
 
-    Checked in threads of its own (``app.state.health_limiter``), not the shared pool.
+    Asked on the intake's own connections (:meth:`api.fast_intake.PoolDatabase.check_ready`)
+    when the server has them, so that a busy sync pool does not make a healthy server look
+    unready; otherwise in threads of its own (``app.state.health_limiter``).
     """
+    intake = getattr(request.app.state, "intake_db", None)
+    if isinstance(intake, PoolDatabase):
+        await intake.check_ready()
+        return {"status": "ready"}
     return await anyio.to_thread.run_sync(
         _check_ready, request, limiter=request.app.state.health_limiter
     )
