@@ -212,6 +212,26 @@ def _draw_vertex(page: Any, lon: float, lat: float, n: int, tries: int = 3) -> N
     assert page.evaluate(f"() => {drawn}") == n
 
 
+def _close_polygon(page: Any, lon: float, lat: float, n: int, tries: int = 3) -> None:
+    """Click the first vertex again, which closes the polygon of ``n`` vertices and opens the
+    new grid's form; again if the click was lost (still drawing, still ``n`` vertices)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    drawing = "GridMap.map.pm.globalDrawModeEnabled()"
+    drawn = "GridMap.map.pm.Draw.Polygon._layer.getLatLngs().length"
+    for _ in range(tries - 1):
+        page.mouse.click(*_screen(page, lon, lat))
+        try:
+            page.wait_for_selector("[data-role=new-form]", timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            if not page.evaluate(f"() => {drawing} && {drawn} === {n}"):
+                break  # closed, and the form is slow: wait for it below
+    else:
+        page.mouse.click(*_screen(page, lon, lat))
+    page.wait_for_selector("[data-role=new-form]", timeout=TIMEOUT_MS)
+
+
 def _inside(geom: shapely.Geometry) -> tuple[float, float]:
     """A point well inside ``geom`` (clicks land on it, not on a neighbour)."""
     inner = shapely.buffer(geom, -0.00012)
@@ -430,8 +450,7 @@ def test_draw_a_new_grid_and_locate_its_problems(browser: Any, live: Live) -> No
     corners = [(x - d, y - d), (x + d, y - d), (x + d, y + d), (x - d, y + d), (x - d, y - d)]
     for n, (lon, lat) in enumerate(corners[:-1], start=1):
         _draw_vertex(page, lon, lat, n)
-    page.mouse.click(*_screen(page, *corners[-1]))  # on the first point: closes the polygon
-    page.wait_for_selector("[data-role=new-form]", timeout=TIMEOUT_MS)
+    _close_polygon(page, *corners[-1], n=len(corners) - 1)
     code = page.locator("[data-field=new-code]").input_value()
     assert code not in grids and code.startswith(grids[host].parent_code)
     assert page.locator("[data-field=new-parent]").input_value() == grids[host].parent_code
