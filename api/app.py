@@ -31,6 +31,7 @@ from api.feed_hub import FeedHub
 from api.heap import heap_trim_task
 from api.intake_lane import IntakeLane
 from api.login_guard import LoginGuard
+from api.logs import configure_logging
 from api.openapi import complete_openapi
 from api.overdue import overdue_task
 from api.overload import DatabaseGate, InFlightLimit, RateLimits
@@ -144,6 +145,7 @@ def create_app(
     ``clock`` moves the app's idea of now (duty, due times, overdue) for tests.
     """
     settings = settings or Settings()
+    configure_logging(settings.log_level)
     now = clock or (lambda: datetime.now(UTC))
 
     @asynccontextmanager

@@ -117,7 +117,10 @@ async def heap_trim_task(interval_s: float) -> AsyncIterator[None]:
             await anyio.to_thread.run_sync(trim, limiter=limiter)
             after = await anyio.to_thread.run_sync(heap_stats, limiter=limiter)
             if before is not None and after is not None:
-                log.info(
+                # A line a minute would drown the log; one that gave much back is news.
+                freed = before.rss_mb - after.rss_mb
+                log.log(
+                    logging.INFO if freed >= 8 else logging.DEBUG,
                     "C heap: %.0f MiB in use, %.0f MiB free; trimmed, RSS %.0f → %.0f MiB",
                     before.in_use_mb,
                     before.free_mb,

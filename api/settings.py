@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         le=3600,
         description="How often the leading process flags events past their due time.",
     )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Level of gridmap's own log lines (on stderr)."
+    )
     heap_trim_s: float = Field(
         default=60.0,
         ge=0,

@@ -324,6 +324,25 @@ def _rss_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids(conn: psycopg.Connection[Any]) -> list[int]:
+    """Every process of the bench's PostgreSQL (the postmaster's children), when local."""
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        parent = int(Path(f"/proc/{row[0]}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, TypeError):
+        return []
+    return child_pids(parent)
+
+
 #: The connections a server process may hold: the intake's asyncpg pool and the sync
 #: pool (``GRIDMAP_DB_POOL_SIZE`` each, the database gate's tokens bounding the sync one),
 #: one per periodic job (api/periodic.py: activation, overdue, partitions; the leader's
@@ -352,6 +371,8 @@ def _sampler(
             ).fetchall()
             kinds: dict[str, int] = {}
             queries: dict[str, int] = {}
+            cpu: dict[str, float] = {"server": sum(_cpu_s(p) for p in child_pids(server_pid))}
+            pg_total = sum(_cpu_s(p) for p in _postgres_pids(conn))
             slow: list[tuple[str, float]] = []
             intake: list[int] = []
             apps = 0
@@ -363,6 +384,7 @@ def _sampler(
                     continue
                 apps += 1
                 backends.add(pid)
+                cpu[f"pg {name}"] = cpu.get(f"pg {name}", 0.0) + _cpu_s(pid)
                 kinds[name] = kinds.get(name, 0) + 1
                 if name == "gridmap-intake":
                     intake.append(pid)
@@ -373,10 +395,14 @@ def _sampler(
                 if not listening and (running >= SLOW_S or wait_type == "Lock"):
                     label = f"{name} {wait_type or 'CPU'}/{wait or '-'}: {text[:60]}"
                     slow.append((label, running))
+            cpu["pg other"] = pg_total - sum(v for k, v in cpu.items() if k.startswith("pg "))
+            notify_queue = conn.execute("SELECT pg_notification_queue_usage()").fetchone()
             samples.append(
                 {
                     "t": time.monotonic(),
                     "wall": time.time(),
+                    "cpu": cpu,
+                    "notify_queue": float(notify_queue[0]) if notify_queue else 0.0,
                     "connections": apps,
                     "kinds": kinds,
                     "queries": queries,
@@ -418,6 +444,18 @@ def timeline(
                 kind = label.split(":")[0]
                 slow[kind] = slow.get(kind, 0) + 1
         first_seen = set().union(*(set(s["intake_pids"]) for s in inside)) if inside else set()
+        shares = {"pg gridmap-intake": "intake", "pg gridmap": "sync", "pg gridmap-feed": "feed"}
+        shares["pg other"] = "other"
+        per_report: dict[str, float | None] = {"server_cpu_ms": None, "pg_cpu_ms": None}
+        per_report.update({f"pg_{short}_ms": None for short in shares.values()})
+        if len(inside) >= 2 and window:
+            first, last = inside[0]["cpu"], inside[-1]["cpu"]
+            spent = last["server"] - first["server"]
+            per_report["server_cpu_ms"] = 1000 * spent / len(window)
+            pg = {k: last[k] - first.get(k, 0.0) for k in last if k.startswith("pg ")}
+            per_report["pg_cpu_ms"] = 1000 * sum(max(0.0, v) for v in pg.values()) / len(window)
+            for kind, short in shares.items():
+                per_report[f"pg_{short}_ms"] = 1000 * max(0.0, pg.get(kind, 0.0)) / len(window)
         rows.append(
             {
                 "from_s": int(start),
@@ -429,6 +467,8 @@ def timeline(
                 "intake_backends": len(first_seen),
                 "backends_seen": inside[-1]["backends"] if inside else None,
                 "rss_mb": round(inside[-1]["rss_mb"]) if inside else None,
+                **per_report,
+                "notify_queue_max": max((s["notify_queue"] for s in inside), default=None),
                 "slow": ", ".join(f"{k} ×{n}" for k, n in sorted(slow.items())[:3]) or "-",
             }
         )
@@ -487,12 +527,39 @@ def profile_top(folded: str, n: int = 15) -> list[tuple[str, float, float]]:
     return [(f, 100 * own[f] / samples, 100 * total[f] / samples) for f in ranked]
 
 
+def _prefill(base: str, key: str, count: int) -> None:
+    """Store ``count`` reports in batches of 1,000 first: a soak that starts where a long one
+    has got to (the events table and its indexes as large), in minutes."""
+    points = _points(500, seed=7)
+    done = 0
+    with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120) as c:
+        while done < count:
+            n = min(1000, count - done)
+            events = [
+                {
+                    "client_event_id": str(uuid.uuid4()),
+                    "category": "0102",
+                    "description": "prefill",
+                    "location": {"lon": lon, "lat": lat},
+                }
+                for lon, lat in (points[(done + i) % len(points)] for i in range(n))
+            ]
+            resp = c.post("/api/v1/events/batch", json={"events": events})
+            if resp.status_code != 200:
+                time.sleep(1)
+                continue
+            done += n
+            if done % 50_000 == 0 or done == count:
+                print(f"prefilled {done:,} of {count:,} reports", file=sys.stderr, flush=True)
+
+
 def run(
     seconds: float,
     listeners: int,
     rate: float,
     clients: int | None = None,
     profile: str | None = None,
+    prefill: int = 0,
 ) -> dict[str, Any]:
     """One soak; the figures as a dict."""
     import numpy as np
@@ -508,6 +575,7 @@ def run(
             "GRIDMAP_DB_POOL_SIZE": str(POOL_SIZE),
             "GRIDMAP_RATE_LIMIT_PER_USER": "0",
             "GRIDMAP_RATE_LIMIT_PER_KEY": "0",
+            "GRIDMAP_LOG_LEVEL": "DEBUG",  # the heap's trims too (api/heap.py)
         }
         server = ServerProcess(env, workers=WORKERS, cwd=str(ROOT)).start(timeout_s=240)
         server_log = drain_stderr(server.process, keep=20_000)
@@ -535,6 +603,8 @@ def run(
                             "location": {"lon": lon, "lat": lat},
                         },
                     )
+            if prefill:
+                _prefill(server.url, key, prefill)
             wait_until_quiet(server.process.pid)
             epoch = time.time()
             stop_at = ctx.Value("d", epoch + 3600)
@@ -586,6 +656,7 @@ def run(
         "listeners": listeners,
         "rate": rate,
         "clients": clients,
+        "prefill": prefill,
         "posted": len(posts),
         "posted_per_s": len(posts) / seconds,
         "statuses": dict(sorted(statuses.items())),
@@ -627,6 +698,8 @@ def run(
         for label, (seen, longest) in sorted(slow_lines.items(), key=lambda kv: -kv[1][0])[:15]
     ]
     result["server_warnings"] = _warnings(server_log)
+    trims = [line.split(" C heap: ")[1] for line in server_log if " C heap: " in line]
+    result["heap_trims"] = trims[:2] + trims[-2:] if len(trims) > 4 else trims
     busiest = max(samples, key=lambda s: s["kinds"].get("gridmap", 0), default=None)
     if busiest is not None:
         result["sync_pool_at_most"] = busiest["queries"]
@@ -654,7 +727,7 @@ def evaluate(r: dict[str, Any]) -> list[str]:
     return missed
 
 
-SKIP = ("seconds", "listeners", "rate", "clients")
+SKIP = ("seconds", "listeners", "rate", "clients", "prefill")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -665,12 +738,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100, help="reports per second")
     parser.add_argument("--clients", type=int, help="client processes (default: 1 per 50)")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the server into DIR")
+    parser.add_argument(
+        "--prefill", type=int, default=0, metavar="N", help="store N reports before the soak"
+    )
     parser.add_argument("--quick", action="store_true", help="30 s with 20 listeners")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.listeners = 30, 20
     random.seed(1)
-    r = run(args.seconds, args.listeners, args.rate, args.clients, args.profile)
+    r = run(args.seconds, args.listeners, args.rate, args.clients, args.profile, args.prefill)
     print_table(
         f"Soak: {r['rate']:.0f} reports/s for {r['seconds']:.0f} s, {r['listeners']} SSE "
         f"listeners in {r['clients']} client processes, {WORKERS} server processes "
@@ -687,7 +763,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for k in r:
         if k not in SKIP and k != "timeline" and isinstance(r[k], dict | list):
-            if k in ("slow_statements", "server_warnings"):
+            if k in ("slow_statements", "server_warnings", "heap_trims") and r[k]:
+                if k == "heap_trims":
+                    print(f"{k}:" + "".join(f"\n  {line}" for line in r[k]))
+                    continue
                 print(f"{k}:" + "".join(f"\n  {n:6d}  {line}" for line, n in r[k]))
             else:
                 print(f"{k}: {r[k]}")

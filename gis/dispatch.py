@@ -13,13 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from gis.roster import DutySchedule
 from gis.workflow import OPEN_TASK_STATUSES, UNHANDLED_STATUSES
 
 #: Statuses in which an event counts against its worker's load (one list, in gis.workflow).
 OPEN_FOR_WORKER = OPEN_TASK_STATUSES
+#: Open tasks are counted up to this many a worker. Past it a worker is swamped and which
+#: of two swamped workers is more so decides nothing; the reads stay cheap in a backlog.
+#: Workers at the cap are still spread between: tasks handed out since the last read add
+#: to the load (``extra``), and ties go to the lowest id.
+OPEN_TASKS_COUNTED_UP_TO: Final = 200
 
 #: Statuses of events not yet dealt with on the ground: these follow a boundary redraw to
 #: their new grid. Handled, verified, closed, evaluated and voided events keep their grid.
@@ -132,7 +137,9 @@ class Shortlist:
 
     def reason(self, worker_no: str, load: int, before: str = "") -> str:
         """Why the worker ``worker_no`` with ``load`` open tasks was chosen (after ``before``)."""
-        return f"{before}{self.head}{worker_no} has the fewest open tasks ({load}){self.tail}"
+        cap = OPEN_TASKS_COUNTED_UP_TO
+        many = str(load) if load < cap else f"{cap} or more"
+        return f"{before}{self.head}{worker_no} has the fewest open tasks ({many}){self.tail}"
 
     def choose(self, extra_load: Mapping[int, int]) -> WorkerChoice:
         """The choice for one event, with ``extra_load`` tasks handed out before it."""

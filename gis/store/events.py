@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import BigInteger, Text, func, select, text
 from sqlalchemy.orm import Session
 
-from gis.dispatch import OPEN_FOR_WORKER, WorkerOnGrid
+from gis.dispatch import OPEN_FOR_WORKER, OPEN_TASKS_COUNTED_UP_TO, WorkerOnGrid
 from gis.errors import InvalidInput, NotFound
 from gis.records import builder
 from gis.roster import parse_duty
@@ -759,20 +759,6 @@ def categories(session: Session) -> dict[str, tuple[str | None, float, bool]]:
     return {code: (role, hours, hazard) for code, role, hours, hazard in rows}
 
 
-#: Dispatch runs this for every report: constant SQL text, so it is parsed and planned once
-#: per connection. The correlated count uses the partial index of open events by worker.
-_WORKERS_SQL = text(
-    f"""
-    SELECT a.grid_code, w.id, w.worker_no, a.role, coalesce(a.duty, w.duty) AS duty,
-           (SELECT count(*) FROM events e
-             WHERE e.worker_id = w.id
-               AND e.status IN ({", ".join(repr(s) for s in OPEN_FOR_WORKER)})) AS open_tasks
-    FROM worker_assignments a JOIN workers w ON w.id = a.worker_id
-    WHERE a.grid_code = ANY(CAST(:codes AS text[])) AND w.active
-    """
-)
-
-
 #: A grid's roster entry: (worker id, worker number, role, duty schedule text).
 RosterEntry = tuple[int, str, str, str | None]
 
@@ -784,11 +770,17 @@ _ROSTER_SQL = text(
     """
 )
 #: Open tasks of the workers ``$1`` (int[]): (worker_id, count); the hot path runs it as is.
+#: Each count stops at :data:`~gis.dispatch.OPEN_TASKS_COUNTED_UP_TO`: a read costs at most
+#: that many index entries a worker, however large the backlog. Counting them all made every
+#: read (once a second a process, for every worker it knows) as slow as the open events
+#: were many: 100 ms at 211,000 open events, and a 45-minute soak's POST p99 rose with it.
 OPEN_TASKS_SQL = f"""
-    SELECT worker_id, count(*) FROM events
-    WHERE worker_id = ANY(CAST($1 AS int[]))
-      AND status IN ({", ".join(repr(s) for s in OPEN_FOR_WORKER)})
-    GROUP BY worker_id
+    SELECT w.id, (SELECT count(*) FROM (
+        SELECT FROM events e
+        WHERE e.worker_id = w.id
+          AND e.status IN ({", ".join(repr(s) for s in OPEN_FOR_WORKER)})
+        LIMIT {OPEN_TASKS_COUNTED_UP_TO}) AS open)
+    FROM unnest(CAST($1 AS int[])) AS w(id)
     """
 OPEN_TASKS_STATEMENT = text(OPEN_TASKS_SQL.replace("$1", ":ids"))
 
