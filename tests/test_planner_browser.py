@@ -196,6 +196,24 @@ def _click_until(page: Any, lon: float, lat: float, selector: str, tries: int = 
     page.wait_for_selector(selector, timeout=1_000)
 
 
+def _start_drawing(page: Any, tries: int = 3) -> None:
+    """Click the toolbar's polygon button until draw mode is on (once, on a loaded CI
+    machine, a click left it off for a minute)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    drawing = "() => GridMap.map.pm.globalDrawModeEnabled()"
+    for _ in range(tries - 1):
+        page.locator(".leaflet-pm-toolbar .leaflet-pm-icon-polygon").click()
+        try:
+            page.wait_for_function(drawing, timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            if page.evaluate(drawing):
+                return
+    page.locator(".leaflet-pm-toolbar .leaflet-pm-icon-polygon").click()
+    page.wait_for_function(drawing, timeout=TIMEOUT_MS)
+
+
 def _draw_vertex(page: Any, lon: float, lat: float, n: int, tries: int = 3) -> None:
     """Click the ``n``-th vertex of a polygon being drawn, again if the click was lost (on a
     busy machine one sometimes is, like :func:`_click_until`'s); never one vertex too many."""
@@ -444,8 +462,7 @@ def test_draw_a_new_grid_and_locate_its_problems(browser: Any, live: Live) -> No
     _ready(page, timeout_s=60)
     page.evaluate(f"() => GridMap.map.setView([{y}, {x}], 18, {{animate: false}})")
     page.wait_for_timeout(400)
-    page.locator(".leaflet-pm-toolbar .leaflet-pm-icon-polygon").click()
-    page.wait_for_function("() => GridMap.map.pm.globalDrawModeEnabled()", timeout=TIMEOUT_MS)
+    _start_drawing(page)
     d = 0.00015  # a square of about 26 m around a point inside the host grid
     corners = [(x - d, y - d), (x + d, y - d), (x + d, y + d), (x - d, y + d), (x - d, y - d)]
     for n, (lon, lat) in enumerate(corners[:-1], start=1):
