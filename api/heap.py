@@ -115,9 +115,13 @@ async def heap_trim_task(interval_s: float) -> AsyncIterator[None]:
     async def rounds() -> None:
         while True:
             await anyio.sleep(interval_s)
-            before = await anyio.to_thread.run_sync(heap_stats, limiter=limiter)
-            await anyio.to_thread.run_sync(trim, limiter=limiter)
-            after = await anyio.to_thread.run_sync(heap_stats, limiter=limiter)
+            try:
+                before = await anyio.to_thread.run_sync(heap_stats, limiter=limiter)
+                await anyio.to_thread.run_sync(trim, limiter=limiter)
+                after = await anyio.to_thread.run_sync(heap_stats, limiter=limiter)
+            except Exception:  # housekeeping must never take the server down
+                log.exception("heap trim failed; no more trims in this process")
+                return
             if before is not None and after is not None:
                 # A line a minute would drown the log; one that gave much back is news.
                 freed = before.rss_mb - after.rss_mb
