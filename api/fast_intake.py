@@ -41,6 +41,7 @@ from weakref import ref
 import anyio
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.feed_hub import NOTIFY_CHANNEL
 from api.routing_state import IntakeSnapshot, RoutingState
 from gis.dispatch import WorkerOnGrid
 from gis.errors import DatabaseUnavailable, GridmapError
@@ -65,6 +66,45 @@ from services.workflow import Clock
 log = logging.getLogger("gridmap.intake")
 #: What the readiness probe asks (PostGIS is there), and how long it waits for an answer.
 READY_SQL: Final = "SELECT postgis_lib_version()"
+#: The intake's connections announce their inserts themselves, after the commit (migration
+#: 0017): with this setting the events trigger sends no NOTIFY inside the transaction, where
+#: PostgreSQL would hold its one notification lock through the commit's WAL flush and so
+#: queue every notifying commit of the cluster behind the one before.
+NOTIFY_SETTING: Final = "gridmap.notify_events"
+NOTIFY_AFTER_COMMIT: Final = "after_commit"
+ANNOUNCE_SQL: Final = f"NOTIFY {NOTIFY_CHANNEL}, 'intake'"
+#: A process announces its inserts at most this often. A change committed in between is
+#: still read promptly: every feed hub, once notified, reads again every
+#: ``RECHECK_S + MIN_INTERVAL_S`` for ``RECENT_S`` (api/feed_hub.py), a window that outlasts
+#: this interval (``tests/test_notify_after_commit.py`` checks the sum).
+ANNOUNCE_EVERY_S: Final = 0.1
+
+
+class Announcements:
+    """Whether an insert just committed is to be announced: the first in each interval.
+
+    Shared by a process's intake connections; leading edge only, as explained at
+    :data:`ANNOUNCE_EVERY_S`.
+    """
+
+    def __init__(
+        self, every_s: float = ANNOUNCE_EVERY_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._last = -math.inf
+        self.sent = 0
+
+    def due(self) -> bool:
+        """True for the first insert of an interval (and the interval then starts)."""
+        now = self._clock()
+        if now - self._last < self._every_s:
+            return False
+        self._last = now
+        self.sent += 1
+        return True
+
+
 READY_TIMEOUT_S: Final = 3.0
 
 #: (id, client_event_id, received_at, updated_at) of each inserted event.
@@ -94,8 +134,9 @@ class IntakeDatabase(Protocol):
 
 
 class _PoolConnection:
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, announcements: Announcements) -> None:
         self._conn = conn
+        self._announcements = announcements
 
     async def open_tasks(self, worker_ids: list[int]) -> dict[int, int]:
         rows = await self._conn.fetch(event_store.OPEN_TASKS_SQL, worker_ids)
@@ -103,7 +144,22 @@ class _PoolConnection:
 
     async def insert(self, document: event_store.InsertRows) -> list[Inserted]:
         rows = await self._conn.fetch(document.sql, *document.args)
+        if rows and self._announcements.due():
+            await self._announce()
         return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    async def _announce(self) -> None:
+        """NOTIFY the live maps' feed readers; the reports are committed whatever happens.
+
+        A lost announcement costs the screens their 1 s poll, never a change: the feed is
+        read from the table. A connection it leaves closed is reopened when next leased.
+        """
+        import asyncpg
+
+        try:
+            await self._conn.execute(ANNOUNCE_SQL)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("intake: change not announced (%s); live maps poll meanwhile", exc)
 
     async def postgis_version(self) -> str:
         return str(await self._conn.fetchval(READY_SQL))
@@ -135,7 +191,8 @@ class PoolDatabase:
         counts: OpenTaskCounts | None = None,
     ) -> None:
         self._connect = connect
-        self._free = [_Slot(c) for c in connections]
+        self.announcements = Announcements()
+        self._free = [_Slot(c, self.announcements) for c in connections]
         self._size = len(self._free)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
@@ -152,6 +209,7 @@ class PoolDatabase:
                 dsn,
                 server_settings={
                     "application_name": "gridmap-intake",
+                    NOTIFY_SETTING: NOTIFY_AFTER_COMMIT,
                     "idle_in_transaction_session_timeout": "60000",
                 },
             )
@@ -258,16 +316,17 @@ class PoolDatabase:
 class _Slot:
     """One connection of :class:`PoolDatabase` and its statements' view."""
 
-    __slots__ = ("conn", "view")
+    __slots__ = ("announcements", "conn", "view")
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, announcements: Announcements) -> None:
+        self.announcements = announcements
         self.conn: Any = None
         self.view: _PoolConnection | None = None
         self.use(conn)
 
     def use(self, conn: Any) -> None:
         self.conn = conn
-        self.view = _PoolConnection(conn) if conn is not None else None
+        self.view = _PoolConnection(conn, self.announcements) if conn is not None else None
 
 
 class _Lease:

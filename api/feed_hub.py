@@ -3,10 +3,10 @@
 A command centre keeps dozens of dispatcher screens open all day. If each screen's stream
 polled the database, the load would grow with the screens. Instead the process's hub reads
 the feed once whenever PostgreSQL announces a change (``NOTIFY gridmap_events``, sent by a
-statement trigger, migration 0009), at most every :data:`MIN_INTERVAL_S`, and otherwise
-every :data:`POLL_S` (the fallback for a lost notification or listener connection). Each
-page it reads is kept in a short history, serialised once per datum to bytes; every stream
-of the process is written those same bytes.
+statement trigger, migration 0009, or by the intake after its commit, migration 0017), at
+most every :data:`MIN_INTERVAL_S`, and otherwise every :data:`POLL_S` (the fallback for a
+lost notification or listener connection). Each page it reads is kept in a short history,
+serialised once per datum to bytes; every stream of the process is written those same bytes.
 
 Pages chain (each starts where the previous ended), so a stream reconnecting with a cursor
 the history covers (every stream ends after ``max_seconds``) follows the hub from there
@@ -48,6 +48,10 @@ POLL_S: Final = 1.0
 #: Right after a notification, look again this soon: the change may still have been hidden
 #: behind an older transaction that was running when it committed.
 RECHECK_S: Final = 0.25
+#: For this long after a notification the reader looks every RECHECK_S (then every POLL_S).
+#: The intake announces at most every ``api.fast_intake.ANNOUNCE_EVERY_S`` and leaves the
+#: changes in between to these reads.
+RECENT_S: Final = 1.0
 #: Notifications arrive with every report; reading at most this often coalesces them
 #: (every page is one write per stream: at 100 reports/s, 5 pages/s instead of 100).
 MIN_INTERVAL_S: Final = 0.2
@@ -257,7 +261,7 @@ class FeedHub:
     async def _run(self) -> None:
         assert self._wake is not None
         while not self._stop.is_set():
-            recently = time.monotonic() - self._last_notify < 1.0
+            recently = time.monotonic() - self._last_notify < RECENT_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), RECHECK_S if recently else POLL_S)
             self._wake.clear()

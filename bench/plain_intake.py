@@ -89,8 +89,13 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         size = int(os.environ.get("PLAIN_POOL_SIZE", "8"))
+        # No NOTIFY from gridmap's events trigger in its transactions (migration 0017): a
+        # table of the user's own would have none, and gridmap's intake sends none either.
         app.state.pool = await asyncpg.create_pool(
-            os.environ["PLAIN_DATABASE_URL"], min_size=size, max_size=size
+            os.environ["PLAIN_DATABASE_URL"],
+            min_size=size,
+            max_size=size,
+            server_settings={"gridmap.notify_events": "after_commit"},
         )
         yield
         await app.state.pool.close()

@@ -207,6 +207,8 @@ def test_asyncpg_hot_path_in_a_server(cluster: EmbeddedCluster, tmp_path: Path) 
         cwd=str(ROOT),
     ).start()
     dsn = dict(host="127.0.0.1", port=url.port, user=url.username, dbname=url.database)
+    listener = psycopg.connect(**dsn, autocommit=True)
+    listener.execute("LISTEN gridmap_events")
     try:
         points = _points()
         bodies = [_report(lon, lat) for lon, lat in points]
@@ -217,12 +219,23 @@ def test_asyncpg_hot_path_in_a_server(cluster: EmbeddedCluster, tmp_path: Path) 
             batch = c.post("/api/v1/events/batch", json={"events": bodies[5:15]})
             with psycopg.connect(**dsn) as conn:
                 hot = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                    "SELECT array_agg(pid) FROM pg_stat_activity WHERE application_name = "
                     "'gridmap-intake'"
                 ).fetchone()
+        # The intake's connections announce after their commits (migration 0017): their
+        # notifications carry the announcement's payload, never the trigger's.
+        listener.execute("NOTIFY gridmap_events, 'marker'")
+        notified = []
+        for n in listener.notifies(timeout=10.0):
+            if n.payload == "marker":
+                break
+            notified.append((n.pid, n.payload))
     finally:
+        listener.close()
         server.stop()
-    assert hot is not None and hot[0] >= 1, "the asyncpg pool was never used"
+    assert hot is not None and hot[0], "the asyncpg pool was never used"
+    from_intake = [payload for pid, payload in notified if pid in hot[0]]
+    assert from_intake and set(from_intake) == {"intake"}, notified
     assert {a.status_code for a in answers} == {201, 202}
     for a, r in zip(answers, replays, strict=False):
         assert r.status_code == a.status_code and r.json() == a.json()
