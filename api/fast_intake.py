@@ -14,8 +14,10 @@ an asyncpg pool, with no thread hop, no ORM session and no explicit transaction:
 
 Each runs in its own implicit transaction, so when the insert returns, the event and its
 audit row are committed (``synchronous_commit`` as the server has it: on by default), and
-only then is 201 answered. A key that was already used returns no row: that report is
-read back (``existing_events``) and answered as a replay, or 422 for another body.
+only then is 201 answered. The first insert of each :data:`ANNOUNCE_EVERY_S` of a process is
+then announced to the live maps (``NOTIFY``, a third statement; see :data:`NOTIFY_SETTING`).
+A key that was already used returns no row: that report is read back
+(``existing_events``) and answered as a replay, or 422 for another body.
 
 Whatever the hot path does not cover goes the general way (a worker thread with a
 session): a self-handled report, a routing index still being built, a roster or category
@@ -66,6 +68,7 @@ from services.workflow import Clock
 log = logging.getLogger("gridmap.intake")
 #: What the readiness probe asks (PostGIS is there), and how long it waits for an answer.
 READY_SQL: Final = "SELECT postgis_lib_version()"
+READY_TIMEOUT_S: Final = 3.0
 #: The intake's connections announce their inserts themselves, after the commit (migration
 #: 0017): with this setting the events trigger sends no NOTIFY inside the transaction, where
 #: PostgreSQL would hold its one notification lock through the commit's WAL flush and so
@@ -104,8 +107,6 @@ class Announcements:
         self.sent += 1
         return True
 
-
-READY_TIMEOUT_S: Final = 3.0
 
 #: (id, client_event_id, received_at, updated_at) of each inserted event.
 Inserted = tuple[int, uuid.UUID, datetime, datetime]

@@ -126,8 +126,9 @@ def test_the_count_reads_the_worker_index_however_stale_the_statistics(
     for setting in config:
         key, value = setting.split("=", 1)
         session.execute(text("SELECT set_config(:k, :v, true)"), {"k": key, "v": value})
-    body = body.replace("worker_ids", "$1").replace("up_to", "$2")
-    session.execute(text(f"PREPARE counted(int[], int) AS {body}"))
+    query = body.split("RETURN QUERY", 1)[1].rsplit(";", 1)[0]
+    query = query.replace("worker_ids", "$1").replace("up_to", "$2")
+    session.execute(text(f"PREPARE counted(int[], int) AS {query}"))
     worker_index = set(
         session.execute(
             text(
